@@ -1,0 +1,42 @@
+"""ddpmkit: denoising diffusion probabilistic models in PyTorch, in the papers' notation.
+
+Glossary (code name: symbol, meaning):
+
+- ``t``: the step, 0-based; row t of a table is the paper's step t + 1 (T = ``num_steps``).
+- ``betas``: β_t, the variance of the step q(x_t|x_{t-1}) = N(√(1-β_t) x_{t-1}, β_t I).
+- ``alphas``: α_t = 1 - β_t.  ``alpha_bar``: ᾱ_t = ∏_{s≤t} α_s, so q(x_t|x_0) = N(√ᾱ_t x_0, (1-ᾱ_t) I).
+- ``x0``, ``x_t``, ``eps``: x_0 (data), x_t (noised), ε (the standard normal noise in x_t).
+- ``x0_hat``, ``eps_hat``: a model's estimates of x_0 and ε; ``v`` = √ᾱ ε - √(1-ᾱ) x_0.
+- ``posterior_variance``: β̃_t, the variance of q(x_{t-1}|x_t, x_0).
+- ``sigma``: σ = √((1-ᾱ)/ᾱ), the noise level in variance-exploding coordinates x = x_t/√ᾱ.
+- ``log_snr``: log(ᾱ/(1-ᾱ)) = -2 log σ.
+- Denoiser: D(x; σ) ≈ E[x_0 | x], the one interface samplers use (``ddpmkit.denoisers``).
+"""
+
+from ddpmkit.analytic import GaussianDenoiser
+from ddpmkit.denoisers import Denoiser, NetworkDenoiser
+from ddpmkit.forward import posterior_mean, posterior_variance, q_sample, q_step
+from ddpmkit.losses import LossOutput, SimpleLoss, UniformTimesteps
+from ddpmkit.randomness import PerSampleGenerator
+from ddpmkit.samplers import SampleResult, ddpm_ancestral
+from ddpmkit.schedules import NoiseSchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Denoiser",
+    "GaussianDenoiser",
+    "LossOutput",
+    "NetworkDenoiser",
+    "NoiseSchedule",
+    "PerSampleGenerator",
+    "SampleResult",
+    "SimpleLoss",
+    "UniformTimesteps",
+    "__version__",
+    "ddpm_ancestral",
+    "posterior_mean",
+    "posterior_variance",
+    "q_sample",
+    "q_step",
+]

@@ -1,0 +1,38 @@
+"""The order in which training sees the data: a pure function of the seed and the step.
+
+Epoch e is a permutation drawn from a generator seeded by (seed, e); the batch of step s is a
+slice of it. Resuming at step s therefore continues the data order exactly, with no state to save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class StepBatches(Sampler[list[int]]):
+    """Index lists for steps ``start_step``, ``start_step + 1``, … (incomplete batches dropped)."""
+
+    def __init__(self, dataset_size: int, batch_size: int, seed: int, start_step: int = 0) -> None:
+        if dataset_size < batch_size:
+            raise ValueError(
+                f"the dataset has {dataset_size} samples, fewer than train.batch_size = {batch_size}"
+            )
+        self.dataset_size, self.batch_size = dataset_size, batch_size
+        self.seed, self.start_step = seed, start_step
+        self.batches_per_epoch = dataset_size // batch_size
+
+    def epoch_permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.dataset_size, generator=generator)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while True:
+            epoch, position = divmod(step, self.batches_per_epoch)
+            order = self.epoch_permutation(epoch)
+            for i in range(position, self.batches_per_epoch):
+                yield order[i * self.batch_size : (i + 1) * self.batch_size].tolist()
+            step = (epoch + 1) * self.batches_per_epoch

@@ -1,0 +1,78 @@
+"""Objects built from a config: the schedule, the network, the loss, the device."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig
+from ddpmkit.losses import SimpleLoss, loss_weights
+from ddpmkit.networks import MLPDenoiser, UNet
+from ddpmkit.schedules import NoiseSchedule
+
+
+def build_schedule(config: DiffusionConfig) -> NoiseSchedule:
+    """The noise schedule the config names."""
+    T = config.num_steps
+    if config.schedule == "linear":
+        return NoiseSchedule.linear(T, config.beta_start, config.beta_end)
+    if config.schedule == "cosine":
+        return NoiseSchedule.cosine(T, config.cosine_s)
+    if config.schedule == "sigmoid":
+        return NoiseSchedule.sigmoid(
+            T, config.sigmoid_start, config.sigmoid_end, config.sigmoid_tau
+        )
+    if config.schedule == "custom" and config.betas is not None:
+        return NoiseSchedule.from_betas(config.betas)
+    raise ValueError(f"diffusion.schedule {config.schedule!r} is not known")
+
+
+def build_network(config: ModelConfig) -> nn.Module:
+    """The U-Net or the MLP, as the (resolved) model config says."""
+    return UNet(config.unet) if config.kind == "unet" else MLPDenoiser(config.mlp)
+
+
+def build_loss(config: DiffusionConfig, schedule: NoiseSchedule) -> SimpleLoss:
+    """L_simple with the configured parameterization and per-t weighting."""
+    weights = loss_weights(
+        schedule, config.parameterization, config.loss_weighting, config.min_snr_gamma
+    )
+    return SimpleLoss(schedule, config.parameterization, weights)
+
+
+def resolve_for_data(
+    config: RunConfig, shape: tuple[int, ...], num_classes: int | None
+) -> RunConfig:
+    """The config with the network's input shape and classes taken from the data."""
+    model = config.model
+    classes = num_classes if model.class_conditional else None
+    if model.class_conditional and num_classes is None:
+        raise ValueError("model.class_conditional is set but the data has no labels")
+    if model.kind == "unet":
+        if len(shape) != 3:
+            raise ValueError(f"model.kind = 'unet' needs image data (C, H, W); the data is {shape}")
+        unet = dataclasses.replace(
+            model.unet, in_channels=shape[0], sample_size=shape[1], num_classes=classes
+        )
+        model = dataclasses.replace(model, unet=unet)
+    else:
+        if len(shape) != 1:
+            raise ValueError(f"model.kind = 'mlp' needs vector data (D,); the data is {shape}")
+        mlp = dataclasses.replace(model.mlp, dim=shape[0], num_classes=classes)
+        model = dataclasses.replace(model, mlp=mlp)
+    return dataclasses.replace(config, model=model)
+
+
+def pick_device(name: str) -> torch.device:
+    """ "auto" is CUDA when available, else the CPU; other names are passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"train.device {name!r} is not a device torch knows: {error}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device {name!r} asks for CUDA, but torch sees no GPU")
+    return device

@@ -1,0 +1,130 @@
+"""Checkpoints: safetensors tensors plus readable JSON, so loading one never runs code.
+
+A checkpoint is a folder ``step-NNNNNNN/`` holding ``config.json`` (the complete, resolved
+configuration), ``model.safetensors`` (the trained weights), ``ema.safetensors`` (the averaged
+weights used for sampling), and ``training.safetensors`` + ``training.json`` (optimizer moments,
+RNG states, step and counters) for resuming. It is written under a temporary name and renamed,
+so a crash never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ddpmkit.config import RunConfig
+from ddpmkit.config_io import from_dict, to_dict
+
+CHECKPOINT_PREFIX = "step-"
+
+
+@dataclass
+class TrainingState:
+    """Everything besides the weights that a resumed run needs to continue bit for bit."""
+
+    step: int
+    ema_updates: int
+    optimizer: dict[str, Any]
+    rng: dict[str, Tensor]
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:07d}"
+
+
+def save_checkpoint(
+    folder: Path, config: RunConfig, model: nn.Module, ema: nn.Module, state: TrainingState
+) -> Path:
+    """Write the checkpoint folder atomically; refuses to replace an existing one."""
+    if folder.exists():
+        raise FileExistsError(f"checkpoint {folder} already exists; refusing to overwrite it")
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    (partial / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    save_file(_contiguous(model.state_dict()), partial / "model.safetensors")
+    save_file(_contiguous(ema.state_dict()), partial / "ema.safetensors")
+    tensors, meta = _flatten_optimizer(state.optimizer)
+    tensors |= {f"rng.{name}": value for name, value in state.rng.items()}
+    save_file(_contiguous(tensors), partial / "training.safetensors")
+    meta |= {"step": state.step, "ema_updates": state.ema_updates}
+    (partial / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    partial.rename(folder)
+    return folder
+
+
+def read_config(checkpoint: Path) -> RunConfig:
+    """The run configuration stored with a checkpoint."""
+    path = Path(checkpoint) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a ddpmkit checkpoint: {path} is missing")
+    return from_dict(RunConfig, json.loads(path.read_text()), str(path))
+
+
+def load_weights(module: nn.Module, checkpoint: Path, which: str = "ema") -> None:
+    """Load ``ema`` or ``model`` weights (safetensors) into ``module``, every key required."""
+    path = Path(checkpoint) / f"{which}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint} has no {path.name}")
+    module.load_state_dict(load_file(path, device="cpu"), strict=True)
+
+
+def load_training_state(checkpoint: Path) -> TrainingState:
+    """Optimizer moments, RNG states and counters of a checkpoint."""
+    tensors = load_file(Path(checkpoint) / "training.safetensors", device="cpu")
+    meta = json.loads((Path(checkpoint) / "training.json").read_text())
+    rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
+    optimizer = _unflatten_optimizer(tensors, meta["optimizer_param_groups"])
+    return TrainingState(meta["step"], meta["ema_updates"], optimizer, rng)
+
+
+def find_checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoints of a run folder, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    found = [
+        p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.suffix != ".partial"
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder (meaning its latest checkpoint)."""
+    path = Path(path)
+    if (path / "config.json").is_file() and (path / "ema.safetensors").is_file():
+        return path
+    found = find_checkpoints(path) if path.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"{path} is neither a checkpoint nor a run folder with checkpoints")
+    return found[-1]
+
+
+def _contiguous(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors = {}
+    for param_id, param_state in state_dict["state"].items():
+        for name, value in param_state.items():
+            tensors[f"optimizer.{param_id}.{name}"] = torch.as_tensor(value)
+    return tensors, {"optimizer_param_groups": state_dict["param_groups"]}
+
+
+def _unflatten_optimizer(tensors: dict[str, Tensor], param_groups: list[dict]) -> dict[str, Any]:
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            state.setdefault(int(param_id), {})[name] = value
+    for group in param_groups:
+        for key, value in group.items():
+            if isinstance(value, list) and key != "params":
+                group[key] = tuple(value)
+    return {"state": state, "param_groups": param_groups}

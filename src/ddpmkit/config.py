@@ -1,0 +1,106 @@
+"""Configuration dataclasses: the single source of truth for every option.
+
+Config files (TOML, YAML or JSON) and command-line flags are read into these classes by
+``ddpmkit.config_io``; an unknown or mistyped key is an error there, never ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ddpmkit.data.config import DataConfig
+from ddpmkit.losses import LossWeighting
+from ddpmkit.networks import MLPConfig, UNetConfig
+from ddpmkit.parameterization import Parameterization
+from ddpmkit.samplers import ReverseVariance
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: Literal["unet", "mlp"] = (
+        "unet"  # the U-Net for images, the MLP for vectors and 2-D points
+    )
+    class_conditional: bool = False  # add a class embedding; the classes come from the data
+    unet: UNetConfig = field(default_factory=UNetConfig)  # in_channels/sample_size follow the data
+    mlp: MLPConfig = field(default_factory=MLPConfig)  # dim follows the data
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    schedule: Literal["linear", "cosine", "sigmoid", "custom"] = "linear"  # β_t schedule
+    num_steps: int = 1000  # T; the linear range is rescaled by 1000/T (Improved DDPM)
+    beta_start: float = 1e-4  # linear schedule's β_1 at T = 1000
+    beta_end: float = 0.02  # linear schedule's β_T at T = 1000
+    betas: tuple[float, ...] | None = None  # β_1 … β_T for schedule = "custom"
+    cosine_s: float = 0.008  # cosine schedule's offset s
+    sigmoid_start: float = -3.0  # sigmoid schedule's start
+    sigmoid_end: float = 3.0  # sigmoid schedule's end
+    sigmoid_tau: float = 1.0  # sigmoid schedule's temperature
+    parameterization: Parameterization = "eps"  # what the network predicts: eps, x0 or v
+    loss_weighting: LossWeighting = "uniform"  # L_simple's uniform weights, or min-SNR-γ
+    min_snr_gamma: float = 5.0  # γ of the min-SNR weighting
+
+    def __post_init__(self) -> None:
+        if self.schedule == "custom" and self.betas is None:
+            raise ValueError("diffusion.schedule = 'custom' needs diffusion.betas")
+        if self.betas is not None and len(self.betas) != self.num_steps:
+            raise ValueError(
+                f"diffusion.betas has {len(self.betas)} values but diffusion.num_steps is "
+                f"{self.num_steps}"
+            )
+        if self.betas is not None and self.schedule != "custom":
+            raise ValueError("diffusion.betas is given, so set diffusion.schedule = 'custom'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10000  # optimizer steps in total
+    batch_size: int = 128  # samples per step
+    lr: float = 2e-4  # peak learning rate of AdamW
+    warmup_steps: int = 5000  # linear learning-rate warm-up from 0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (β1, β2)
+    grad_clip: float = 1.0  # clip the gradient's global norm to this (0 = off)
+    ema_decay: float = 0.9999  # EMA decay of the weights used for sampling
+    ema_warmup: bool = True  # decay min(ema_decay, (1+n)/(10+n)) for the n-th update
+    seed: int = 0  # seeds weights, data order, t, noise and dropout
+    checkpoint_every: int = 1000  # steps between checkpoints (the last step always saves)
+    sample_every: int = 1000  # steps between sample grids (0 = only at the end)
+    log_every: int = 50  # steps between rows of log.csv
+    num_workers: int = 0  # data-loading worker processes
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", …
+    bf16: bool = False  # run the network under bf16 autocast (fast on AMX CPUs and GPUs)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    sampler: Literal["ancestral"] = "ancestral"  # the sampling algorithm
+    variance: ReverseVariance = "beta_tilde"  # σ²_t = β̃_t ("beta_tilde") or β_t ("beta")
+    clip_x0: bool = True  # clip the predicted x_0 to [-1, 1] (image data)
+    num_samples: int = 64  # samples to draw
+    batch_size: int = 256  # samples per network call
+    seed: int = 0  # sample i uses seed + i, whatever the batch size
+    use_ema: bool = True  # sample with the EMA weights
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1 or self.batch_size < 1:
+            raise ValueError("sample.num_samples and sample.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)

@@ -1,0 +1,218 @@
+"""Reading and writing configs: files (TOML, YAML, JSON), presets and command-line overrides.
+
+Every key is checked against the dataclass fields and every value against the field's type; a
+mistake is an error that names the key (and the file or flag it came from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import inspect
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+T = TypeVar("T")
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the configuration dataclasses."""
+
+
+def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and ill-typed values."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table of options, got {values!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = (
+                f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(names)}"
+            )
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+        kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass as a nested dict of plain values (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merged key by key; ``update`` wins."""
+    merged = dict(base)
+    for key, value in update.items():
+        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both_dicts else value
+    return merged
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A nested dict from a .toml, .yaml/.yml or .json file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: config files must end in .toml, .yaml, .yml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: cannot parse: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table of sections")
+    return data
+
+
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` (from a file, or a string from a flag) checked and converted to type ``hint``."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _coerce_union(value, args, where)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        return _coerce_tuple(value, args, where)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)  # type: ignore[arg-type]
+    if hint is bool:
+        return _coerce_bool(value, where)
+    if hint in (int, float, str):
+        return _coerce_scalar(value, hint, where)
+    raise ConfigError(f"{where}: unsupported option type {hint!r}")
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], where: str) -> Any:
+    is_none = value is None or (isinstance(value, str) and value.lower() == "none")
+    if is_none and type(None) in args:
+        return None
+    errors = []
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return coerce(value, arg, where)
+        except ConfigError as error:
+            errors.append(str(error))
+    raise ConfigError(
+        errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of its types"
+    )
+
+
+def _coerce_tuple(value: Any, args: tuple[Any, ...], where: str) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.strip("()[] ").split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+    return tuple(
+        coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+    )
+
+
+def _coerce_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _coerce_scalar(value: Any, kind: type, where: str) -> Any:
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """One ``--section.key VALUE`` flag per leaf option of ``cls``, help from the field comments."""
+    hints = get_type_hints(cls)
+    comments = _field_comments(cls)
+    for f in dataclasses.fields(cls):
+        name, hint = f"{prefix}{f.name}", hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            add_config_flags(parser, hint, f"{name}.")  # type: ignore[arg-type]
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        parser.add_argument(
+            f"--{name}",
+            dest=f"config:{name}",
+            default=argparse.SUPPRESS,
+            metavar=_metavar(hint),
+            help=f"{comments.get(f.name, '')} (default: {default!r})".strip(),
+        )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The nested dict of the ``--section.key`` flags that were given (values still strings)."""
+    nested: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if not dest.startswith("config:"):
+            continue
+        *parents, leaf = dest.removeprefix("config:").split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _metavar(hint: Any) -> str:
+    args = get_args(hint)
+    if get_origin(hint) is typing.Literal:
+        return "{" + ",".join(map(str, args)) + "}"
+    if get_origin(hint) is tuple:
+        return "A,B,..."
+    return getattr(hint, "__name__", "VALUE").upper()
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Trailing ``# comment`` of each field in the class source: the option's documentation."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    comments = {}
+    for line in lines:
+        code, _, comment = line.partition("  # ")
+        name = code.strip().split(":")[0]
+        if comment and name.isidentifier():
+            comments[name] = comment.strip()
+    return comments

@@ -1,0 +1,64 @@
+"""The denoiser interface every sampler uses, and the wrapper that turns a network into one.
+
+A denoiser maps a noisy batch in variance-exploding coordinates, x = x_t/√ᾱ_t = x_0 + σ ε with
+σ = √((1-ᾱ_t)/ᾱ_t), to its estimate x̂_0 (Karras et al. 2022, §2; k-diffusion's convention).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ddpmkit.parameterization import (
+    PARAMETERIZATIONS,
+    X0_FROM_OUTPUT,
+    Parameterization,
+    alpha_bar_from_sigma,
+)
+from ddpmkit.schedules import NoiseSchedule
+
+
+class Denoiser(Protocol):
+    """D(x; σ) ≈ E[x_0 | x_0 + σε = x]."""
+
+    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor: ...
+
+
+def per_sample_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
+    """σ as a (B,) tensor of x's dtype and device, from a scalar or a (B,) tensor."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    return sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+
+
+def broadcast_to(values: Tensor, x: Tensor) -> Tensor:
+    """(B,) values reshaped to (B, 1, …, 1) so that they broadcast over x."""
+    return values.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+class NetworkDenoiser:
+    """A network trained on DDPM's discrete t, read as a denoiser (its parameterization fixed once).
+
+    σ between the schedule's table rows is fed to the network as a fractional t, interpolated
+    linearly in log σ (the sinusoidal embedding is defined for any real t).
+    """
+
+    def __init__(
+        self, network: nn.Module, schedule: NoiseSchedule, parameterization: Parameterization
+    ) -> None:
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}"
+            )
+        self.network = network
+        self.schedule = schedule
+        self.parameterization = parameterization
+        self._x0_from_output = X0_FROM_OUTPUT[parameterization]
+
+    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        sigma = per_sample_sigma(sigma, x)
+        alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma.double()).to(x.dtype), x)
+        x_t = x * alpha_bar.sqrt()
+        output = self.network(x_t, self.schedule.sigma_to_t(sigma), class_labels)
+        return self._x0_from_output(x_t, output.to(x.dtype), alpha_bar)

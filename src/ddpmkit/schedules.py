@@ -1,0 +1,160 @@
+"""The noise schedule: β_t and every quantity derived from it, computed once in float64.
+
+Index convention: row ``t`` (0-based, ``t = 0 … T-1``) holds the paper's step ``t + 1``, so
+``alpha_bar[0] = α_1`` and ``alpha_bar[T-1] = ᾱ_T``. Networks are fed this 0-based ``t``, as in
+improved-diffusion and diffusers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseSchedule:
+    """β_1 … β_T and its derived tables (Ho et al. 2020, eqs. 2–7); all float64, shape (T,)."""
+
+    betas: Tensor
+    alphas: Tensor = field(init=False, repr=False)
+    alpha_bar: Tensor = field(init=False, repr=False)
+    alpha_bar_prev: Tensor = field(init=False, repr=False)
+    sqrt_alpha_bar: Tensor = field(init=False, repr=False)
+    sqrt_one_minus_alpha_bar: Tensor = field(init=False, repr=False)
+    posterior_variance: Tensor = field(init=False, repr=False)
+    posterior_log_variance_clipped: Tensor = field(init=False, repr=False)
+    posterior_mean_coef_x0: Tensor = field(init=False, repr=False)
+    posterior_mean_coef_xt: Tensor = field(init=False, repr=False)
+    sigmas: Tensor = field(init=False, repr=False)
+    log_snr: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        betas = _validated_betas(self.betas)
+        alphas = 1.0 - betas
+        alpha_bar = torch.cumprod(alphas, dim=0)
+        alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
+        posterior_variance = betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+        # β̃_1 = 0, so its log is clipped to β̃_2 as in improved-diffusion.
+        clipped = torch.cat([posterior_variance[1:2], posterior_variance[1:]])[: len(betas)]
+        tables = {
+            "betas": betas,
+            "alphas": alphas,
+            "alpha_bar": alpha_bar,
+            "alpha_bar_prev": alpha_bar_prev,
+            "sqrt_alpha_bar": alpha_bar.sqrt(),
+            "sqrt_one_minus_alpha_bar": (1.0 - alpha_bar).sqrt(),
+            "posterior_variance": posterior_variance,
+            "posterior_log_variance_clipped": clipped.clamp_min(1e-20).log(),
+            "posterior_mean_coef_x0": betas * alpha_bar_prev.sqrt() / (1.0 - alpha_bar),
+            "posterior_mean_coef_xt": (1.0 - alpha_bar_prev) * alphas.sqrt() / (1.0 - alpha_bar),
+            "sigmas": ((1.0 - alpha_bar) / alpha_bar).sqrt(),
+            "log_snr": alpha_bar.log() - (1.0 - alpha_bar).log(),
+        }
+        for name, value in tables.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def num_steps(self) -> int:
+        """T, the number of diffusion steps."""
+        return len(self.betas)
+
+    def at(self, table: Tensor, t: Tensor, like: Tensor) -> Tensor:
+        """``table[t]`` in ``like``'s dtype and device, shaped (B, 1, …, 1) to broadcast over it."""
+        values = table.to(like.device)[t.to(like.device).long()].to(like.dtype)
+        return values.reshape(-1, *([1] * (like.ndim - 1)))
+
+    def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """Continuous t for a VE noise level σ = √((1-ᾱ)/ᾱ), linear in log σ between table rows."""
+        log_sigmas = self.sigmas.log().to(sigma.device)
+        log_sigma = sigma.to(torch.float64).clamp_min(1e-30).log()
+        high = torch.searchsorted(log_sigmas, log_sigma).clamp(1, self.num_steps - 1)
+        low = high - 1
+        w = (log_sigma - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])
+        return (low + w.clamp(0.0, 1.0)).to(sigma.dtype)
+
+    def t_to_sigma(self, t: Tensor) -> Tensor:
+        """σ at a continuous t, linear in log σ between table rows (inverse of ``sigma_to_t``)."""
+        log_sigmas = self.sigmas.log().to(t.device)
+        t64 = t.to(torch.float64).clamp(0, self.num_steps - 1)
+        low = t64.floor().long().clamp(max=self.num_steps - 2)
+        w = t64 - low
+        return ((1 - w) * log_sigmas[low] + w * log_sigmas[low + 1]).exp().to(t.dtype)
+
+    @classmethod
+    def linear(
+        cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+    ) -> NoiseSchedule:
+        """Linear β (Ho et al. 2020, §4), range scaled by 1000/T as in Nichol & Dhariwal (2021).
+
+        The paper's range is for T = 1000; for another T the endpoints are multiplied by 1000/T
+        so that ᾱ_T, and hence the process, stays about the same when T changes.
+        """
+        _check_num_steps(num_steps)
+        scale = 1000.0 / num_steps
+        return cls(
+            torch.linspace(beta_start * scale, beta_end * scale, num_steps, dtype=torch.float64)
+        )
+
+    @classmethod
+    def cosine(
+        cls, num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999
+    ) -> NoiseSchedule:
+        """ᾱ(t) = cos²((t/T + s)/(1 + s)·π/2), β clipped at 0.999 (Nichol & Dhariwal 2021, eq. 17)."""
+        _check_num_steps(num_steps)
+        steps = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        return cls.from_alpha_bar_curve(f / f[0], max_beta)
+
+    @classmethod
+    def sigmoid(
+        cls,
+        num_steps: int = 1000,
+        start: float = -3.0,
+        end: float = 3.0,
+        tau: float = 1.0,
+        max_beta: float = 0.999,
+    ) -> NoiseSchedule:
+        """ᾱ(t) from a rescaled sigmoid (Chen 2023, "On the importance of noise scheduling")."""
+        _check_num_steps(num_steps)
+        steps = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+        v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))
+        v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
+        f = (v_end - torch.sigmoid((steps * (end - start) + start) / tau)) / (v_end - v_start)
+        return cls.from_alpha_bar_curve(f, max_beta)
+
+    @classmethod
+    def from_alpha_bar_curve(cls, alpha_bar: Tensor, max_beta: float = 0.999) -> NoiseSchedule:
+        """β_t = min(1 - ᾱ(t)/ᾱ(t-1), max_beta) from ᾱ on T+1 points with ᾱ(0) = 1."""
+        alpha_bar = alpha_bar.to(torch.float64)
+        betas = 1.0 - alpha_bar[1:] / alpha_bar[:-1]
+        return cls(betas.clamp(max=max_beta))
+
+    @classmethod
+    def from_betas(cls, betas: Tensor | list[float] | tuple[float, ...]) -> NoiseSchedule:
+        """A schedule from user-given β_1 … β_T."""
+        return cls(torch.as_tensor(betas, dtype=torch.float64))
+
+
+def _check_num_steps(num_steps: int) -> None:
+    if not isinstance(num_steps, int) or num_steps < 2:
+        raise ValueError(f"number of diffusion steps T must be an integer >= 2, got {num_steps!r}")
+
+
+def _validated_betas(betas: Tensor) -> Tensor:
+    if not isinstance(betas, Tensor):
+        raise TypeError(f"betas must be a tensor, got {type(betas).__name__}")
+    betas = betas.detach().to(torch.float64).cpu()
+    if betas.ndim != 1 or len(betas) < 2:
+        raise ValueError(
+            f"betas must be a 1-D sequence of length >= 2, got shape {tuple(betas.shape)}"
+        )
+    if not torch.isfinite(betas).all():
+        raise ValueError("betas contain non-finite values (nan or inf)")
+    bad = ((betas <= 0) | (betas >= 1)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"every beta must lie in (0, 1); beta[{i}] = {float(betas[i])!r}")
+    return betas

@@ -1,0 +1,241 @@
+"""The training loop: optimizer, EMA, checkpoints, sample grids, log; no diffusion mathematics.
+
+The diffusion objective is whatever loss the config builds (``ddpmkit.losses``); this module only
+feeds it batches and keeps the run reproducible: a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from ddpmkit.batches import StepBatches
+from ddpmkit.builders import (
+    build_loss,
+    build_network,
+    build_schedule,
+    pick_device,
+    resolve_for_data,
+)
+from ddpmkit.checkpoints import (
+    TrainingState,
+    checkpoint_name,
+    find_checkpoints,
+    load_training_state,
+    load_weights,
+    read_config,
+    save_checkpoint,
+)
+from ddpmkit.config import RunConfig
+from ddpmkit.config_io import to_dict
+from ddpmkit.data import hflip_batch, load_data
+from ddpmkit.ema import EMA
+from ddpmkit.losses import LossOutput
+from ddpmkit.outputs import write_samples
+
+StepCallback = Callable[[int, dict[str, float]], None]
+"""Called after every step with (step, metrics); the CLI draws its progress bar with it."""
+
+LOG_COLUMNS = (
+    "step",
+    "loss",
+    "loss_q0",
+    "loss_q1",
+    "loss_q2",
+    "loss_q3",
+    "lr",
+    "grad_norm",
+    "seconds",
+)
+
+
+def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then constant (Ho et al. 2020, App. B)."""
+    return peak * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else peak
+
+
+class Trainer:
+    """Trains the network a ``RunConfig`` describes, in a run folder it owns."""
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, resume: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        data = load_data(config.data, "train")
+        self.dataset = data.dataset
+        self.config = resolve_for_data(config, data.shape, data.num_classes)
+        self.shape = data.shape
+        self.device = pick_device(self.config.train.device)
+        train = self.config.train
+        torch.manual_seed(train.seed)
+        self.network = build_network(self.config.model).to(self.device)
+        self.schedule = build_schedule(self.config.diffusion)
+        self.loss = build_loss(self.config.diffusion, self.schedule)
+        self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
+        self.optimizer = torch.optim.AdamW(
+            self.network.parameters(),
+            lr=train.lr,
+            betas=train.adam_betas,
+            weight_decay=train.weight_decay,
+        )
+        self.generator = torch.Generator(self.device).manual_seed(train.seed)
+        self.step = 0
+        if resume:
+            self._restore()
+        else:
+            self._claim_run_dir()
+
+    def fit(self, on_step: StepCallback | None = None) -> Path:
+        """Train until ``train.steps``; returns the last checkpoint folder."""
+        train = self.config.train
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=StepBatches(len(self.dataset), train.batch_size, train.seed, self.step),
+            num_workers=train.num_workers,
+        )
+        log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
+        batches = iter(loader)
+        while self.step < train.steps:
+            x0, labels = next(batches)
+            metrics, output = self._train_step(x0, labels)
+            self.step += 1
+            log.add(self.step, metrics, output)
+            if self.step % train.log_every == 0 or self.step == train.steps:
+                log.write()
+            if on_step is not None:
+                on_step(self.step, metrics)
+            self._periodic_outputs()
+        return self.latest_checkpoint()
+
+    def _train_step(
+        self, x0: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[dict[str, float], LossOutput]:
+        train = self.config.train
+        x0 = x0.to(self.device)
+        if self.config.data.hflip:
+            x0 = hflip_batch(x0, self.generator)
+        class_labels = labels.to(self.device) if self.config.model.class_conditional else None
+        lr = learning_rate(self.step, train.lr, train.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        autocast = torch.autocast(self.device.type, torch.bfloat16) if train.bf16 else nullcontext()
+        self.network.train()
+        with autocast:
+            output = self.loss(self.network, x0, class_labels, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        max_norm = train.grad_clip if train.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
+        self.optimizer.step()
+        self.ema.update(self.network)
+        return {"loss": float(output.loss), "lr": lr, "grad_norm": float(grad_norm)}, output
+
+    def _periodic_outputs(self) -> None:
+        train, step = self.config.train, self.step
+        last = step == train.steps
+        if last or (train.sample_every > 0 and step % train.sample_every == 0):
+            name = "final" if last else checkpoint_name(step)
+            write_samples(
+                self.ema.model,
+                self.schedule,
+                self.config,
+                self.shape,
+                self.run_dir / "samples" / name,
+            )
+        if last or step % train.checkpoint_every == 0:
+            self.save()
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current step."""
+        rng = {"torch": torch.get_rng_state(), "train": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        state = TrainingState(self.step, self.ema.num_updates, self.optimizer.state_dict(), rng)
+        folder = self.run_dir / "checkpoints" / checkpoint_name(self.step)
+        return save_checkpoint(folder, self.config, self.network, self.ema.model, state)
+
+    def latest_checkpoint(self) -> Path:
+        return find_checkpoints(self.run_dir)[-1]
+
+    def _claim_run_dir(self) -> None:
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise FileExistsError(
+                f"run folder {self.run_dir} is not empty; resume it with --resume "
+                "or choose a new folder with --out"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
+
+    def _restore(self) -> None:
+        found = find_checkpoints(self.run_dir)
+        if not found:
+            raise FileNotFoundError(f"cannot resume: {self.run_dir} holds no checkpoint")
+        checkpoint = found[-1]
+        _check_resumable(read_config(checkpoint), self.config, checkpoint)
+        load_weights(self.network, checkpoint, "model")
+        load_weights(self.ema.model, checkpoint, "ema")
+        state = load_training_state(checkpoint)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.ema.num_updates = state.ema_updates
+        torch.set_rng_state(state.rng["torch"])
+        self.generator.set_state(state.rng["train"])
+        if "cuda" in state.rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state.rng["cuda"], self.device)
+        self.step = state.step
+
+
+def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -> None:
+    """Only the length of training may change on resume; anything else would not be a resumption."""
+    same_except_steps = dataclasses.replace(
+        requested, train=dataclasses.replace(requested.train, steps=saved.train.steps)
+    )
+    if same_except_steps != saved:
+        changed = [
+            f.name
+            for f in dataclasses.fields(saved)
+            if getattr(saved, f.name) != getattr(same_except_steps, f.name)
+        ]
+        raise ValueError(
+            f"cannot resume from {checkpoint}: the config differs in section(s) {', '.join(changed)}; "
+            "only train.steps may change when resuming"
+        )
+
+
+class _LossLog:
+    """Rows of log.csv: the mean loss since the last row, overall and per quarter of the t range."""
+
+    def __init__(self, path: Path, num_steps: int) -> None:
+        self.path, self.num_steps = path, num_steps
+        self.start = time.perf_counter()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums, self.counts = torch.zeros(4, dtype=torch.float64), torch.zeros(4)
+        self.losses: list[float] = []
+
+    def add(self, step: int, metrics: dict[str, float], output: LossOutput) -> None:
+        quarter = (output.t.cpu() * 4 // self.num_steps).clamp(max=3).long()
+        self.sums.index_add_(0, quarter, output.per_sample.cpu().double())
+        self.counts.index_add_(0, quarter, torch.ones(len(quarter)))
+        self.losses.append(metrics["loss"])
+        self.row = {"step": step, "lr": metrics["lr"], "grad_norm": metrics["grad_norm"]}
+
+    def write(self) -> None:
+        quarters = (self.sums / self.counts.clamp(min=1)).tolist()
+        row = self.row | {f"loss_q{i}": q for i, q in enumerate(quarters)}
+        row |= {
+            "loss": sum(self.losses) / len(self.losses),
+            "seconds": time.perf_counter() - self.start,
+        }
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+        self._reset()
