@@ -1,6 +1,6 @@
 """Are generated digits recognisable? Print the criteria of ddpmkit.evaluation with PASS/FAIL.
 
-    python bench/digits_quality.py SAMPLES.npz [--json OUT]  # key "samples" or "x": (N, 1, 8, 8)
+    python bench/digits_quality.py SAMPLES.npz|RUN_DIR [--json OUT]  # key "samples"/"x": (N,1,8,8)
     python bench/digits_quality.py --real                    # held-out real digits (sanity check)
 
 Exits 1 when a criterion fails.
@@ -29,7 +29,13 @@ SAMPLE_KEYS = ("samples", "x")
 
 
 def load_samples(path: Path) -> torch.Tensor:
-    """Samples (N, 1, 8, 8) from an .npz file under key "samples" or "x"."""
+    """Samples (N, 1, 8, 8) from an .npz file (key "samples" or "x"), or a run folder's latest."""
+    if path.is_dir():
+        found = sorted((path / "samples").glob("step-*.npz"))
+        if not found:
+            raise SystemExit(f"{path}: no samples/step-*.npz in this run folder")
+        path = found[-1]
+        print(f"samples: {path}")
     with np.load(path) as archive:
         for key in SAMPLE_KEYS:
             if key in archive:
@@ -82,7 +88,9 @@ def print_report(report: DigitsQuality, args: argparse.Namespace, train_seconds:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("samples", nargs="?", type=Path, help=".npz with key 'samples' or 'x'")
+    source.add_argument(
+        "samples", nargs="?", type=Path, help=".npz with key 'samples' or 'x', or a run folder"
+    )
     source.add_argument("--real", action="store_true", help="judge the held-out real digits")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the report here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the classifier (default 0)")

@@ -53,15 +53,20 @@ def resolve_for_data(
     if model.kind == "unet":
         if len(shape) != 3:
             raise ValueError(f"model.kind = 'unet' needs image data (C, H, W); the data is {shape}")
-        unet = dataclasses.replace(
-            model.unet, in_channels=shape[0], sample_size=shape[1], num_classes=classes
-        )
+        if model.unet.sample_size != shape[1]:
+            raise ValueError(
+                f"model.unet.sample_size is {model.unet.sample_size} but the data are "
+                f"{shape[1]}×{shape[2]}; set model.unet.sample_size = {shape[1]} "
+                "(attention_resolutions are resolutions at that size)"
+            )
+        unet = dataclasses.replace(model.unet, in_channels=shape[0], num_classes=classes)
         model = dataclasses.replace(model, unet=unet)
     else:
         if len(shape) != 1:
             raise ValueError(f"model.kind = 'mlp' needs vector data (D,); the data is {shape}")
         mlp = dataclasses.replace(model.mlp, dim=shape[0], num_classes=classes)
         model = dataclasses.replace(model, mlp=mlp)
+    model = dataclasses.replace(model, sample_shape=tuple(shape))
     return dataclasses.replace(config, model=model)
 
 

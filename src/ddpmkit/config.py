@@ -22,8 +22,9 @@ class ModelConfig:
         "unet"  # the U-Net for images, the MLP for vectors and 2-D points
     )
     class_conditional: bool = False  # add a class embedding; the classes come from the data
-    unet: UNetConfig = field(default_factory=UNetConfig)  # in_channels/sample_size follow the data
+    unet: UNetConfig = field(default_factory=UNetConfig)  # in_channels follows the data
     mlp: MLPConfig = field(default_factory=MLPConfig)  # dim follows the data
+    sample_shape: tuple[int, ...] | None = None  # per-sample data shape, filled in from the data
 
 
 @dataclass(frozen=True)

@@ -38,39 +38,25 @@ def generate(
     device = next(network.parameters()).device
     denoiser = NetworkDenoiser(network, schedule, diffusion.parameterization)
     clip = (-1.0, 1.0) if config.clip_x0 else None
-    total_nfe = schedule.num_steps * -(-config.num_samples // config.batch_size)
-    done = 0
-    results = []
+    starts = range(0, config.num_samples, config.batch_size)
+    total_nfe = schedule.num_steps * len(starts)
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
-    for start in range(0, config.num_samples, config.batch_size):
-        seeds = range(
-            config.seed + start, config.seed + min(start + config.batch_size, config.num_samples)
-        )
-        generator = PerSampleGenerator(seeds, device)
-        labels = (
-            None if class_labels is None else class_labels[start : start + len(seeds)].to(device)
-        )
-
-        def step(i: int, total: int, x: Tensor, offset: int = done) -> None:
-            if progress is not None:
-                progress(offset + i, total_nfe)
-
-        x_T = randn((len(seeds), *shape), generator, torch.float32, device)
+    results = []
+    for batch_index, start in enumerate(starts):
+        stop = min(start + config.batch_size, config.num_samples)
+        generator = PerSampleGenerator(range(config.seed + start, config.seed + stop), device)
+        labels = None if class_labels is None else class_labels[start:stop].to(device)
+        done = batch_index * schedule.num_steps
+        callback = None
+        if progress is not None:
+            callback = lambda i, _total, _x, done=done: progress(done + i, total_nfe)  # noqa: E731
+        x_T = randn((stop - start, *shape), generator, torch.float32, device)
         with autocast:
-            results.append(
-                ddpm_ancestral(
-                    denoiser,
-                    schedule,
-                    x_T,
-                    variance=config.variance,
-                    clip=clip,
-                    generator=generator,
-                    class_labels=labels,
-                    record_trajectory=record_trajectory,
-                    callback=step,
-                )
-            )
-        done += schedule.num_steps
+            result = ddpm_ancestral(
+                denoiser, schedule, x_T, variance=config.variance, clip=clip, generator=generator,
+                class_labels=labels, record_trajectory=record_trajectory, callback=callback,
+            )  # fmt: skip
+        results.append(result)
     return _concatenate(results)
 
 

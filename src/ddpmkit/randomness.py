@@ -42,7 +42,7 @@ def randn(
     if isinstance(generator, PerSampleGenerator):
         return generator.randn(shape, dtype, torch.device(device))
     gen_device = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=gen_device).to(device, dtype)
+    return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
 
 
 def randn_like(x: Tensor, generator: Generator) -> Tensor:

@@ -94,6 +94,11 @@ class NoiseSchedule:
         """
         _check_num_steps(num_steps)
         scale = 1000.0 / num_steps
+        if beta_end * scale >= 1.0:
+            raise ValueError(
+                f"linear schedule with T = {num_steps}: β_T rescaled by 1000/T is "
+                f"{beta_end * scale:g} >= 1; use more steps or the cosine schedule"
+            )
         return cls(
             torch.linspace(beta_start * scale, beta_end * scale, num_steps, dtype=torch.float64)
         )

@@ -97,6 +97,7 @@ class Trainer:
             self.dataset,
             batch_sampler=StepBatches(len(self.dataset), train.batch_size, train.seed, self.step),
             num_workers=train.num_workers,
+            generator=torch.Generator(),  # its own seed draw must not advance the global RNG
         )
         log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
         batches = iter(loader)
@@ -133,22 +134,20 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
         self.optimizer.step()
         self.ema.update(self.network)
-        return {"loss": float(output.loss), "lr": lr, "grad_norm": float(grad_norm)}, output
+        return {
+            "loss": float(output.loss.detach()),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+        }, output
 
     def _periodic_outputs(self) -> None:
         train, step = self.config.train, self.step
         last = step == train.steps
-        if last or (train.sample_every > 0 and step % train.sample_every == 0):
-            name = "final" if last else checkpoint_name(step)
-            write_samples(
-                self.ema.model,
-                self.schedule,
-                self.config,
-                self.shape,
-                self.run_dir / "samples" / name,
-            )
         if last or step % train.checkpoint_every == 0:
             self.save()
+        if last or (train.sample_every > 0 and step % train.sample_every == 0):
+            stem = self.run_dir / "samples" / checkpoint_name(step)
+            write_samples(self.ema.model, self.schedule, self.config, self.shape, stem)
 
     def save(self) -> Path:
         """Write a checkpoint of the current step."""

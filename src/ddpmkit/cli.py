@@ -1,0 +1,206 @@
+"""The ``ddpmkit`` command: options -> config dataclasses -> library calls; owns the progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ddpmkit.builders import build_network, build_schedule, pick_device
+from ddpmkit.checkpoints import load_weights, read_config, resolve_checkpoint
+from ddpmkit.config import RunConfig, SampleConfig
+from ddpmkit.config_io import (
+    ConfigError,
+    add_config_flags,
+    from_dict,
+    merge,
+    overrides_from_args,
+    read_config_file,
+    to_dict,
+)
+from ddpmkit.generation import generate
+from ddpmkit.outputs import save_npz, save_picture
+from ddpmkit.presets import PRESETS
+from ddpmkit.training import Trainer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ddpmkit`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"ddpmkit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddpmkit", description="Denoising diffusion probabilistic models: train and sample."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train(commands)
+    _add_sample(commands)
+    presets = commands.add_parser("presets", help="list the presets and print one's settings")
+    presets.add_argument("name", nargs="?", choices=sorted(PRESETS), help="preset to print")
+    presets.set_defaults(run=run_presets)
+    return parser
+
+
+def _add_train(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a model (a preset and/or a config file, then --section.key overrides)",
+        description="Train a diffusion model. Settings are applied in order: defaults, --preset, "
+        "--config, then each --section.key VALUE flag. Tuples are comma-separated (1,2,2).",
+    )
+    train.add_argument("--preset", choices=sorted(PRESETS), help="a named starting configuration")
+    train.add_argument("--config", type=Path, help="a .toml, .yaml or .json config file")
+    train.add_argument("--out", type=Path, help="run folder (default: a new runs/<preset>[-N])")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(train, RunConfig)
+    train.set_defaults(run=run_train)
+
+
+def _add_sample(commands: Any) -> None:
+    sample = commands.add_parser(
+        "sample",
+        help="draw samples from a checkpoint into a PNG and an .npz",
+        description="Draw samples from a checkpoint (or a run folder's latest checkpoint). "
+        "Sample options default to those stored with the checkpoint.",
+    )
+    sample.add_argument("checkpoint", type=Path, help="checkpoint folder or run folder")
+    sample.add_argument(
+        "--out", type=Path, help="output PNG (default: <run>/samples/<ckpt>-seed<S>.png)"
+    )
+    sample.add_argument(
+        "--npz", type=Path, help="also write the samples here (default: beside --out)"
+    )
+    sample.add_argument(
+        "--trajectory", type=Path, help="write the trajectory x_T … x_0 to this .npz"
+    )
+    sample.add_argument("--device", default="auto", help="auto, cpu, cuda, …")
+    sample.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(sample, SampleConfig)
+    sample.set_defaults(run=run_sample)
+
+
+def train_config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
+    """Defaults <- the resumed run's config <- preset <- config file <- flags, checked key by key."""
+    values: dict[str, Any] = {}
+    if args.resume and (run_dir / "config.json").is_file():
+        values = read_config_file(run_dir / "config.json")
+    if args.preset:
+        values = merge(values, PRESETS[args.preset])
+    if args.config:
+        values = merge(values, read_config_file(args.config))
+    values = merge(values, overrides_from_args(args))
+    return from_dict(RunConfig, values, str(args.config or "config"))
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    """--out, or the first of runs/NAME, runs/NAME-2, … that is free (a new run never overwrites)."""
+    if args.out is not None:
+        return args.out
+    if args.resume:
+        raise ValueError("--resume needs --out RUN_FOLDER, the run to continue")
+    base = Path("runs") / (args.preset or "run")
+    candidates = (base.with_name(f"{base.name}-{i}") if i > 1 else base for i in range(1, 10_000))
+    return next(path for path in candidates if not path.exists())
+
+
+def run_train(args: argparse.Namespace) -> int:
+    run_dir = _run_dir(args)
+    config = train_config_from_args(args, run_dir)
+    trainer = Trainer(config, run_dir, resume=args.resume)
+    print(
+        f"ddpmkit: training in {run_dir} on {trainer.device} "
+        f"({sum(p.numel() for p in trainer.network.parameters()):,} parameters)"
+    )
+    with tqdm(
+        total=config.train.steps,
+        initial=trainer.step,
+        disable=args.quiet,
+        desc="train",
+        unit="step",
+    ) as bar:
+
+        def on_step(step: int, metrics: dict[str, float]) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+
+        checkpoint = trainer.fit(on_step)
+    print(f"ddpmkit: checkpoint {checkpoint}")
+    for picture in sorted((run_dir / "samples").glob("*.png")):
+        print(f"ddpmkit: samples   {picture}")
+    print(f"ddpmkit: log       {run_dir / 'log.csv'}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    config = read_config(checkpoint)
+    overrides = overrides_from_args(args)
+    sample = from_dict(SampleConfig, merge(to_dict(config.sample), overrides), "sample options")
+    out = (
+        args.out
+        or checkpoint.parent.parent / "samples" / f"{checkpoint.name}-seed{sample.seed}.png"
+    )
+    npz = args.npz or out.with_suffix(".npz")
+    for path in (out, npz, args.trajectory):
+        if path is not None and path.exists():
+            raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
+    device = pick_device(args.device)
+    network = build_network(config.model)
+    load_weights(network, checkpoint, "ema" if sample.use_ema else "model")
+    network.to(device).eval()
+    shape = _sample_shape(config)
+    schedule = build_schedule(config.diffusion)
+    with tqdm(
+        total=schedule.num_steps * -(-sample.num_samples // sample.batch_size),
+        disable=args.quiet,
+        desc="sample",
+        unit="nfe",
+    ) as bar:
+        result = generate(
+            network,
+            schedule,
+            config.diffusion,
+            sample,
+            shape,
+            record_trajectory=args.trajectory is not None,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    print(f"ddpmkit: samples {save_picture(result.samples, out)}")
+    print(f"ddpmkit: arrays  {save_npz(result.samples, npz)}")
+    if args.trajectory is not None and result.trajectory is not None:
+        save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
+        print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
+    return 0
+
+
+def _sample_shape(config: RunConfig) -> tuple[int, ...]:
+    """Per-sample shape of the model's data, stored with the resolved config."""
+    if config.model.sample_shape is None:
+        raise ValueError(
+            "the checkpoint's config has no model.sample_shape; was it trained by ddpmkit?"
+        )
+    return config.model.sample_shape
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    if args.name is None:
+        for name in sorted(PRESETS):
+            print(name)
+        return 0
+    config = from_dict(RunConfig, PRESETS[args.name], f"preset {args.name}")
+    print(json.dumps(to_dict(config), indent=2))
+    return 0

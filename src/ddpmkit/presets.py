@@ -1,0 +1,85 @@
+"""Named starting configurations for ``ddpmkit train --preset NAME`` (overridable key by key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        # The built-in demo: scikit-learn's 8×8 digits, a small U-Net, a few minutes on 2 CPU cores.
+        "data": {"source": "digits"},
+        "model": {
+            "kind": "unet",
+            "unet": {
+                "sample_size": 8,
+                "base_channels": 32,
+                "channel_mults": [1, 2],
+                "layers_per_block": 1,
+                "attention_resolutions": [],
+                "dropout": 0.0,
+                "norm_groups": 16,
+            },
+        },
+        "diffusion": {"schedule": "linear", "num_steps": 1000},
+        "train": {
+            "steps": 3000,
+            "batch_size": 128,
+            "lr": 2e-3,
+            "warmup_steps": 100,
+            "ema_decay": 0.995,
+            "checkpoint_every": 1000,
+            "sample_every": 0,
+            "bf16": True,
+        },
+        "sample": {"num_samples": 400, "batch_size": 400},
+    },
+    "toy2d": {
+        # Two moons in 2-D with the MLP denoiser: seconds to train, a scatter plot to look at.
+        "data": {"source": "toy2d", "toy": "moons"},
+        "model": {"kind": "mlp", "mlp": {"hidden": 128, "num_blocks": 3}},
+        "diffusion": {"schedule": "linear", "num_steps": 1000},
+        "train": {
+            "steps": 3000,
+            "batch_size": 256,
+            "lr": 1e-3,
+            "warmup_steps": 100,
+            "ema_decay": 0.995,
+            "checkpoint_every": 1000,
+            "sample_every": 0,
+        },
+        "sample": {"num_samples": 2000, "batch_size": 2000, "clip_x0": False},
+    },
+    "cifar10-ddpm": {
+        # Ho et al. (2020), Appendix B: 35.7M-parameter U-Net, 800k steps; needs a GPU.
+        "data": {"source": "cifar10", "path": "data/cifar10", "hflip": True},
+        "model": {
+            "kind": "unet",
+            "unet": {
+                "sample_size": 32,
+                "base_channels": 128,
+                "channel_mults": [1, 2, 2, 2],
+                "layers_per_block": 2,
+                "attention_resolutions": [16],
+                "dropout": 0.1,
+            },
+        },
+        "diffusion": {
+            "schedule": "linear",
+            "num_steps": 1000,
+            "beta_start": 1e-4,
+            "beta_end": 0.02,
+        },
+        "train": {
+            "steps": 800_000,
+            "batch_size": 128,
+            "lr": 2e-4,
+            "warmup_steps": 5000,
+            "grad_clip": 1.0,
+            "ema_decay": 0.9999,
+            "checkpoint_every": 10_000,
+            "sample_every": 10_000,
+            "num_workers": 4,
+        },
+        "sample": {"num_samples": 64, "batch_size": 64},
+    },
+}

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny configurations that train in seconds on the CPU."""
+
+import dataclasses
+
+import pytest
+
+from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
+from ddpmkit.networks import UNetConfig
+
+
+def tiny_digits_config(**train_overrides) -> RunConfig:
+    """A 16-channel U-Net on the digits, T = 100; every stochastic part (dropout, flips) enabled."""
+    train = dict(
+        steps=6,
+        batch_size=16,
+        lr=1e-3,
+        warmup_steps=2,
+        ema_decay=0.9,
+        checkpoint_every=3,
+        sample_every=0,
+        log_every=2,
+        seed=3,
+    )
+    train.update(train_overrides)
+    return RunConfig(
+        model=ModelConfig(
+            unet=UNetConfig(
+                sample_size=8,
+                base_channels=16,
+                channel_mults=(1, 2),
+                layers_per_block=1,
+                attention_resolutions=(4,),
+                dropout=0.1,
+                norm_groups=8,
+            )
+        ),
+        diffusion=DiffusionConfig(num_steps=100),
+        train=TrainConfig(**train),
+        sample=SampleConfig(num_samples=6, batch_size=6),
+    )
+
+
+@pytest.fixture
+def tiny_config() -> RunConfig:
+    config = tiny_digits_config()
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, hflip=True))

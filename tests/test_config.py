@@ -1,0 +1,74 @@
+"""Config files, presets and flags: every key checked, every mistake named."""
+
+import json
+
+import pytest
+
+from ddpmkit.config import RunConfig
+from ddpmkit.config_io import ConfigError, from_dict, read_config_file, to_dict
+from ddpmkit.presets import PRESETS
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_configs(name):
+    config = from_dict(RunConfig, PRESETS[name], name)
+    assert from_dict(RunConfig, to_dict(config)) == config
+
+
+def test_paper_preset_has_the_papers_settings():
+    config = from_dict(RunConfig, PRESETS["cifar10-ddpm"])
+    assert config.model.unet.channel_mults == (1, 2, 2, 2)
+    assert config.model.unet.attention_resolutions == (16,)
+    assert (config.train.lr, config.train.ema_decay, config.train.batch_size) == (2e-4, 0.9999, 128)
+    assert config.diffusion.num_steps == 1000
+
+
+def test_unknown_key_is_an_error_that_names_it_and_suggests_a_fix():
+    with pytest.raises(ConfigError, match=r"train.*'bach_size'.*did you mean 'batch_size'"):
+        from_dict(RunConfig, {"train": {"bach_size": 3}})
+    with pytest.raises(ConfigError, match="unknown key 'optimiser'"):
+        from_dict(RunConfig, {"optimiser": {}})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"train": {"steps": "many"}}, "train.steps: expected int"),
+        ({"train": {"bf16": "maybe"}}, "train.bf16: expected true or false"),
+        ({"diffusion": {"schedule": "quadratic"}}, "'quadratic' is not one of"),
+        ({"model": {"unet": {"channel_mults": [1, "x"]}}}, r"channel_mults\[1\]"),
+        ({"train": {"ema_decay": 1.5}}, "ema_decay"),
+        ({"diffusion": {"schedule": "custom", "num_steps": 3, "betas": [0.1, 0.2]}}, "2 values"),
+    ],
+)
+def test_ill_typed_values_are_errors(values, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(RunConfig, values)
+
+
+def test_config_files_in_three_formats(tmp_path):
+    (tmp_path / "a.toml").write_text("[train]\nsteps = 7\n[model.unet]\nchannel_mults = [1, 2]\n")
+    (tmp_path / "a.yaml").write_text(
+        "train:\n  steps: 7\nmodel:\n  unet:\n    channel_mults: [1, 2]\n"
+    )
+    (tmp_path / "a.json").write_text(
+        json.dumps({"train": {"steps": 7}, "model": {"unet": {"channel_mults": [1, 2]}}})
+    )
+    configs = [
+        from_dict(RunConfig, read_config_file(tmp_path / f"a.{ext}"))
+        for ext in ("toml", "yaml", "json")
+    ]
+    assert configs[0] == configs[1] == configs[2]
+    assert configs[0].train.steps == 7 and configs[0].model.unet.channel_mults == (1, 2)
+
+
+def test_bad_config_files_name_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nsteps = 1")
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
+        read_config_file(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        read_config_file(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"\.ini"):
+        (tmp_path / "c.ini").write_text("")
+        read_config_file(tmp_path / "c.ini")

@@ -1,0 +1,116 @@
+"""The training loop: it learns, it resumes bit for bit, its checkpoints reproduce its samples."""
+
+import csv
+import dataclasses
+
+import pytest
+import torch
+from conftest import tiny_digits_config
+
+from ddpmkit.builders import build_network, build_schedule
+from ddpmkit.checkpoints import find_checkpoints, load_weights, read_config
+from ddpmkit.data.digits import digits_arrays
+from ddpmkit.generation import generate
+from ddpmkit.training import Trainer, learning_rate
+
+
+def _state(trainer):
+    tensors = dict(trainer.network.state_dict())
+    tensors |= {f"ema.{k}": v for k, v in trainer.ema.model.state_dict().items()}
+    for i, s in trainer.optimizer.state_dict()["state"].items():
+        tensors |= {f"opt.{i}.{k}": v for k, v in s.items()}
+    return tensors
+
+
+def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_config):
+    whole = Trainer(tiny_config, tmp_path / "whole")
+    whole.fit()
+    first_half = dataclasses.replace(
+        tiny_config, train=dataclasses.replace(tiny_config.train, steps=3)
+    )
+    Trainer(first_half, tmp_path / "split").fit()
+    resumed = Trainer(tiny_config, tmp_path / "split", resume=True)
+    assert resumed.step == 3
+    resumed.fit()
+    a, b = _state(whole), _state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert torch.equal(whole.generator.get_state(), resumed.generator.get_state())
+
+
+def test_resume_refuses_a_changed_config(tmp_path, tiny_config):
+    Trainer(tiny_config, tmp_path / "run").fit()
+    changed = dataclasses.replace(
+        tiny_config, diffusion=dataclasses.replace(tiny_config.diffusion, num_steps=200)
+    )
+    with pytest.raises(ValueError, match="diffusion"):
+        Trainer(changed, tmp_path / "run", resume=True)
+
+
+def test_a_new_run_never_overwrites_an_existing_one(tmp_path, tiny_config):
+    Trainer(tiny_config, tmp_path / "run").fit()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(tiny_config, tmp_path / "run")
+
+
+def test_checkpoint_alone_reproduces_the_samples(tmp_path, tiny_config):
+    trainer = Trainer(tiny_config, tmp_path / "run")
+    checkpoint = trainer.fit()
+    config = read_config(checkpoint)
+    network = build_network(config.model)
+    load_weights(network, checkpoint, "ema")
+    schedule = build_schedule(config.diffusion)
+    shape = config.model.sample_shape
+    again = generate(network.eval(), schedule, config.diffusion, config.sample, shape).samples
+    original = generate(
+        trainer.ema.model, trainer.schedule, config.diffusion, config.sample, shape
+    ).samples
+    assert torch.equal(again, original)
+    assert [p.name for p in find_checkpoints(tmp_path / "run")] == ["step-0000003", "step-0000006"]
+    assert (tmp_path / "run" / "samples" / "step-0000006.png").is_file()
+
+
+def test_samples_do_not_depend_on_the_batch_size(tmp_path):
+    config = tiny_digits_config(steps=2)
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.fit()
+    net, s, d = trainer.ema.model, trainer.schedule, config.diffusion
+    one_batch = generate(
+        net, s, d, dataclasses.replace(config.sample, batch_size=6), (1, 8, 8)
+    ).samples
+    in_pieces = generate(
+        net, s, d, dataclasses.replace(config.sample, batch_size=4), (1, 8, 8)
+    ).samples
+    assert torch.allclose(one_batch, in_pieces, rtol=0, atol=1e-5)
+    shifted = generate(net, s, d, dataclasses.replace(config.sample, seed=1), (1, 8, 8)).samples
+    assert torch.allclose(one_batch[1:], shifted[:-1], rtol=0, atol=1e-5)
+
+
+def test_training_lowers_the_loss_on_the_digits(tmp_path):
+    config = tiny_digits_config(steps=150, batch_size=64, lr=2e-3, warmup_steps=10, log_every=10)
+    trainer = Trainer(config, tmp_path / "run")
+    x0 = digits_arrays("train")[0][:256]
+
+    def held_loss():
+        trainer.network.eval()
+        with torch.no_grad():
+            return float(
+                trainer.loss(trainer.network, x0, None, torch.Generator().manual_seed(0)).loss
+            )
+
+    before = held_loss()
+    trainer.fit()
+    after = held_loss()
+    assert after < 0.5 * before
+    with (tmp_path / "run" / "log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 15 and {"loss_q0", "loss_q3", "lr", "grad_norm"} <= rows[0].keys()
+    # Improved DDPM's observation: the first quarter of t (least noise) has the largest ε-loss.
+    assert float(rows[-1]["loss_q0"]) > float(rows[-1]["loss_q3"])
+
+
+def test_learning_rate_warms_up_linearly_then_stays():
+    assert learning_rate(0, 1.0, 10) == pytest.approx(0.1)
+    assert learning_rate(9, 1.0, 10) == 1.0 and learning_rate(500, 1.0, 10) == 1.0
+    assert learning_rate(0, 1.0, 0) == 1.0
