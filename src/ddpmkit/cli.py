@@ -125,19 +125,14 @@ def run_train(args: argparse.Namespace) -> int:
         f"ddpmkit: training in {run_dir} on {trainer.device} "
         f"({sum(p.numel() for p in trainer.network.parameters()):,} parameters)"
     )
-    with tqdm(
-        total=config.train.steps,
-        initial=trainer.step,
-        disable=args.quiet,
-        desc="train",
-        unit="step",
-    ) as bar:
+    bar = tqdm(total=config.train.steps, initial=trainer.step, disable=args.quiet, desc="train")
+    with bar, _ProgressBar("sample", "nfe", disable=args.quiet) as sampling:
 
         def on_step(step: int, metrics: dict[str, float]) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
 
-        checkpoint = trainer.fit(on_step)
+        checkpoint = trainer.fit(on_step, sampling)
     print(f"ddpmkit: checkpoint {checkpoint}")
     for picture in sorted((run_dir / "samples").glob("*.png")):
         print(f"ddpmkit: samples   {picture}")
@@ -164,21 +159,11 @@ def run_sample(args: argparse.Namespace) -> int:
     network.to(device).eval()
     shape = _sample_shape(config)
     schedule = build_schedule(config.diffusion)
-    with tqdm(
-        total=schedule.num_steps * -(-sample.num_samples // sample.batch_size),
-        disable=args.quiet,
-        desc="sample",
-        unit="nfe",
-    ) as bar:
+    with _ProgressBar("sample", "nfe", disable=args.quiet) as progress:
         result = generate(
-            network,
-            schedule,
-            config.diffusion,
-            sample,
-            shape,
-            record_trajectory=args.trajectory is not None,
-            progress=lambda done, total: bar.update(done - bar.n),
-        )
+            network, schedule, config.diffusion, sample, shape,
+            record_trajectory=args.trajectory is not None, progress=progress,
+        )  # fmt: skip
     print(f"ddpmkit: samples {save_picture(result.samples, out)}")
     print(f"ddpmkit: arrays  {save_npz(result.samples, npz)}")
     if args.trajectory is not None and result.trajectory is not None:
@@ -194,6 +179,33 @@ def _sample_shape(config: RunConfig) -> tuple[int, ...]:
             "the checkpoint's config has no model.sample_shape; was it trained by ddpmkit?"
         )
     return config.model.sample_shape
+
+
+class _ProgressBar:
+    """A progress callback (done, total) drawing a tqdm bar, opened on its first call."""
+
+    def __init__(self, desc: str, unit: str, disable: bool) -> None:
+        self.desc, self.unit, self.disable = desc, unit, disable
+        self.bar: tqdm | None = None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None or self.bar.total != total or done < self.bar.n:
+            self.close()
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, disable=self.disable)
+        self.bar.update(done - self.bar.n)
+        if done == total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_presets(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from ddpmkit.config import RunConfig
 from ddpmkit.config_io import to_dict
 from ddpmkit.data import hflip_batch, load_data
 from ddpmkit.ema import EMA
+from ddpmkit.generation import ProgressCallback
 from ddpmkit.losses import LossOutput
 from ddpmkit.outputs import write_samples
 
@@ -90,8 +91,13 @@ class Trainer:
         else:
             self._claim_run_dir()
 
-    def fit(self, on_step: StepCallback | None = None) -> Path:
-        """Train until ``train.steps``; returns the last checkpoint folder."""
+    def fit(
+        self, on_step: StepCallback | None = None, on_sampling: ProgressCallback | None = None
+    ) -> Path:
+        """Train until ``train.steps``; returns the last checkpoint folder.
+
+        ``on_step`` is called after every step, ``on_sampling`` as the sample grids are drawn.
+        """
         train = self.config.train
         loader = torch.utils.data.DataLoader(
             self.dataset,
@@ -110,7 +116,7 @@ class Trainer:
                 log.write()
             if on_step is not None:
                 on_step(self.step, metrics)
-            self._periodic_outputs()
+            self._periodic_outputs(on_sampling)
         return self.latest_checkpoint()
 
     def _train_step(
@@ -140,14 +146,14 @@ class Trainer:
             "grad_norm": float(grad_norm),
         }, output
 
-    def _periodic_outputs(self) -> None:
+    def _periodic_outputs(self, on_sampling: ProgressCallback | None) -> None:
         train, step = self.config.train, self.step
         last = step == train.steps
         if last or step % train.checkpoint_every == 0:
             self.save()
         if last or (train.sample_every > 0 and step % train.sample_every == 0):
             stem = self.run_dir / "samples" / checkpoint_name(step)
-            write_samples(self.ema.model, self.schedule, self.config, self.shape, stem)
+            write_samples(self.ema.model, self.schedule, self.config, self.shape, stem, on_sampling)
 
     def save(self) -> Path:
         """Write a checkpoint of the current step."""
