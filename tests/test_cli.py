@@ -115,3 +115,19 @@ def test_console_script_runs():
         [sys.executable, "-m", "ddpmkit", "presets"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "digits" in result.stdout
+
+
+def test_every_sampler_runs_from_the_command_line_on_a_trained_model(tmp_path):
+    from ddpmkit.samplers import SAMPLERS
+
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--out", str(run), "--quiet", *TINY]) == 0
+    for name in SAMPLERS:
+        out = tmp_path / f"{name}.png"
+        args = ["sample", str(run), "--sampler", name, "--steps", "6", "--num_samples", "4",
+                "--quiet", "--out", str(out)]  # fmt: skip
+        assert main(args) == 0, name
+        samples = np.load(out.with_suffix(".npz"))["samples"]
+        assert samples.shape == (4, 1, 8, 8) and np.isfinite(samples).all(), name
+    assert main(["sample", str(run), "--sampler", "ddim", "--eta", "2", "--quiet",
+                 "--out", str(tmp_path / "bad.png")]) == 2  # fmt: skip

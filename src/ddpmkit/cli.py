@@ -126,7 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
         f"({sum(p.numel() for p in trainer.network.parameters()):,} parameters)"
     )
     bar = tqdm(total=config.train.steps, initial=trainer.step, disable=args.quiet, desc="train")
-    with bar, _ProgressBar("sample", "nfe", disable=args.quiet) as sampling:
+    with bar, _ProgressBar("sample", "step", disable=args.quiet) as sampling:
 
         def on_step(step: int, metrics: dict[str, float]) -> None:
             bar.update(1)
@@ -159,7 +159,7 @@ def run_sample(args: argparse.Namespace) -> int:
     network.to(device).eval()
     shape = _sample_shape(config)
     schedule = build_schedule(config.diffusion)
-    with _ProgressBar("sample", "nfe", disable=args.quiet) as progress:
+    with _ProgressBar("sample", "step", disable=args.quiet) as progress:
         result = generate(
             network, schedule, config.diffusion, sample, shape,
             record_trajectory=args.trajectory is not None, progress=progress,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ddpmkit.data.config import DataConfig
+from ddpmkit.grids import GridKind
 from ddpmkit.losses import LossWeighting
 from ddpmkit.networks import MLPConfig, UNetConfig
 from ddpmkit.parameterization import Parameterization
@@ -83,11 +84,34 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
 
 
+SamplerName = Literal[
+    "ancestral", "ddim", "euler-maruyama", "pc", "ode-euler", "ode-heun", "ode-rk45",
+    "dpm++2m", "dpm++3m", "edm-heun", "langevin",
+]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SampleConfig:
-    sampler: Literal["ancestral"] = "ancestral"  # the sampling algorithm
-    variance: ReverseVariance = "beta_tilde"  # σ²_t = β̃_t ("beta_tilde") or β_t ("beta")
+    sampler: SamplerName = "ancestral"  # the sampling algorithm (see ddpmkit.samplers.SAMPLERS)
+    steps: int | None = None  # noise levels to visit; None: all T for ancestral, 50 otherwise
+    grid: GridKind | None = (
+        None  # linspace|leading|trailing|uniform_t|log_snr|karras; None: sampler's
+    )
+    rho: float = 7.0  # ρ of the Karras grid
+    variance: ReverseVariance = "beta_tilde"  # ancestral: σ²_t = β̃_t ("beta_tilde") or β_t ("beta")
+    eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
+    churn: float = 0.0  # edm-heun: S_churn (0 = deterministic)
+    churn_min: float = 0.0  # edm-heun: S_tmin, lowest σ that gets churn
+    churn_max: float = 1e9  # edm-heun: S_tmax, highest σ that gets churn
+    churn_noise: float = 1.0  # edm-heun: S_noise
+    snr: float = 0.16  # pc: the Langevin corrector's signal-to-noise ratio r
+    corrector_steps: int = 1  # pc: corrector steps per level
+    langevin_steps: int = 5  # langevin: steps per noise level
+    langevin_step_size: float = 0.2  # langevin: c, the step at level i is c·σ_i²
+    rtol: float = 1e-4  # ode-rk45: relative tolerance
+    atol: float = 1e-4  # ode-rk45: absolute tolerance
     clip_x0: bool = True  # clip the predicted x_0 to [-1, 1] (image data)
+    dynamic_threshold: float | None = None  # Imagen's dynamic thresholding percentile, e.g. 0.995
     num_samples: int = 64  # samples to draw
     batch_size: int = 256  # samples per network call
     seed: int = 0  # sample i uses seed + i, whatever the batch size
@@ -96,6 +120,16 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:
             raise ValueError("sample.num_samples and sample.batch_size must be >= 1")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"sample.steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"sample.eta must lie in [0, 1], got {self.eta}")
+
+    def steps_for(self, num_steps: int) -> int:
+        """The grid size: ``steps``, or T for ancestral sampling and 50 for the rest."""
+        if self.steps is not None:
+            return self.steps
+        return num_steps if self.sampler == "ancestral" else 50
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ import torch
 from torch import Tensor, nn
 
 from ddpmkit.config import DiffusionConfig, SampleConfig
-from ddpmkit.denoisers import NetworkDenoiser
+from ddpmkit.denoisers import Denoiser, NetworkDenoiser
 from ddpmkit.randomness import PerSampleGenerator, randn
-from ddpmkit.samplers import SampleResult, ddpm_ancestral
+from ddpmkit.samplers import SAMPLERS, SampleResult, sample
 from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.thresholding import ClippedDenoiser, DynamicThresholding
 
 ProgressCallback = Callable[[int, int], None]
-"""Called with (network evaluations done, total) as sampling advances."""
+"""Called with (sampling steps done, total) as sampling advances."""
 
 
 def generate(
@@ -36,28 +37,40 @@ def generate(
     from its own generator, the result does not depend on the batch size.
     """
     device = next(network.parameters()).device
-    denoiser = NetworkDenoiser(network, schedule, diffusion.parameterization)
-    clip = (-1.0, 1.0) if config.clip_x0 else None
+    denoiser = wrap_denoiser(NetworkDenoiser(network, schedule, diffusion.parameterization), config)
+    steps = config.steps_for(schedule.num_steps)
     starts = range(0, config.num_samples, config.batch_size)
-    total_nfe = schedule.num_steps * len(starts)
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
     results = []
     for batch_index, start in enumerate(starts):
         stop = min(start + config.batch_size, config.num_samples)
         generator = PerSampleGenerator(range(config.seed + start, config.seed + stop), device)
         labels = None if class_labels is None else class_labels[start:stop].to(device)
-        done = batch_index * schedule.num_steps
         callback = None
         if progress is not None:
-            callback = lambda i, _total, _x, done=done: progress(done + i, total_nfe)  # noqa: E731
+            done, total = batch_index * steps, steps * len(starts)
+            callback = lambda i, _n, _x, done=done, total=total: progress(done + i, total)  # noqa: E731
         x_T = randn((stop - start, *shape), generator, torch.float32, device)
         with autocast:
-            result = ddpm_ancestral(
-                denoiser, schedule, x_T, variance=config.variance, clip=clip, generator=generator,
-                class_labels=labels, record_trajectory=record_trajectory, callback=callback,
+            result = sample(
+                config.sampler, denoiser, schedule, x_T, steps, grid=config.grid, rho=config.rho,
+                generator=generator, class_labels=labels, record_trajectory=record_trajectory,
+                callback=callback, **sampler_options(config),
             )  # fmt: skip
         results.append(result)
     return _concatenate(results)
+
+
+def wrap_denoiser(denoiser: Denoiser, config: SampleConfig) -> Denoiser:
+    """The denoiser with the configured clipping or dynamic thresholding of x̂_0."""
+    if config.dynamic_threshold is not None:
+        return DynamicThresholding(denoiser, config.dynamic_threshold)
+    return ClippedDenoiser(denoiser) if config.clip_x0 else denoiser
+
+
+def sampler_options(config: SampleConfig) -> dict[str, object]:
+    """The config fields that the chosen sampler takes as keyword options."""
+    return {name: getattr(config, name) for name in SAMPLERS[config.sampler].options()}
 
 
 def _concatenate(results: list[SampleResult]) -> SampleResult:

@@ -36,7 +36,7 @@ class NoiseSchedule:
         alphas = 1.0 - betas
         alpha_bar = torch.cumprod(alphas, dim=0)
         alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
-        posterior_variance = betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+        coef_x0, coef_xt, posterior_variance = posterior_coefficients(alpha_bar, alpha_bar_prev)
         # β̃_1 = 0, so its log is clipped to β̃_2 as in improved-diffusion.
         clipped = torch.cat([posterior_variance[1:2], posterior_variance[1:]])[: len(betas)]
         tables = {
@@ -48,8 +48,8 @@ class NoiseSchedule:
             "sqrt_one_minus_alpha_bar": (1.0 - alpha_bar).sqrt(),
             "posterior_variance": posterior_variance,
             "posterior_log_variance_clipped": clipped.clamp_min(1e-20).log(),
-            "posterior_mean_coef_x0": betas * alpha_bar_prev.sqrt() / (1.0 - alpha_bar),
-            "posterior_mean_coef_xt": (1.0 - alpha_bar_prev) * alphas.sqrt() / (1.0 - alpha_bar),
+            "posterior_mean_coef_x0": coef_x0,
+            "posterior_mean_coef_xt": coef_xt,
             "sigmas": ((1.0 - alpha_bar) / alpha_bar).sqrt(),
             "log_snr": alpha_bar.log() - (1.0 - alpha_bar).log(),
         }
@@ -141,6 +141,20 @@ class NoiseSchedule:
     def from_betas(cls, betas: Tensor | list[float] | tuple[float, ...]) -> NoiseSchedule:
         """A schedule from user-given β_1 … β_T."""
         return cls(torch.as_tensor(betas, dtype=torch.float64))
+
+
+def posterior_coefficients(
+    alpha_bar: Tensor | float, alpha_bar_prev: Tensor | float
+) -> tuple[Tensor | float, Tensor | float, Tensor | float]:
+    """μ̃ = c_x0·x_0 + c_xt·x_t and β̃ of q(x_prev|x_t, x_0) between any two levels (DDPM eqs. 6–7).
+
+    With β = 1 - ᾱ/ᾱ_prev: c_x0 = √ᾱ_prev·β/(1-ᾱ), c_xt = √(1-β)(1-ᾱ_prev)/(1-ᾱ) and
+    β̃ = β(1-ᾱ_prev)/(1-ᾱ); for a respaced chain ᾱ_prev is the next level of the grid.
+    """
+    beta = 1.0 - alpha_bar / alpha_bar_prev
+    coef_x0 = alpha_bar_prev**0.5 * beta / (1.0 - alpha_bar)
+    coef_xt = (1.0 - beta) ** 0.5 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    return coef_x0, coef_xt, beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
 
 
 def _check_num_steps(num_steps: int) -> None:

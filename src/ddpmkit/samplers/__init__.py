@@ -1,6 +1,31 @@
-"""Samplers: short functions of a denoiser, a schedule, a starting noise and a generator."""
+"""Samplers: short functions of a denoiser, a grid of noise levels, starting noise and a generator."""
 
-from ddpmkit.samplers.ancestral import ReverseVariance, ddpm_ancestral, reverse_variance_table
-from ddpmkit.samplers.common import SampleResult, clip_x0
+from ddpmkit.samplers.ancestral import ReverseVariance, ancestral, ddpm_ancestral
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
+from ddpmkit.samplers.ddim import ddim, ddim_invert
+from ddpmkit.samplers.dpm_solver import dpmpp_2m, dpmpp_3m
+from ddpmkit.samplers.ode import edm_heun, ode_euler, ode_rk45
+from ddpmkit.samplers.registry import SAMPLERS, SamplerSpec, sample
+from ddpmkit.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
 
-__all__ = ["ReverseVariance", "SampleResult", "clip_x0", "ddpm_ancestral", "reverse_variance_table"]
+__all__ = [
+    "SAMPLERS",
+    "ReverseVariance",
+    "SampleResult",
+    "SamplerRun",
+    "SamplerSpec",
+    "StepCallback",
+    "ancestral",
+    "annealed_langevin",
+    "ddim",
+    "ddim_invert",
+    "ddpm_ancestral",
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "edm_heun",
+    "euler_maruyama",
+    "ode_euler",
+    "ode_rk45",
+    "predictor_corrector",
+    "sample",
+]

@@ -1,10 +1,21 @@
-"""What every sampler shares: its result, the optional trajectory, clipping of x̂_0."""
+"""What every sampler shares: the grid's levels, the prior, NFE counting, trajectory and progress.
+
+Samplers walk a grid of noise levels σ_0 > … > σ_N = 0 (``ddpmkit.grids``) starting from standard
+normal noise x_T (the VP prior N(0, I)); VE-coordinate samplers scale it to x = x_T·√(1 + σ_0²).
+They return x_0, and record the trajectory in VP coordinates x_t = x/√(1 + σ²) when asked.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import Tensor
+
+from ddpmkit.denoisers import Denoiser
+
+StepCallback = Callable[[int, int, Tensor], None]
+"""Called with (steps done, steps in total, current x) after every step of a sampler."""
 
 
 @dataclass
@@ -16,21 +27,55 @@ class SampleResult:
     nfe: int
 
 
-@dataclass
-class Trajectory:
-    """States visited by a sampler, kept only when asked for (on the CPU to spare device memory)."""
-
-    states: list[Tensor] | None = field(default=None)
-
-    @classmethod
-    def start(cls, x: Tensor, record: bool) -> Trajectory:
-        return cls([x.detach().cpu()] if record else None)
-
-    def append(self, x: Tensor) -> None:
-        if self.states is not None:
-            self.states.append(x.detach().cpu())
+def alpha_bar_at(sigma: float) -> float:
+    """ᾱ = 1/(1 + σ²) for a VE noise level (the grid's σ as a VP signal level)."""
+    return 1.0 / (1.0 + sigma**2)
 
 
-def clip_x0(x0_hat: Tensor, clip: tuple[float, float] | None) -> Tensor:
-    """x̂_0 clipped to the data range [low, high] when ``clip`` is given (Ho et al. 2020, §3.3)."""
-    return x0_hat if clip is None else x0_hat.clamp(*clip)
+def levels(sigmas: Tensor) -> list[float]:
+    """The grid as Python floats (float64): per-step scalars cost nothing on any device."""
+    if sigmas.ndim != 1 or len(sigmas) < 2 or float(sigmas[-1]) != 0.0:
+        raise ValueError("a sampling grid is a decreasing 1-D tensor of noise levels ending in 0")
+    return [float(s) for s in sigmas]
+
+
+class SamplerRun:
+    """Bookkeeping for one sampling run: counts denoiser calls, records states, reports progress."""
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        class_labels: Tensor | None,
+        num_steps: int,
+        record_trajectory: bool = False,
+        callback: StepCallback | None = None,
+    ) -> None:
+        self.denoiser, self.class_labels = denoiser, class_labels
+        self.num_steps, self.callback = num_steps, callback
+        self.trajectory: list[Tensor] | None = [] if record_trajectory else None
+        self.nfe = self.steps_done = 0
+
+    def denoise(self, x: Tensor, sigma: float) -> Tensor:
+        """x̂_0 = D(x; σ) for x in VE coordinates; one network evaluation."""
+        self.nfe += 1
+        return self.denoiser(x, sigma, self.class_labels)
+
+    def denoise_vp(self, x_t: Tensor, sigma: float) -> Tensor:
+        """x̂_0 for x_t in VP coordinates at level σ: D(x_t/√ᾱ; σ)."""
+        return self.denoise(x_t * (1.0 + sigma**2) ** 0.5, sigma)
+
+    def record(self, x_t: Tensor, step_done: bool = True) -> None:
+        """Keep x_t (VP coordinates) when recording; report a finished step to the callback."""
+        if self.trajectory is not None:
+            self.trajectory.append(x_t.detach().cpu())
+        if step_done:
+            self.steps_done += 1
+            if self.callback is not None:
+                self.callback(self.steps_done, self.num_steps, x_t)
+
+    def record_ve(self, x: Tensor, sigma: float, step_done: bool = True) -> None:
+        """``record`` for x in VE coordinates at level σ."""
+        self.record(x / (1.0 + sigma**2) ** 0.5, step_done)
+
+    def result(self, x0: Tensor) -> SampleResult:
+        return SampleResult(x0, self.trajectory, self.nfe)

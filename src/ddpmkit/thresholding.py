@@ -1,0 +1,43 @@
+"""Keeping x̂_0 in the data range: static clipping and dynamic thresholding, as denoiser wrappers.
+
+Each takes a denoiser and returns another, so every sampler gets them without a line of its own.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ddpmkit.denoisers import Denoiser
+
+
+class ClippedDenoiser:
+    """x̂_0 clipped to [low, high] (Ho et al. 2020, §3.3: the data lie in [-1, 1])."""
+
+    def __init__(self, denoiser: Denoiser, low: float = -1.0, high: float = 1.0) -> None:
+        self.denoiser, self.low, self.high = denoiser, low, high
+
+    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        return self.denoiser(x, sigma, class_labels).clamp(self.low, self.high)
+
+
+class DynamicThresholding:
+    """x̂_0 ← clip(x̂_0, -s, s)/s with s = max(1, the p-th quantile of |x̂_0|) per sample.
+
+    Saharia et al. (2022), Imagen §2.3: saturated pixels are pushed inwards instead of clipped.
+    """
+
+    def __init__(
+        self, denoiser: Denoiser, percentile: float = 0.995, max_value: float = 1.0
+    ) -> None:
+        if not 0.0 < percentile <= 1.0:
+            raise ValueError(
+                f"dynamic thresholding percentile must lie in (0, 1], got {percentile}"
+            )
+        self.denoiser, self.percentile, self.max_value = denoiser, percentile, max_value
+
+    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        x0_hat = self.denoiser(x, sigma, class_labels)
+        s = torch.quantile(x0_hat.abs().flatten(1).float(), self.percentile, dim=1)
+        s = s.clamp(min=self.max_value).to(x0_hat.dtype).reshape(-1, *([1] * (x0_hat.ndim - 1)))
+        return x0_hat.clamp(-s, s) / s * self.max_value

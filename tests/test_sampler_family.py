@@ -1,0 +1,158 @@
+"""Every sampler: its contract, the identities between them, and convergence on Gaussian data."""
+
+import math
+
+import pytest
+import torch
+
+from ddpmkit.analytic import GaussianDenoiser
+from ddpmkit.grids import build_grid, karras_sigmas, respaced_timesteps
+from ddpmkit.randomness import PerSampleGenerator
+from ddpmkit.samplers import SAMPLERS, ancestral, ddim, ddim_invert, edm_heun, ode_euler, sample
+from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.thresholding import DynamicThresholding
+
+SCHEDULE = NoiseSchedule.linear(1000)
+MEAN = torch.tensor([0.5, -0.3], dtype=torch.float64)
+_A = torch.tensor([[0.6, 0.0], [0.3, 0.4]], dtype=torch.float64)
+COV = _A @ _A.T
+EXACT = GaussianDenoiser(MEAN, COV)
+
+
+def _noise(n, seed=0):
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_contract_shape_determinism_nfe_trajectory(name):
+    x_T = _noise(16)
+    run = lambda: sample(name, EXACT, SCHEDULE, x_T, 8, generator=torch.Generator().manual_seed(1),  # noqa: E731
+                         record_trajectory=True)  # fmt: skip
+    first, second = run(), run()
+    assert first.samples.shape == x_T.shape and first.samples.dtype == x_T.dtype
+    assert torch.equal(first.samples, second.samples)
+    assert torch.isfinite(first.samples).all()
+    spec = SAMPLERS[name]
+    if not spec.adaptive:
+        assert first.nfe == spec.nfe(8, langevin_steps=5)
+        assert spec.steps_for_nfe(first.nfe, langevin_steps=5) == 8
+    assert torch.allclose(first.trajectory[0], x_T)  # recorded in VP coordinates, x_T first
+    assert torch.equal(first.trajectory[-1], first.samples)
+
+
+@pytest.mark.parametrize("name", ["ancestral", "ddim", "pc", "edm-heun"])
+def test_samples_depend_only_on_their_own_seed(name):
+    def draw(seeds):
+        g = PerSampleGenerator(seeds)
+        x_T = g.randn((len(seeds), 2), torch.float64, torch.device("cpu"))
+        return sample(name, EXACT, SCHEDULE, x_T, 10, generator=g, churn=5.0).samples if name == "edm-heun" \
+            else sample(name, EXACT, SCHEDULE, x_T, 10, generator=g).samples  # fmt: skip
+
+    assert torch.allclose(
+        draw(range(6)), torch.cat([draw(range(2)), draw(range(2, 6))]), atol=1e-12
+    )
+
+
+def test_unknown_sampler_and_option_are_named():
+    with pytest.raises(ValueError, match="unknown sampler 'ddpm'"):
+        sample("ddpm", EXACT, SCHEDULE, _noise(2), 5)
+    with pytest.raises(ValueError, match="sampler 'ddim' takes no option churn; its options: eta"):
+        sample("ddim", EXACT, SCHEDULE, _noise(2), 5, churn=1.0)
+
+
+def test_ddim_eta0_is_euler_on_the_probability_flow_ode():
+    sigmas = build_grid(SCHEDULE, "linspace", 25)
+    x_T = _noise(64)
+    assert torch.allclose(
+        ddim(EXACT, sigmas, x_T).samples, ode_euler(EXACT, sigmas, x_T).samples, atol=1e-10
+    )
+
+
+def test_ddim_eta1_is_ancestral_sampling_on_the_same_steps():
+    sigmas = build_grid(SCHEDULE, "trailing", 30)
+    x_T = _noise(64)
+    a = ddim(EXACT, sigmas, x_T, eta=1.0, generator=torch.Generator().manual_seed(5)).samples
+    b = ancestral(EXACT, sigmas, x_T, generator=torch.Generator().manual_seed(5)).samples
+    assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_heun_without_churn_is_deterministic_and_with_churn_is_not():
+    sigmas = build_grid(SCHEDULE, "karras", 10)
+    x_T = _noise(8)
+    plain = [
+        edm_heun(EXACT, sigmas, x_T, generator=torch.Generator().manual_seed(s)).samples
+        for s in (0, 1)
+    ]
+    churned = [edm_heun(EXACT, sigmas, x_T, churn=10.0, generator=torch.Generator().manual_seed(s)).samples
+               for s in (0, 1)]  # fmt: skip
+    assert torch.equal(plain[0], plain[1]) and not torch.allclose(churned[0], churned[1])
+
+
+@pytest.mark.parametrize(("steps", "tolerance"), [(50, 0.2), (200, 0.05), (1000, 0.01)])
+def test_ddim_inversion_reconstructs_its_input(steps, tolerance):
+    """Encoding then decoding returns the input, with a first-order error shrinking as 1/steps."""
+    sigmas = build_grid(SCHEDULE, "linspace", steps)
+    x0 = (
+        MEAN
+        + torch.randn(32, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64) @ _A.T
+    )
+    latent = ddim_invert(EXACT, sigmas, x0)
+    assert latent.std() > 0.5  # an actual encoding towards N(0, I), not the input itself
+    again = ddim(EXACT, sigmas, latent).samples
+    assert (again - x0).abs().max() < tolerance
+
+
+# (sampler, steps, tolerance on the covariance, beyond Monte Carlo's); every sampler converges.
+CONVERGENCE = [
+    ("ancestral", 1000, 0.01), ("ddim", 200, 0.01), ("euler-maruyama", 500, 0.01), ("pc", 200, 0.01),
+    ("ode-euler", 200, 0.01), ("ode-heun", 50, 0.01), ("ode-rk45", 1, 0.01), ("dpm++2m", 50, 0.01),
+    ("dpm++3m", 20, 0.01), ("edm-heun", 50, 0.01), ("langevin", 400, 0.05),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "steps", "tolerance"), CONVERGENCE)
+def test_every_sampler_reproduces_gaussian_data(name, steps, tolerance):
+    n = 8000
+    out = sample(
+        name, EXACT, SCHEDULE, _noise(n, 3), steps, generator=torch.Generator().manual_seed(4)
+    )
+    x = out.samples
+    se_mean = COV.diag().sqrt() / math.sqrt(n)
+    se_cov = ((COV.diag()[:, None] * COV.diag()[None, :] + COV**2) / n).sqrt()
+    assert torch.all((x.mean(0) - MEAN).abs() < 5 * se_mean + 0.01)
+    assert torch.all((torch.cov(x.T) - COV).abs() < 5 * se_cov + tolerance)
+
+
+def test_few_steps_are_measurably_worse_than_many():
+    """The convergence check can fail: 5 DDIM steps miss the covariance."""
+    x = sample("ddim", EXACT, SCHEDULE, _noise(8000, 3), 5).samples
+    assert (torch.cov(x.T) - COV).abs().max() > 0.05
+
+
+def test_grids():
+    assert respaced_timesteps(1000, 10, "linspace")[::9] == [999, 0]
+    assert respaced_timesteps(1000, 10, "trailing")[0] == 999
+    assert respaced_timesteps(1000, 10, "leading")[-1] == 0
+    assert respaced_timesteps(1000, 1000, "linspace") == list(range(999, -1, -1))
+    k = karras_sigmas(0.002, 80.0, 5, rho=7.0)
+    assert k[0] == pytest.approx(80.0) and k[-2] == pytest.approx(0.002) and k[-1] == 0
+    assert torch.all(k[:-2] > k[1:-1])
+    log_snr = build_grid(SCHEDULE, "log_snr", 6)[:-1].log()
+    assert torch.allclose(log_snr.diff(), log_snr.diff()[0].expand(5))
+    uniform_t = build_grid(SCHEDULE, "uniform_t", 4)
+    assert torch.allclose(uniform_t[[0, -2]], SCHEDULE.sigmas[[-1, 0]])
+    with pytest.raises(ValueError, match="unknown grid"):
+        build_grid(SCHEDULE, "cosine", 5)
+
+
+def test_dynamic_thresholding_only_touches_saturated_predictions():
+    inside = GaussianDenoiser(
+        torch.zeros(2, dtype=torch.float64), 0.01 * torch.eye(2, dtype=torch.float64)
+    )
+    x = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    assert torch.allclose(DynamicThresholding(inside, 0.99)(x, 0.1), inside(x, 0.1))
+    far = GaussianDenoiser(
+        torch.full((2,), 3.0, dtype=torch.float64), 0.01 * torch.eye(2, dtype=torch.float64)
+    )
+    out = DynamicThresholding(far, 0.99)(torch.tensor([[3.0, 2.0]], dtype=torch.float64), 0.1)
+    assert out.abs().max() <= 1.0 + 1e-12 and out[0, 0] > out[0, 1]  # rescaled, order kept
