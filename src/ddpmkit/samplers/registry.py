@@ -32,13 +32,17 @@ class SamplerSpec:
     saves_last_call: bool = False  # the step to σ = 0 costs one call, not calls_per_level
     adaptive: bool = False  # the solver picks its own steps (RK45); ``steps`` is ignored
 
-    def nfe(self, steps: int, langevin_steps: int = 1) -> int:
-        """Network evaluations for a grid of ``steps`` noise levels."""
+    def nfe(self, steps: int, langevin_steps: int | None = None) -> int:
+        """Network evaluations for a grid of ``steps`` noise levels (Langevin: per-level steps)."""
         if self.function is annealed_langevin:
-            return steps * langevin_steps + 1
+            per_level = (
+                langevin_steps
+                or inspect.signature(annealed_langevin).parameters["langevin_steps"].default
+            )
+            return steps * per_level + 1
         return steps * self.calls_per_level - (self.calls_per_level - 1) * self.saves_last_call
 
-    def steps_for_nfe(self, nfe: int, langevin_steps: int = 1) -> int:
+    def steps_for_nfe(self, nfe: int, langevin_steps: int | None = None) -> int:
         """The most grid levels whose cost stays within ``nfe`` evaluations (at least 1)."""
         steps = 1
         while self.nfe(steps + 1, langevin_steps) <= nfe:
@@ -97,7 +101,9 @@ def sample(
             f"sampler {name!r} takes no option {', '.join(sorted(unknown))}; "
             f"its options: {', '.join(spec.options()) or 'none'}"
         )
-    steps = max(steps, 2) if spec.adaptive else steps  # an adaptive solver needs the grid's two ends
+    steps = (
+        max(steps, 2) if spec.adaptive else steps
+    )  # an adaptive solver needs the grid's two ends
     sigmas = build_grid(schedule, grid or spec.default_grid, steps, rho)
     return spec.function(
         denoiser, sigmas, noise, generator=generator, class_labels=class_labels,
