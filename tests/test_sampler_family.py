@@ -156,3 +156,49 @@ def test_dynamic_thresholding_only_touches_saturated_predictions():
     )
     out = DynamicThresholding(far, 0.99)(torch.tensor([[3.0, 2.0]], dtype=torch.float64), 0.1)
     assert out.abs().max() <= 1.0 + 1e-12 and out[0, 0] > out[0, 1]  # rescaled, order kept
+
+
+HIGH_STEPS = {
+    "ancestral": 1000, "ddim": 200, "euler-maruyama": 500, "pc": 200, "ode-euler": 200,
+    "ode-heun": 100, "ode-rk45": 2, "dpm++2m": 50, "dpm++3m": 50, "edm-heun": 100, "langevin": 200,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sharp_testbed():
+    """The sharp-mode mixture, exact reference sets and the Monte-Carlo band of exact samples."""
+    from ddpmkit.metrics import sliced_wasserstein
+    from ddpmkit.testbed import sharp_mixture
+
+    dist, n = sharp_mixture(), 3000
+    refs = [dist.sample(n, torch.Generator().manual_seed(100 + i)) for i in range(3)]
+
+    def error(x):
+        g = torch.Generator().manual_seed(0)
+        return sum(sliced_wasserstein(x, ref, generator=g) for ref in refs) / len(refs)
+
+    exact = [error(dist.sample(n, torch.Generator().manual_seed(200 + i))) for i in range(6)]
+    return dist, n, error, max(exact)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_converges_on_the_sharp_mixture(name, sharp_testbed):
+    """Error falls with more steps to within the band of exact samples (sliced Wasserstein)."""
+    dist, n, error, exact_band = sharp_testbed
+    x_T = _noise(n, 7)
+
+    def err(steps):
+        return error(sample(name, dist.denoiser(), SCHEDULE, x_T, steps,
+                            generator=torch.Generator().manual_seed(8)).samples)  # fmt: skip
+
+    high = err(HIGH_STEPS[name])
+    assert high <= 1.25 * exact_band
+    if name != "ode-rk45":
+        assert err(4) > 1.5 * high
+
+
+def test_a_user_list_of_training_steps_is_the_grid():
+    x_T = _noise(4)
+    listed = sample("ddim", EXACT, SCHEDULE, x_T, 0, timesteps=[999, 500, 100, 0])
+    sigmas = torch.cat([SCHEDULE.sigmas[[999, 500, 100, 0]], torch.zeros(1, dtype=torch.float64)])
+    assert listed.nfe == 4 and torch.equal(listed.samples, ddim(EXACT, sigmas, x_T).samples)

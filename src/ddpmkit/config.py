@@ -98,6 +98,7 @@ class SampleConfig:
         None  # linspace|leading|trailing|uniform_t|log_snr|karras; None: sampler's
     )
     rho: float = 7.0  # ρ of the Karras grid
+    timesteps: tuple[int, ...] | None = None  # a user list of training steps (replaces grid, steps)
     variance: ReverseVariance = "beta_tilde"  # ancestral: σ²_t = β̃_t ("beta_tilde") or β_t ("beta")
     eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
     churn: float = 0.0  # edm-heun: S_churn (0 = deterministic)

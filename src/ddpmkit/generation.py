@@ -54,6 +54,7 @@ def generate(
         with autocast:
             result = sample(
                 config.sampler, denoiser, schedule, x_T, steps, grid=config.grid, rho=config.rho,
+                timesteps=config.timesteps,
                 generator=generator, class_labels=labels, record_trajectory=record_trajectory,
                 callback=callback, **sampler_options(config),
             )  # fmt: skip

@@ -11,7 +11,7 @@ from torch import Tensor
 from ddpmkit.denoisers import Denoiser
 from ddpmkit.grids import timestep_sigmas
 from ddpmkit.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, alpha_bar_at, levels
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, alpha_bar_at
 from ddpmkit.schedules import NoiseSchedule, posterior_coefficients
 
 ReverseVariance = Literal["beta", "beta_tilde"]
@@ -36,10 +36,9 @@ def ancestral(
     """
     if variance not in ("beta", "beta_tilde"):
         raise ValueError(f"unknown reverse variance {variance!r}; choose 'beta' or 'beta_tilde'")
-    grid = levels(sigmas)
-    run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
-    x = x_T
-    run.record(x, step_done=False)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
+    )
     for sigma, sigma_next in itertools.pairwise(grid):
         alpha_bar, alpha_bar_prev = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
         x0_hat = run.denoise_vp(x, sigma)

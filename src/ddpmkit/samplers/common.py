@@ -79,3 +79,21 @@ class SamplerRun:
 
     def result(self, x0: Tensor) -> SampleResult:
         return SampleResult(x0, self.trajectory, self.nfe)
+
+    @classmethod
+    def start(
+        cls,
+        denoiser: Denoiser,
+        sigmas: Tensor,
+        x_T: Tensor,
+        class_labels: Tensor | None,
+        record_trajectory: bool,
+        callback: StepCallback | None,
+        *,
+        ve: bool,
+    ) -> tuple[list[float], SamplerRun, Tensor]:
+        """The grid, a run over its steps, and the start x: x_T, or x_T·√(1 + σ_0²) in VE units."""
+        grid = levels(sigmas)
+        run = cls(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
+        run.record(x_T, step_done=False)
+        return grid, run, x_T * (1 + grid[0] ** 2) ** 0.5 if ve else x_T

@@ -37,10 +37,9 @@ def ddim(
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"DDIM's eta must lie in [0, 1], got {eta}")
-    grid = levels(sigmas)
-    run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
-    x = x_T
-    run.record(x, step_done=False)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
+    )
     for sigma, sigma_next in itertools.pairwise(grid):
         alpha_bar, alpha_bar_prev = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
         x0_hat = run.denoise_vp(x, sigma)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ddpmkit.denoisers import Denoiser
 from ddpmkit.randomness import Generator
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
 
 
 def dpmpp_update(
@@ -54,10 +54,9 @@ def _dpmpp_multistep(
     record_trajectory: bool,
     callback: StepCallback | None,
 ) -> SampleResult:
-    grid = levels(sigmas)
-    run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
-    x = x_T * (1 + grid[0] ** 2) ** 0.5
-    run.record_ve(x, grid[0], step_done=False)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=True
+    )
     history: list[tuple[float, Tensor]] = []
     for sigma, sigma_next in itertools.pairwise(grid):
         x0_hat = run.denoise(x, sigma)

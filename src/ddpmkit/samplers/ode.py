@@ -35,10 +35,9 @@ def ode_euler(
     callback: StepCallback | None = None,
 ) -> SampleResult:
     """Euler's method on the probability-flow ODE; the step to σ = 0 lands on D(x; σ)."""
-    grid = levels(sigmas)
-    run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
-    x = x_T * (1 + grid[0] ** 2) ** 0.5
-    run.record_ve(x, grid[0], step_done=False)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=True
+    )
     for sigma, sigma_next in itertools.pairwise(grid):
         x = x + (sigma_next - sigma) * ode_derivative(x, run.denoise(x, sigma), sigma)
         run.record_ve(x, sigma_next)
@@ -65,12 +64,10 @@ def edm_heun(
     With ``churn`` = 0 it is the deterministic Algorithm 1; otherwise each step first raises the
     noise level from σ to σ̂ = σ(1 + γ), γ = min(S_churn/N, √2 - 1) for σ in [S_tmin, S_tmax].
     """
-    grid = levels(sigmas)
-    steps = len(grid) - 1
-    run = SamplerRun(denoiser, class_labels, steps, record_trajectory, callback)
-    x = x_T * (1 + grid[0] ** 2) ** 0.5
-    run.record_ve(x, grid[0], step_done=False)
-    gamma_max = min(churn / steps, 2**0.5 - 1)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=True
+    )
+    gamma_max = min(churn / run.num_steps, 2**0.5 - 1)
     for sigma, sigma_next in itertools.pairwise(grid):
         gamma = gamma_max if churn_min <= sigma <= churn_max else 0.0  # Alg. 2, line 4
         sigma_hat = sigma * (1 + gamma)

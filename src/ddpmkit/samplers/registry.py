@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
 from ddpmkit.denoisers import Denoiser
-from ddpmkit.grids import GridKind, build_grid
+from ddpmkit.grids import GridKind, build_grid, timestep_sigmas
 from ddpmkit.randomness import Generator
 from ddpmkit.samplers.ancestral import ancestral
 from ddpmkit.samplers.common import SampleResult, StepCallback
@@ -81,6 +81,7 @@ def sample(
     *,
     grid: GridKind | None = None,
     rho: float = 7.0,
+    timesteps: Sequence[int] | None = None,
     generator: Generator = None,
     class_labels: Tensor | None = None,
     record_trajectory: bool = False,
@@ -88,6 +89,8 @@ def sample(
     **options: Any,
 ) -> SampleResult:
     """Run sampler ``name`` from standard normal ``noise`` over ``steps`` levels of ``grid``.
+
+    ``timesteps``, a user list of training steps, replaces the grid (and ``steps``) when given.
 
     ``options`` are the sampler's own keywords (``eta``, ``variance``, ``churn``, ``snr``, …);
     one it does not take is an error naming the sampler and what it accepts.
@@ -101,10 +104,11 @@ def sample(
             f"sampler {name!r} takes no option {', '.join(sorted(unknown))}; "
             f"its options: {', '.join(spec.options()) or 'none'}"
         )
-    steps = (
-        max(steps, 2) if spec.adaptive else steps
-    )  # an adaptive solver needs the grid's two ends
-    sigmas = build_grid(schedule, grid or spec.default_grid, steps, rho)
+    if timesteps is not None:
+        sigmas = timestep_sigmas(schedule, list(timesteps))
+    else:  # an adaptive solver needs at least the grid's two ends
+        steps = max(steps, 2) if spec.adaptive else steps
+        sigmas = build_grid(schedule, grid or spec.default_grid, steps, rho)
     return spec.function(
         denoiser, sigmas, noise, generator=generator, class_labels=class_labels,
         record_trajectory=record_trajectory, callback=callback, **options,

@@ -28,6 +28,18 @@ def reverse_vp_sde_step(x_t: Tensor, score: Tensor, beta_dt: float, generator: G
     return x_t + (0.5 * x_t + score) * beta_dt + beta_dt**0.5 * randn_like(x_t, generator)
 
 
+def predictor_step(
+    run: SamplerRun, x_t: Tensor, sigma: float, sigma_next: float, generator: Generator
+) -> Tensor:
+    """The reverse-SDE step from level σ to σ_next, ∫β dτ = log(ᾱ_next/ᾱ); at σ_next = 0, x̂_0."""
+    x0_hat = run.denoise_vp(x_t, sigma)
+    if sigma_next == 0:
+        return x0_hat
+    alpha_bar, alpha_bar_next = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
+    score = vp_score(x_t, x0_hat, alpha_bar)
+    return reverse_vp_sde_step(x_t, score, math.log(alpha_bar_next / alpha_bar), generator)
+
+
 @torch.no_grad()
 def euler_maruyama(
     denoiser: Denoiser,
@@ -40,18 +52,11 @@ def euler_maruyama(
     callback: StepCallback | None = None,
 ) -> SampleResult:
     """The reverse VP SDE by Euler–Maruyama; the step to σ = 0 is the noise-free x̂_0 (Tweedie)."""
-    grid = levels(sigmas)
-    run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
-    x = x_T
-    run.record(x, step_done=False)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
+    )
     for sigma, sigma_next in itertools.pairwise(grid):
-        alpha_bar, alpha_bar_prev = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
-        x0_hat = run.denoise_vp(x, sigma)
-        if sigma_next == 0:
-            x = x0_hat
-        else:
-            beta_dt = math.log(alpha_bar_prev / alpha_bar)
-            x = reverse_vp_sde_step(x, vp_score(x, x0_hat, alpha_bar), beta_dt, generator)
+        x = predictor_step(run, x, sigma, sigma_next, generator)
         run.record(x)
     return run.result(x)
 
@@ -89,22 +94,16 @@ def predictor_corrector(
     Song et al. (2021), Algorithms 2 and 5 (VP): the corrector's step size follows the target
     signal-to-noise ratio r = ``snr``, computed per sample so that batches do not interact.
     """
-    grid = levels(sigmas)
-    run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
-    x = x_T
-    run.record(x, step_done=False)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
+    )
     for sigma, sigma_next in itertools.pairwise(grid):
         alpha_bar, alpha_bar_prev = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
         for _ in range(corrector_steps if sigma_next > 0 else 0):
             score = vp_score(x, run.denoise_vp(x, sigma), alpha_bar)
             step = snr_step_size(snr, alpha_bar / alpha_bar_prev, alpha_bar)
             x = langevin_step(x, score, step, generator)
-        x0_hat = run.denoise_vp(x, sigma)
-        if sigma_next == 0:
-            x = x0_hat
-        else:
-            beta_dt = math.log(alpha_bar_prev / alpha_bar)
-            x = reverse_vp_sde_step(x, vp_score(x, x0_hat, alpha_bar), beta_dt, generator)
+        x = predictor_step(run, x, sigma, sigma_next, generator)
         run.record(x)
     return run.result(x)
 
