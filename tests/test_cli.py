@@ -131,3 +131,27 @@ def test_every_sampler_runs_from_the_command_line_on_a_trained_model(tmp_path):
         assert samples.shape == (4, 1, 8, 8) and np.isfinite(samples).all(), name
     assert main(["sample", str(run), "--sampler", "ddim", "--eta", "2", "--quiet",
                  "--out", str(tmp_path / "bad.png")]) == 2  # fmt: skip
+
+
+def test_eval_reports_bits_per_dim_with_both_likelihoods(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--out", str(run), "--quiet", *TINY]) == 0
+    for method, count in (("vlb", 6), ("ode", 2)):
+        args = ["eval", str(run), "--nll", method, "--num_samples", str(count), "--batch_size", "3",
+                "--quiet"]  # fmt: skip
+        assert main(args) == 0
+        report = json.loads((run / "eval" / f"step-0000004-{method}.json").read_text())
+        assert report["num_samples"] == count and len(report["per_sample"]) == count
+        assert 0 < report["bits_per_dim"] < 20 and report["ci95"] >= 0 and report["nfe"] > 0
+    assert len(report["per_sample"]) == 2
+    vlb = json.loads((run / "eval" / "step-0000004-vlb.json").read_text())
+    assert len(vlb["terms_bpd"]) == 60
+    total = vlb["prior_bpd"] + sum(vlb["terms_bpd"])
+    assert abs(total - vlb["bits_per_dim"]) < 1e-3 * total
+    assert (run / "eval" / "step-0000004-vlb.png").is_file()
+    assert "bits/dim (95% CI" in capsys.readouterr().out
+    assert (
+        main(["eval", str(run), "--nll", "vlb", "--num_samples", "6", "--quiet"]) == 2
+    )  # no overwrite

@@ -60,5 +60,8 @@ class NetworkDenoiser:
         sigma = per_sample_sigma(sigma, x)
         alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma.double()).to(x.dtype), x)
         x_t = x * alpha_bar.sqrt()
-        output = self.network(x_t, self.schedule.sigma_to_t(sigma), class_labels)
+        weight = next(self.network.parameters(), None)  # float64 maths may feed a float32 network
+        network_dtype = x.dtype if weight is None else weight.dtype
+        t = self.schedule.sigma_to_t(sigma).to(network_dtype)
+        output = self.network(x_t.to(network_dtype), t, class_labels)
         return self._x0_from_output(x_t, output.to(x.dtype), alpha_bar)

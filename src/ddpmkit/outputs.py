@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
 from ddpmkit.config import RunConfig
@@ -58,3 +59,26 @@ def write_samples(
     return save_picture(result.samples, stem.with_suffix(".png")), save_npz(
         result.samples, stem.with_suffix(".npz")
     )
+
+
+def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: int = 360) -> Path:
+    """L_t against t as a PNG line plot on a log scale (Pillow only); refuses to overwrite."""
+    if path.exists():
+        raise FileExistsError(f"{path} already exists; refusing to overwrite it")
+    values = np.log10(np.clip(np.asarray(terms, dtype=np.float64), 1e-12, None))
+    low, high = float(values.min()), float(values.max()) + 1e-9
+    margin = 40
+    xs = margin + np.arange(len(values)) / max(len(values) - 1, 1) * (width - 2 * margin)
+    ys = height - margin - (values - low) / (high - low) * (height - 2 * margin)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=(31, 119, 180), width=2)
+    draw.text(
+        (margin, 8), f"L_t (bits/dim) against t, log10 scale {low:.1f} .. {high:.1f}", fill="black"
+    )
+    draw.text((margin, height - margin + 6), "t = 0", fill="black")
+    draw.text((width - margin - 60, height - margin + 6), f"t = {len(values) - 1}", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
