@@ -23,6 +23,9 @@ def _state(trainer):
 
 
 def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_config):
+    # Periodic held-out bounds run on the way and must not disturb any random stream.
+    train = dataclasses.replace(tiny_config.train, eval_every=2, eval_samples=3)
+    tiny_config = dataclasses.replace(tiny_config, train=train)
     whole = Trainer(tiny_config, tmp_path / "whole")
     whole.fit()
     first_half = dataclasses.replace(
@@ -114,3 +117,13 @@ def test_learning_rate_warms_up_linearly_then_stays():
     assert learning_rate(0, 1.0, 10) == pytest.approx(0.1)
     assert learning_rate(9, 1.0, 10) == 1.0 and learning_rate(500, 1.0, 10) == 1.0
     assert learning_rate(0, 1.0, 0) == 1.0
+
+
+def test_training_logs_the_heldout_bound_periodically(tmp_path):
+    config = tiny_digits_config(steps=4, eval_every=2, eval_samples=4, log_every=1)
+    Trainer(config, tmp_path / "run").fit()
+    with (tmp_path / "run" / "log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    bounds = [row["heldout_bpd"] for row in rows]
+    assert bounds[0] == "" and bounds[2] == ""  # only every second step
+    assert 0.1 < float(bounds[1]) < 20 and 0.1 < float(bounds[3]) < 20

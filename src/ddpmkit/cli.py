@@ -27,7 +27,7 @@ from ddpmkit.config_io import (
 from ddpmkit.data import load_data
 from ddpmkit.denoisers import NetworkDenoiser
 from ddpmkit.generation import generate
-from ddpmkit.likelihood.report import evaluate_nll
+from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
 from ddpmkit.outputs import save_npz, save_picture, save_terms_plot
 from ddpmkit.presets import PRESETS
 from ddpmkit.training import Trainer
@@ -214,7 +214,7 @@ def run_eval(args: argparse.Namespace) -> int:
     network.to(pick_device(args.device)).eval()
     data = load_data(config.data, args.split)
     num_samples = min(args.num_samples, len(data.dataset))
-    levels = args.num_levels or (17 if config.data.source == "digits" else 256)
+    levels = args.num_levels or quantization_levels(config.data.source)
     denoiser = NetworkDenoiser(
         network, build_schedule(config.diffusion), config.diffusion.parameterization
     )

@@ -73,6 +73,10 @@ class TrainConfig:
     num_workers: int = 0  # data-loading worker processes
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", …
     bf16: bool = False  # run the network under bf16 autocast (fast on AMX CPUs and GPUs)
+    eval_every: int = (
+        0  # steps between held-out variational bounds (bits/dim) in log.csv; 0 = never
+    )
+    eval_samples: int = 32  # held-out items in that bound (each costs T network evaluations)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -36,8 +37,15 @@ from ddpmkit.checkpoints import (
 from ddpmkit.config import RunConfig
 from ddpmkit.config_io import to_dict
 from ddpmkit.data import hflip_batch, load_data
+from ddpmkit.denoisers import NetworkDenoiser
 from ddpmkit.ema import EMA
 from ddpmkit.generation import ProgressCallback
+from ddpmkit.likelihood import (
+    discretized_gaussian_log_likelihood,
+    fixed_log_variance,
+    variational_bound,
+)
+from ddpmkit.likelihood.report import quantization_levels
 from ddpmkit.losses import LossOutput
 from ddpmkit.outputs import write_samples
 
@@ -54,6 +62,7 @@ LOG_COLUMNS = (
     "lr",
     "grad_norm",
     "seconds",
+    "heldout_bpd",
 )
 
 
@@ -112,6 +121,8 @@ class Trainer:
             metrics, output = self._train_step(x0, labels)
             self.step += 1
             log.add(self.step, metrics, output)
+            if train.eval_every > 0 and self.step % train.eval_every == 0:
+                log.heldout_bpd = self.heldout_bound()
             if self.step % train.log_every == 0 or self.step == train.steps:
                 log.write()
             if on_step is not None:
@@ -145,6 +156,23 @@ class Trainer:
             "lr": lr,
             "grad_norm": float(grad_norm),
         }, output
+
+    def heldout_bound(self) -> float:
+        """The variational bound (all T terms, EMA weights) of the first held-out items, bits/dim."""
+        data = load_data(self.config.data, "heldout").dataset
+        count = min(self.config.train.eval_samples, len(data))
+        x0 = torch.stack([data[i][0] for i in range(count)]).to(self.device, torch.float64)
+        denoiser = NetworkDenoiser(
+            self.ema.model.eval(), self.schedule, self.config.diffusion.parameterization
+        )
+        levels = quantization_levels(self.config.data.source)
+        bound = variational_bound(
+            denoiser, self.schedule, x0,
+            fixed_log_variance(self.schedule, self.config.sample.variance),
+            generator=torch.Generator(self.device).manual_seed(self.config.train.seed),
+            decoder=partial(discretized_gaussian_log_likelihood, num_levels=levels),
+        )  # fmt: skip
+        return float(bound.mean_bpd)
 
     def _periodic_outputs(self, on_sampling: ProgressCallback | None) -> None:
         train, step = self.config.train, self.step
@@ -222,6 +250,7 @@ class _LossLog:
     def _reset(self) -> None:
         self.sums, self.counts = torch.zeros(4, dtype=torch.float64), torch.zeros(4)
         self.losses: list[float] = []
+        self.heldout_bpd: float | None = None
 
     def add(self, step: int, metrics: dict[str, float], output: LossOutput) -> None:
         quarter = (output.t.cpu() * 4 // self.num_steps).clamp(max=3).long()
@@ -237,6 +266,8 @@ class _LossLog:
             "loss": sum(self.losses) / len(self.losses),
             "seconds": time.perf_counter() - self.start,
         }
+        if self.heldout_bpd is not None:
+            row["heldout_bpd"] = self.heldout_bpd
         new = not self.path.exists()
         with self.path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)

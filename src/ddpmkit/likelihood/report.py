@@ -40,6 +40,11 @@ class NLLReport:
         return asdict(self)
 
 
+def quantization_levels(source: str) -> int:
+    """Grey levels of a data source: the digits have 17 (0 … 16), images 256."""
+    return 17 if source == "digits" else 256
+
+
 def mean_ci95(values: Tensor) -> tuple[float, float]:
     """The mean and the half-width 1.96·s/√n of its 95% normal confidence interval."""
     n = values.numel()
