@@ -95,6 +95,7 @@ class Trainer:
         )
         self.generator = torch.Generator(self.device).manual_seed(train.seed)
         self.step = 0
+        self._heldout: torch.Tensor | None = None
         if resume:
             self._restore()
         else:
@@ -159,9 +160,11 @@ class Trainer:
 
     def heldout_bound(self) -> float:
         """The variational bound (all T terms, EMA weights) of the first held-out items, bits/dim."""
-        data = load_data(self.config.data, "heldout").dataset
-        count = min(self.config.train.eval_samples, len(data))
-        x0 = torch.stack([data[i][0] for i in range(count)]).to(self.device, torch.float64)
+        if self._heldout is None:  # read once, on the first evaluation
+            data = load_data(self.config.data, "heldout").dataset
+            count = min(self.config.train.eval_samples, len(data))
+            self._heldout = torch.stack([data[i][0] for i in range(count)])
+        x0 = self._heldout.to(self.device, torch.float64)
         denoiser = NetworkDenoiser(
             self.ema.model.eval(), self.schedule, self.config.diffusion.parameterization
         )
