@@ -7,11 +7,12 @@ x_t = √ᾱ x_0 + √(1-ᾱ) ε throughout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 from torch import Tensor
 
 Parameterization = Literal["eps", "x0", "v"]
+TensorOrFloat = TypeVar("TensorOrFloat", Tensor, float)
 PARAMETERIZATIONS: tuple[Parameterization, ...] = ("eps", "x0", "v")
 
 
@@ -83,6 +84,6 @@ def training_target(
     )
 
 
-def alpha_bar_from_sigma(sigma: Tensor) -> Tensor:
+def alpha_bar_from_sigma(sigma: TensorOrFloat) -> TensorOrFloat:
     """ᾱ = 1/(1 + σ²): the VP signal level of the VE noise level σ = √((1-ᾱ)/ᾱ)."""
     return 1.0 / (1.0 + sigma**2)

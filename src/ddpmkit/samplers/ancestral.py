@@ -10,8 +10,9 @@ from torch import Tensor
 
 from ddpmkit.denoisers import Denoiser
 from ddpmkit.grids import timestep_sigmas
+from ddpmkit.parameterization import alpha_bar_from_sigma
 from ddpmkit.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, alpha_bar_at
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
 from ddpmkit.schedules import NoiseSchedule, posterior_coefficients
 
 ReverseVariance = Literal["beta", "beta_tilde"]
@@ -40,7 +41,7 @@ def ancestral(
         denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
     )
     for sigma, sigma_next in itertools.pairwise(grid):
-        alpha_bar, alpha_bar_prev = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
+        alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         x0_hat = run.denoise_vp(x, sigma)
         coef_x0, coef_xt, beta_tilde = posterior_coefficients(alpha_bar, alpha_bar_prev)
         x = coef_x0 * x0_hat + coef_xt * x

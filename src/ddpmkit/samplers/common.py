@@ -27,11 +27,6 @@ class SampleResult:
     nfe: int
 
 
-def alpha_bar_at(sigma: float) -> float:
-    """ᾱ = 1/(1 + σ²) for a VE noise level (the grid's σ as a VP signal level)."""
-    return 1.0 / (1.0 + sigma**2)
-
-
 def levels(sigmas: Tensor) -> list[float]:
     """The grid as Python floats (float64): per-step scalars cost nothing on any device."""
     if sigmas.ndim != 1 or len(sigmas) < 2 or float(sigmas[-1]) != 0.0:

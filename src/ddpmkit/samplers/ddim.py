@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from ddpmkit.denoisers import Denoiser
-from ddpmkit.parameterization import eps_from_x0
+from ddpmkit.parameterization import alpha_bar_from_sigma, eps_from_x0
 from ddpmkit.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, alpha_bar_at, levels
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
 
 
 def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:
@@ -41,7 +41,7 @@ def ddim(
         denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
     )
     for sigma, sigma_next in itertools.pairwise(grid):
-        alpha_bar, alpha_bar_prev = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
+        alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         x0_hat = run.denoise_vp(x, sigma)
         eps_hat = eps_from_x0(x, x0_hat, torch.tensor(alpha_bar, dtype=x.dtype, device=x.device))
         noise_scale = ddim_sigma(alpha_bar, alpha_bar_prev, eta)
@@ -72,9 +72,9 @@ def ddim_invert(
     """
     grid = levels(sigmas)[:-1][::-1]  # increasing noise, without σ = 0
     run = SamplerRun(denoiser, class_labels, len(grid) - 1, callback=callback)
-    x = x0 * alpha_bar_at(grid[0]) ** 0.5
+    x = x0 * alpha_bar_from_sigma(grid[0]) ** 0.5
     for sigma, sigma_next in itertools.pairwise(grid):
-        alpha_bar, alpha_bar_next = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
+        alpha_bar, alpha_bar_next = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         x0_hat = run.denoise_vp(x, sigma)
         eps_hat = eps_from_x0(x, x0_hat, torch.tensor(alpha_bar, dtype=x.dtype, device=x.device))
         x = alpha_bar_next**0.5 * x0_hat + (1 - alpha_bar_next) ** 0.5 * eps_hat

@@ -14,13 +14,15 @@ import torch
 from torch import Tensor
 
 from ddpmkit.denoisers import Denoiser
+from ddpmkit.parameterization import alpha_bar_from_sigma, eps_from_x0, score_from_eps
 from ddpmkit.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, alpha_bar_at, levels
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
 
 
 def vp_score(x_t: Tensor, x0_hat: Tensor, alpha_bar: float) -> Tensor:
-    """∇ log p_t(x_t) = (√ᾱ x̂_0 - x_t)/(1-ᾱ), Tweedie's formula for the VP marginal."""
-    return (alpha_bar**0.5 * x0_hat - x_t) / (1 - alpha_bar)
+    """∇ log p_t(x_t) = (√ᾱ x̂_0 - x_t)/(1-ᾱ) (Tweedie), via the one ε ↔ x_0 ↔ score conversion."""
+    alpha_bar_t = torch.tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)
+    return score_from_eps(eps_from_x0(x_t, x0_hat, alpha_bar_t), alpha_bar_t)
 
 
 def reverse_vp_sde_step(x_t: Tensor, score: Tensor, beta_dt: float, generator: Generator) -> Tensor:
@@ -35,7 +37,7 @@ def predictor_step(
     x0_hat = run.denoise_vp(x_t, sigma)
     if sigma_next == 0:
         return x0_hat
-    alpha_bar, alpha_bar_next = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
+    alpha_bar, alpha_bar_next = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
     score = vp_score(x_t, x0_hat, alpha_bar)
     return reverse_vp_sde_step(x_t, score, math.log(alpha_bar_next / alpha_bar), generator)
 
@@ -98,7 +100,7 @@ def predictor_corrector(
         denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
     )
     for sigma, sigma_next in itertools.pairwise(grid):
-        alpha_bar, alpha_bar_prev = alpha_bar_at(sigma), alpha_bar_at(sigma_next)
+        alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         for _ in range(corrector_steps if sigma_next > 0 else 0):
             score = vp_score(x, run.denoise_vp(x, sigma), alpha_bar)
             step = snr_step_size(snr, alpha_bar / alpha_bar_prev, alpha_bar)
