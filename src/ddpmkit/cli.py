@@ -179,13 +179,8 @@ def run_sample(args: argparse.Namespace) -> int:
         or checkpoint.parent.parent / "samples" / f"{checkpoint.name}-seed{sample.seed}.png"
     )
     npz = args.npz or out.with_suffix(".npz")
-    for path in (out, npz, args.trajectory):
-        if path is not None and path.exists():
-            raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
-    device = pick_device(args.device)
-    network = build_network(config.model)
-    load_weights(network, checkpoint, "ema" if sample.use_ema else "model")
-    network.to(device).eval()
+    _refuse_existing(out, npz, args.trajectory)
+    network = _load_network(checkpoint, config, args.device, "ema" if sample.use_ema else "model")
     shape = _sample_shape(config)
     schedule = build_schedule(config.diffusion)
     with _ProgressBar("sample", "step", disable=args.quiet) as progress:
@@ -206,12 +201,8 @@ def run_eval(args: argparse.Namespace) -> int:
     config = read_config(checkpoint)
     out = args.out or checkpoint.parent.parent / "eval" / f"{checkpoint.name}-{args.nll}.json"
     plot = out.with_suffix(".png")
-    for path in (out, plot):
-        if path.exists():
-            raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
-    network = build_network(config.model)
-    load_weights(network, checkpoint, "ema")
-    network.to(pick_device(args.device)).eval()
+    _refuse_existing(out, plot)
+    network = _load_network(checkpoint, config, args.device, "ema")
     data = load_data(config.data, args.split)
     num_samples = min(args.num_samples, len(data.dataset))
     levels = args.num_levels or quantization_levels(config.data.source)
@@ -232,6 +223,20 @@ def run_eval(args: argparse.Namespace) -> int:
     if report.terms_bpd is not None:
         print(f"ddpmkit: L_t plot {save_terms_plot(report.terms_bpd, plot)}")
     return 0
+
+
+def _refuse_existing(*paths: Path | None) -> None:
+    """Nothing already written is overwritten: an existing output is an error naming it."""
+    for path in paths:
+        if path is not None and path.exists():
+            raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
+
+
+def _load_network(checkpoint: Path, config: RunConfig, device: str, which: str) -> torch.nn.Module:
+    """The checkpoint's network with its ``ema`` or ``model`` weights, on ``device``, in eval mode."""
+    network = build_network(config.model)
+    load_weights(network, checkpoint, which)
+    return network.to(pick_device(device)).eval()
 
 
 def _sample_shape(config: RunConfig) -> tuple[int, ...]:
