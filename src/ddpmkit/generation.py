@@ -41,6 +41,7 @@ def generate(
     steps = config.steps_for(schedule.num_steps)
     starts = range(0, config.num_samples, config.batch_size)
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
+    options = sampler_options(config)  # resolved once, not per batch
     results = []
     for batch_index, start in enumerate(starts):
         stop = min(start + config.batch_size, config.num_samples)
@@ -56,7 +57,7 @@ def generate(
                 config.sampler, denoiser, schedule, x_T, steps, grid=config.grid, rho=config.rho,
                 timesteps=config.timesteps,
                 generator=generator, class_labels=labels, record_trajectory=record_trajectory,
-                callback=callback, **sampler_options(config),
+                callback=callback, **options,
             )  # fmt: skip
         results.append(result)
     return _concatenate(results)
