@@ -11,12 +11,12 @@ from ddpmkit.likelihood import (
     dequantize,
     dequantized_bits_per_dim,
     discretized_gaussian_log_likelihood,
-    fixed_log_variance,
     gaussian_log_density,
     normal_kl,
     ode_bits_per_dim,
     ode_log_likelihood,
     sampled_vlb_estimate,
+    schedule_log_variance,
     variational_bound,
     vlb_term,
 )
@@ -129,7 +129,7 @@ def test_bound_exceeds_the_gaussian_nll_and_approaches_it_as_t_grows():
             data.denoiser(),
             schedule,
             x0,
-            fixed_log_variance(schedule, "beta"),
+            schedule_log_variance(schedule, "beta"),
             generator=_gen(1),
             clip=None,
             decoder=gaussian_log_density,
@@ -155,7 +155,7 @@ def test_beta_tilde_bound_matches_its_closed_form():
         data.denoiser(),
         schedule,
         x0,
-        fixed_log_variance(schedule, "beta_tilde"),
+        schedule_log_variance(schedule, "beta_tilde"),
         generator=_gen(3),
         clip=None,
         decoder=gaussian_log_density,
@@ -169,7 +169,7 @@ def test_breakdown_sums_to_the_total_and_rows_match_vlb_term():
     data = gaussian(3, seed=2)
     schedule = NoiseSchedule.cosine(12)
     x0 = data.sample(5, _gen(4))
-    variance = fixed_log_variance(schedule, "beta_tilde")
+    variance = schedule_log_variance(schedule, "beta_tilde")
     options = dict(clip=None, decoder=gaussian_log_density)
     bound = variational_bound(data.denoiser(), schedule, x0, variance, generator=_gen(5), **options)
     assert bound.total_bpd.shape == (5,) and bound.terms_bpd.shape == (12,)
@@ -197,7 +197,7 @@ def test_vlb_term_is_the_kl_to_the_eq_11_reverse_step():
     noise = torch.randn(4, 6, generator=_gen(7), dtype=torch.float64)
     t = torch.tensor([1, 17, 50, 99])
     term = vlb_term(
-        denoiser, schedule, x0, t, noise, fixed_log_variance(schedule, "beta"), clip=None
+        denoiser, schedule, x0, t, noise, schedule_log_variance(schedule, "beta"), clip=None
     )
     a, a_bar = schedule.alphas[t, None], schedule.alpha_bar[t, None]
     x_t = a_bar.sqrt() * x0 + (1 - a_bar).sqrt() * noise
@@ -215,7 +215,7 @@ def test_sampled_estimate_is_unbiased():
     data = gaussian(2, seed=3)
     schedule = NoiseSchedule.cosine(10)
     x0 = data.sample(400, _gen(8))
-    variance = fixed_log_variance(schedule, "beta")
+    variance = schedule_log_variance(schedule, "beta")
     options = dict(clip=None, decoder=gaussian_log_density)
     full = variational_bound(data.denoiser(), schedule, x0, variance, generator=_gen(9), **options)
     repeated = x0.repeat(50, 1)
@@ -244,7 +244,7 @@ def test_bits_per_dim_of_8_bit_images_with_a_network_and_gradients():
     denoiser = NetworkDenoiser(net, schedule, "eps")
     x0 = LEVELS[torch.randint(0, 256, (3, 1, 8, 8), generator=_gen(11))].float()
     x0[0, 0, 0] = torch.tensor([-1.0, 1.0] * 4)  # both edge bins
-    variance = fixed_log_variance(schedule, "beta_tilde")
+    variance = schedule_log_variance(schedule, "beta_tilde")
     bound = variational_bound(denoiser, schedule, x0, variance, generator=_gen(12))
     assert bound.sample_terms_bpd.shape == (3, 8)
     assert (bound.sample_terms_bpd >= 0).all() and (bound.prior_bpd >= 0).all()  # discrete data

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import torch
 from torch import nn
 
 from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig
-from ddpmkit.losses import SimpleLoss, loss_weights
+from ddpmkit.denoisers import NetworkDenoiser
+from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
+from ddpmkit.losses import HybridLoss, SimpleLoss, loss_weights, timestep_sampler
 from ddpmkit.networks import MLPDenoiser, UNet
 from ddpmkit.schedules import NoiseSchedule
 
@@ -34,19 +37,47 @@ def build_network(config: ModelConfig) -> nn.Module:
     return UNet(config.unet) if config.kind == "unet" else MLPDenoiser(config.mlp)
 
 
-def build_loss(config: DiffusionConfig, schedule: NoiseSchedule) -> SimpleLoss:
-    """L_simple with the configured parameterization and per-t weighting."""
-    weights = loss_weights(
-        schedule, config.parameterization, config.loss_weighting, config.min_snr_gamma
-    )
-    return SimpleLoss(schedule, config.parameterization, weights)
+def build_loss(
+    config: DiffusionConfig, schedule: NoiseSchedule, num_levels: int = 256
+) -> SimpleLoss | HybridLoss:
+    """L_simple (weighted per t), L_hybrid or L_vlb, with the configured sampling of t.
+
+    ``num_levels`` are the data's quantization levels, for L_vlb's decoder term.
+    """
+    timesteps = timestep_sampler(config.timestep_sampling, schedule.num_steps)
+    if config.loss == "simple":
+        weights = loss_weights(
+            schedule, config.parameterization, config.loss_weighting, config.min_snr_gamma
+        )
+        return SimpleLoss(schedule, config.parameterization, weights, timesteps)
+    if config.loss_weighting != "uniform":
+        raise ValueError(
+            f"diffusion.loss_weighting {config.loss_weighting!r} applies to diffusion.loss = "
+            f"'simple', not {config.loss!r}"
+        )
+    return HybridLoss(
+        schedule, config.parameterization, config.vlb_weight, timesteps,
+        vlb_only=config.loss == "vlb",
+        decoder=partial(discretized_gaussian_log_likelihood, num_levels=num_levels),
+    )  # fmt: skip
+
+
+def build_denoiser(
+    network: nn.Module, schedule: NoiseSchedule, config: DiffusionConfig
+) -> NetworkDenoiser:
+    """The network read as a denoiser, with its parameterization and (learned) variance."""
+    return NetworkDenoiser(network, schedule, config.parameterization, config.learned_variance)
 
 
 def resolve_for_data(
     config: RunConfig, shape: tuple[int, ...], num_classes: int | None
 ) -> RunConfig:
-    """The config with the network's input shape and classes taken from the data."""
+    """The config with the network's input and output shape and classes taken from the data.
+
+    With learned variances the network outputs twice the data's channels (mean, then Σ_θ).
+    """
     model = config.model
+    learned = config.diffusion.learned_variance
     classes = num_classes if model.class_conditional else None
     if model.class_conditional and num_classes is None:
         raise ValueError("model.class_conditional is set but the data has no labels")
@@ -59,12 +90,22 @@ def resolve_for_data(
                 f"{shape[1]}×{shape[2]}; set model.unet.sample_size = {shape[1]} "
                 "(attention_resolutions are resolutions at that size)"
             )
-        unet = dataclasses.replace(model.unet, in_channels=shape[0], num_classes=classes)
+        unet = dataclasses.replace(
+            model.unet,
+            in_channels=shape[0],
+            out_channels=2 * shape[0] if learned else model.unet.out_channels,
+            num_classes=classes,
+        )
         model = dataclasses.replace(model, unet=unet)
     else:
         if len(shape) != 1:
             raise ValueError(f"model.kind = 'mlp' needs vector data (D,); the data is {shape}")
-        mlp = dataclasses.replace(model.mlp, dim=shape[0], num_classes=classes)
+        mlp = dataclasses.replace(
+            model.mlp,
+            dim=shape[0],
+            out_dim=2 * shape[0] if learned else model.mlp.out_dim,
+            num_classes=classes,
+        )
         model = dataclasses.replace(model, mlp=mlp)
     model = dataclasses.replace(model, sample_shape=tuple(shape))
     return dataclasses.replace(config, model=model)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class TrainingState:
     ema_updates: int
     optimizer: dict[str, Any]
     rng: dict[str, Tensor]
+    timesteps: dict[str, Tensor] = field(default_factory=dict)  # the timestep sampler's history
 
 
 def checkpoint_name(step: int) -> str:
@@ -53,6 +54,7 @@ def save_checkpoint(
     save_file(_contiguous(ema.state_dict()), partial / "ema.safetensors")
     tensors, meta = _flatten_optimizer(state.optimizer)
     tensors |= {f"rng.{name}": value for name, value in state.rng.items()}
+    tensors |= {f"timesteps.{name}": value for name, value in state.timesteps.items()}
     save_file(_contiguous(tensors), partial / "training.safetensors")
     meta |= {"step": state.step, "ema_updates": state.ema_updates}
     (partial / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -80,9 +82,15 @@ def load_training_state(checkpoint: Path) -> TrainingState:
     """Optimizer moments, RNG states and counters of a checkpoint."""
     tensors = load_file(Path(checkpoint) / "training.safetensors", device="cpu")
     meta = json.loads((Path(checkpoint) / "training.json").read_text())
-    rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
+    rng = _with_prefix(tensors, "rng.")
     optimizer = _unflatten_optimizer(tensors, meta["optimizer_param_groups"])
-    return TrainingState(meta["step"], meta["ema_updates"], optimizer, rng)
+    timesteps = _with_prefix(tensors, "timesteps.")
+    return TrainingState(meta["step"], meta["ema_updates"], optimizer, rng, timesteps)
+
+
+def _with_prefix(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors whose key starts with ``prefix``, keyed without it."""
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def find_checkpoints(run_dir: Path) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ddpmkit.builders import build_network, build_schedule, pick_device
+from ddpmkit.builders import build_denoiser, build_network, build_schedule, pick_device
 from ddpmkit.checkpoints import load_weights, read_config, resolve_checkpoint
 from ddpmkit.config import RunConfig, SampleConfig
 from ddpmkit.config_io import (
@@ -24,12 +25,13 @@ from ddpmkit.config_io import (
     read_config_file,
     to_dict,
 )
-from ddpmkit.data import load_data
-from ddpmkit.denoisers import NetworkDenoiser
+from ddpmkit.data import DataConfig, load_data
+from ddpmkit.data.config import SOURCES
 from ddpmkit.generation import generate
 from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
 from ddpmkit.outputs import save_npz, save_picture, save_terms_plot
 from ddpmkit.presets import PRESETS
+from ddpmkit.schedules import REVERSE_VARIANCES
 from ddpmkit.training import Trainer
 
 
@@ -106,13 +108,25 @@ def _add_eval(commands: Any) -> None:
     )
     evaluate.add_argument("checkpoint", type=Path, help="checkpoint folder or run folder")
     evaluate.add_argument("--nll", choices=("vlb", "ode"), default="vlb", help="which likelihood")
-    evaluate.add_argument("--split", choices=("heldout", "train"), default="heldout")
+    evaluate.add_argument(
+        "--data",
+        help="what to evaluate: the run's data (default), a source name such as digits, or an "
+        "image folder / .npy / .npz file (all of its items, at the model's size)",
+    )
+    evaluate.add_argument(
+        "--split", choices=("heldout", "train"), default="heldout", help="split of the run's data"
+    )
     evaluate.add_argument("--num_samples", type=int, default=100, help="items of the split to use")
     evaluate.add_argument("--batch_size", type=int, default=100)
     evaluate.add_argument(
         "--num_levels", type=int, help="quantization levels (digits 17, else 256)"
     )
-    evaluate.add_argument("--variance", choices=("beta", "beta_tilde"), default="beta_tilde")
+    evaluate.add_argument(
+        "--variance",
+        choices=REVERSE_VARIANCES,
+        default="auto",
+        help="σ_t² of the bound: learned Σ_θ if the model has one (auto), β̃_t, β_t",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
         "--out", type=Path, help="JSON report (default: <run>/eval/<ckpt>-<nll>.json)"
@@ -203,12 +217,18 @@ def run_eval(args: argparse.Namespace) -> int:
     plot = out.with_suffix(".png")
     _refuse_existing(out, plot)
     network = _load_network(checkpoint, config, args.device, "ema")
-    data = load_data(config.data, args.split)
+    data_config, split = _eval_data(config, args.data, args.split)
+    data = load_data(data_config, split)
+    if data.shape != _sample_shape(config):
+        raise ValueError(
+            f"--data {args.data}: items have shape {data.shape} but the model was trained on "
+            f"{_sample_shape(config)}"
+        )
     num_samples = min(args.num_samples, len(data.dataset))
-    levels = args.num_levels or quantization_levels(config.data.source)
-    denoiser = NetworkDenoiser(
-        network, build_schedule(config.diffusion), config.diffusion.parameterization
-    )
+    if num_samples < args.num_samples:
+        print(f"ddpmkit: the data hold {num_samples} items; evaluating all of them")
+    levels = args.num_levels or quantization_levels(data_config.source)
+    denoiser = build_denoiser(network, build_schedule(config.diffusion), config.diffusion)
     with _ProgressBar("eval", "sample", disable=args.quiet) as progress:
         report = evaluate_nll(
             denoiser, denoiser.schedule, data.dataset, args.nll, num_samples=num_samples,
@@ -223,6 +243,24 @@ def run_eval(args: argparse.Namespace) -> int:
     if report.terms_bpd is not None:
         print(f"ddpmkit: L_t plot {save_terms_plot(report.terms_bpd, plot)}")
     return 0
+
+
+def _eval_data(config: RunConfig, data: str | None, split: str) -> tuple[DataConfig, str]:
+    """The data to evaluate and its split: the run's own, a named source, or a file or folder."""
+    if data is None:
+        return config.data, split
+    if data in SOURCES:
+        return dataclasses.replace(config.data, source=data, path=None), split
+    path = Path(data)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {data}: no such file or folder (nor a source {SOURCES})")
+    shape = _sample_shape(config)
+    if path.is_dir():
+        return DataConfig(
+            source="folder", path=data, image_size=shape[1:], channels=shape[0],
+            heldout_fraction=0.0,
+        ), "train"  # fmt: skip
+    return DataConfig(source="array", path=data, heldout_fraction=0.0), "train"
 
 
 def _refuse_existing(*paths: Path | None) -> None:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from ddpmkit.data.config import DataConfig
 from ddpmkit.grids import GridKind
-from ddpmkit.losses import LossWeighting
+from ddpmkit.losses import LossKind, LossWeighting, TimestepSampling
 from ddpmkit.networks import MLPConfig, UNetConfig
 from ddpmkit.parameterization import Parameterization
 from ddpmkit.samplers import ReverseVariance
@@ -42,8 +42,26 @@ class DiffusionConfig:
     parameterization: Parameterization = "eps"  # what the network predicts: eps, x0 or v
     loss_weighting: LossWeighting = "uniform"  # L_simple's uniform weights, or min-SNR-γ
     min_snr_gamma: float = 5.0  # γ of the min-SNR weighting
+    learned_variance: bool = (
+        False  # the network also outputs Σ_θ between β_t and β̃_t (Improved DDPM)
+    )
+    loss: LossKind = "simple"  # simple: L_simple; hybrid: L_simple + λ L_vlb; vlb: L_vlb alone
+    vlb_weight: float = 0.001  # λ of the hybrid loss
+    timestep_sampling: TimestepSampling = (
+        "uniform"  # t for the loss: uniform, or importance-sampled by √E[L_t²]
+    )
 
     def __post_init__(self) -> None:
+        if self.loss != "simple" and not self.learned_variance:
+            raise ValueError(
+                f"diffusion.loss = {self.loss!r} trains Σ_θ, so it needs "
+                "diffusion.learned_variance = true"
+            )
+        if self.learned_variance and self.loss == "simple":
+            raise ValueError(
+                "diffusion.learned_variance needs a loss that trains Σ_θ: set diffusion.loss to "
+                "'hybrid' or 'vlb'"
+            )
         if self.schedule == "custom" and self.betas is None:
             raise ValueError("diffusion.schedule = 'custom' needs diffusion.betas")
         if self.betas is not None and len(self.betas) != self.num_steps:
@@ -103,7 +121,9 @@ class SampleConfig:
     )
     rho: float = 7.0  # ρ of the Karras grid
     timesteps: tuple[int, ...] | None = None  # a user list of training steps (replaces grid, steps)
-    variance: ReverseVariance = "beta_tilde"  # ancestral: σ²_t = β̃_t ("beta_tilde") or β_t ("beta")
+    variance: ReverseVariance = (
+        "auto"  # ancestral σ²_t: beta_tilde, beta, learned Σ_θ; auto = learned if there, else β̃
+    )
     eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
     churn: float = 0.0  # edm-heun: S_churn (0 = deterministic)
     churn_min: float = 0.0  # edm-heun: S_tmin, lowest σ that gets churn

@@ -2,6 +2,9 @@
 
 A denoiser maps a noisy batch in variance-exploding coordinates, x = x_t/√ᾱ_t = x_0 + σ ε with
 σ = √((1-ᾱ_t)/ᾱ_t), to its estimate x̂_0 (Karras et al. 2022, §2; k-diffusion's convention).
+A denoiser of a network with learned variances also has ``predict``, which returns x̂_0 and the
+interpolation fraction v of Σ_θ (Nichol & Dhariwal 2021, eq. 15); ``predict_with_variance``
+reads both from any denoiser (v is None where there is none).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from ddpmkit.parameterization import (
     X0_FROM_OUTPUT,
     Parameterization,
     alpha_bar_from_sigma,
+    split_output,
 )
 from ddpmkit.schedules import NoiseSchedule
 
@@ -24,6 +28,16 @@ class Denoiser(Protocol):
     """D(x; σ) ≈ E[x_0 | x_0 + σε = x]."""
 
     def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor: ...
+
+
+def predict_with_variance(
+    denoiser: Denoiser, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """x̂_0 and the learned variance fraction v of a denoiser, v = None if it learned none."""
+    predict = getattr(denoiser, "predict", None)
+    if predict is None:
+        return denoiser(x, sigma, class_labels), None
+    return predict(x, sigma, class_labels)
 
 
 def per_sample_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
@@ -41,11 +55,17 @@ class NetworkDenoiser:
     """A network trained on DDPM's discrete t, read as a denoiser (its parameterization fixed once).
 
     σ between the schedule's table rows is fed to the network as a fractional t, interpolated
-    linearly in log σ (the sinusoidal embedding is defined for any real t).
+    linearly in log σ (the sinusoidal embedding is defined for any real t). With
+    ``learned_variance`` the network's output has twice the data's channels, the second half
+    giving Σ_θ (``parameterization.split_output``).
     """
 
     def __init__(
-        self, network: nn.Module, schedule: NoiseSchedule, parameterization: Parameterization
+        self,
+        network: nn.Module,
+        schedule: NoiseSchedule,
+        parameterization: Parameterization,
+        learned_variance: bool = False,
     ) -> None:
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(
@@ -54,14 +74,22 @@ class NetworkDenoiser:
         self.network = network
         self.schedule = schedule
         self.parameterization = parameterization
+        self.learned_variance = learned_variance
         self._x0_from_output = X0_FROM_OUTPUT[parameterization]
 
     def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        return self.predict(x, sigma, class_labels)[0]
+
+    def predict(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """x̂_0 = D(x; σ) and the variance fraction v (None without learned variances)."""
         sigma = per_sample_sigma(sigma, x)
         alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma.double()).to(x.dtype), x)
         x_t = x * alpha_bar.sqrt()
         weight = next(self.network.parameters(), None)  # float64 maths may feed a float32 network
         network_dtype = x.dtype if weight is None else weight.dtype
         t = self.schedule.sigma_to_t(sigma).to(network_dtype)
-        output = self.network(x_t.to(network_dtype), t, class_labels)
-        return self._x0_from_output(x_t, output.to(x.dtype), alpha_bar)
+        output = self.network(x_t.to(network_dtype), t, class_labels).to(x.dtype)
+        mean_output, v = split_output(output, self.learned_variance)
+        return self._x0_from_output(x_t, mean_output, alpha_bar), v

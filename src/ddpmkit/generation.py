@@ -8,8 +8,9 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
+from ddpmkit.builders import build_denoiser
 from ddpmkit.config import DiffusionConfig, SampleConfig
-from ddpmkit.denoisers import Denoiser, NetworkDenoiser
+from ddpmkit.denoisers import Denoiser
 from ddpmkit.randomness import PerSampleGenerator, randn
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
 from ddpmkit.schedules import NoiseSchedule
@@ -37,7 +38,7 @@ def generate(
     from its own generator, the result does not depend on the batch size.
     """
     device = next(network.parameters()).device
-    denoiser = wrap_denoiser(NetworkDenoiser(network, schedule, diffusion.parameterization), config)
+    denoiser = wrap_denoiser(build_denoiser(network, schedule, diffusion), config)
     steps = config.steps_for(schedule.num_steps)
     starts = range(0, config.num_samples, config.batch_size)
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()

@@ -1,9 +1,9 @@
-"""Training objectives: L_simple (Ho et al. 2020, Algorithm 1), optionally weighted per t.
+"""Training objectives: L_simple (Ho et al. 2020, Algorithm 1), optionally weighted per t, and the
+hybrid L_simple + λ L_vlb or the pure L_vlb with learned variances (Nichol & Dhariwal 2021).
 
 A loss is a callable ``loss(network, x0, class_labels, generator) -> LossOutput`` giving one value per
 sample, so the trainer can log it by t and a timestep sampler can learn from it. Timestep samplers
-choose t and the importance weights that keep the estimate unbiased; the variational-bound and
-hybrid losses plug in beside ``SimpleLoss`` with the same signature.
+choose t and the importance weights 1/(T·p_t) that keep the estimate unbiased.
 """
 
 from __future__ import annotations
@@ -15,12 +15,20 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.forward import q_sample
-from ddpmkit.parameterization import Parameterization, training_target
+from ddpmkit.forward import posterior_mean, q_sample
+from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
+from ddpmkit.likelihood.vlb import (
+    DecoderLogLikelihood,
+    schedule_log_variance,
+    vlb_term_of_prediction,
+)
+from ddpmkit.parameterization import X0_FROM_OUTPUT, Parameterization, split_output, training_target
 from ddpmkit.randomness import randn_like
 from ddpmkit.schedules import NoiseSchedule
 
 LossWeighting = Literal["uniform", "min_snr"]
+LossKind = Literal["simple", "hybrid", "vlb"]
+TimestepSampling = Literal["uniform", "importance"]
 
 
 @dataclass
@@ -39,6 +47,10 @@ class TimestepSampler(Protocol):
 
     def update(self, t: Tensor, losses: Tensor) -> None: ...
 
+    def state_dict(self) -> dict[str, Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
+
 
 class UniformTimesteps:
     """t ~ Uniform({0, …, T-1}) (Ho et al. 2020, Algorithm 1, line 3), all weights 1."""
@@ -54,6 +66,75 @@ class UniformTimesteps:
 
     def update(self, t: Tensor, losses: Tensor) -> None:
         """Uniform sampling learns nothing from the losses."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Uniform sampling has no state to checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Nothing to restore."""
+
+
+class SecondMomentTimesteps:
+    """p_t ∝ √E[L_t²] over the last ``history`` losses at each t (Nichol & Dhariwal 2021, eq. 17).
+
+    Uniform until every t has a full history; then mixed with ``uniform_share`` of the uniform
+    distribution so that no t starves, as improved-diffusion does.
+    """
+
+    def __init__(self, num_steps: int, history: int = 10, uniform_share: float = 0.001) -> None:
+        self.num_steps, self.uniform_share = num_steps, uniform_share
+        self.history = torch.zeros(num_steps, history, dtype=torch.float64)
+        self.counts = torch.zeros(num_steps, dtype=torch.long)
+
+    def probabilities(self) -> Tensor:
+        """(T,) p_t; uniform while some t has fewer than ``history`` recorded losses."""
+        uniform = torch.full((self.num_steps,), 1.0 / self.num_steps, dtype=torch.float64)
+        if bool((self.counts < self.history.shape[1]).any()):
+            return uniform
+        weights = self.history.pow(2).mean(dim=1).sqrt()
+        weights = weights / weights.sum()
+        return (1.0 - self.uniform_share) * weights + self.uniform_share * uniform
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        p = self.probabilities()
+        t = torch.multinomial(
+            p.to(generator.device), batch_size, replacement=True, generator=generator
+        )
+        return t, (1.0 / (self.num_steps * p.to(t.device)[t])).float()
+
+    def update(self, t: Tensor, losses: Tensor) -> None:
+        """Append each observed L_t to the history of its t, dropping the oldest when full."""
+        size = self.history.shape[1]
+        for step, loss in zip(t.tolist(), losses.detach().double().cpu().tolist(), strict=True):
+            if self.counts[step] == size:
+                self.history[step] = self.history[step].roll(-1)
+                self.history[step, -1] = loss
+            else:
+                self.history[step, self.counts[step]] = loss
+                self.counts[step] += 1
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The loss history, saved with a checkpoint so that a resumed run samples the same t."""
+        return {"history": self.history.clone(), "counts": self.counts.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if state["history"].shape != self.history.shape:
+            raise ValueError(
+                f"timestep-sampler history has shape {tuple(state['history'].shape)}, "
+                f"expected {tuple(self.history.shape)}"
+            )
+        self.history = state["history"].to(torch.float64).clone()
+        self.counts = state["counts"].to(torch.long).clone()
+
+
+def timestep_sampler(kind: TimestepSampling, num_steps: int) -> TimestepSampler:
+    """Uniform t (Algorithm 1) or importance sampling by the loss's second moment (eq. 17)."""
+    if kind == "uniform":
+        return UniformTimesteps(num_steps)
+    if kind == "importance":
+        return SecondMomentTimesteps(num_steps)
+    raise ValueError(f"unknown timestep sampling {kind!r}; choose 'uniform' or 'importance'")
 
 
 def min_snr_weight(
@@ -115,4 +196,63 @@ class SimpleLoss:
         if self.weights is not None:
             per_sample = per_sample * self.weights.to(x0.device)[t].to(per_sample.dtype)
         self.timesteps.update(t, per_sample.detach())
+        return LossOutput((importance * per_sample).mean(), per_sample.detach(), t)
+
+
+class HybridLoss:
+    """L_hybrid = L_simple + λ L_vlb with learned Σ_θ (Nichol & Dhariwal 2021, §3.1, eq. 16).
+
+    The network outputs the parameterization's channels and, after them, r with v = (r + 1)/2
+    (eq. 15). L_vlb = T·L_t at the sampled t is computed with the mean's gradient stopped, so it
+    trains only Σ_θ while L_simple trains the mean. With ``vlb_only`` the objective is L_vlb alone
+    and trains both (§3.3); pair it with ``SecondMomentTimesteps``. The timestep sampler learns
+    from the L_vlb terms. Per-sample values are in L_simple's units plus λ·T·L_t in bits/dim.
+    """
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        parameterization: Parameterization,
+        vlb_weight: float = 0.001,
+        timesteps: TimestepSampler | None = None,
+        vlb_only: bool = False,
+        decoder: DecoderLogLikelihood = discretized_gaussian_log_likelihood,
+    ) -> None:
+        self.schedule = schedule
+        self.decoder = decoder
+        self.parameterization = parameterization
+        self.vlb_weight = vlb_weight
+        self.vlb_only = vlb_only
+        self.timesteps = timesteps or UniformTimesteps(schedule.num_steps)
+        self._x0_from_output = X0_FROM_OUTPUT[parameterization]
+        self._log_variance = schedule_log_variance(schedule, "learned")
+
+    def __call__(
+        self,
+        network: nn.Module | Callable[..., Tensor],
+        x0: Tensor,
+        class_labels: Tensor | None,
+        generator: torch.Generator,
+    ) -> LossOutput:
+        t, importance = self.timesteps.sample(x0.shape[0], generator)
+        t, importance = t.to(x0.device), importance.to(x0.device)
+        eps = randn_like(x0, generator)
+        x_t = q_sample(self.schedule, x0, t, eps)
+        alpha_bar = self.schedule.at(self.schedule.alpha_bar, t, x0)
+        output, v = split_output(network(x_t, t.to(x0.dtype), class_labels).float(), True)
+        assert v is not None
+        mean_output = output if self.vlb_only else output.detach()  # eq. 16: stop-gradient
+        x0_hat = self._x0_from_output(x_t, mean_output, alpha_bar).to(torch.float64)
+        mean = posterior_mean(self.schedule, x0_hat, x_t.to(torch.float64), t)
+        log_variance = self._log_variance(x_t, t, v.to(torch.float64))
+        vlb = self.schedule.num_steps * vlb_term_of_prediction(
+            self.schedule, x0, x_t, t, mean, log_variance, self.decoder
+        )
+        if self.vlb_only:
+            per_sample = vlb.float()
+        else:
+            target = training_target(self.parameterization, x0, eps, alpha_bar)
+            mse = (target - output).pow(2).flatten(1).mean(1)
+            per_sample = mse + self.vlb_weight * vlb.float()
+        self.timesteps.update(t, vlb.detach())
         return LossOutput((importance * per_sample).mean(), per_sample.detach(), t)

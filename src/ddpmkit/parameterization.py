@@ -84,6 +84,18 @@ def training_target(
     )
 
 
+def split_output(output: Tensor, learned_variance: bool) -> tuple[Tensor, Tensor | None]:
+    """The mean channels and v = (r + 1)/2 of a network that also outputs r for Σ_θ.
+
+    The second half of the channels (dim 1) holds r; v interpolates log β and log β̃ (Nichol &
+    Dhariwal 2021, eq. 15), unconstrained as in the paper. Without learned variances v is None.
+    """
+    if not learned_variance:
+        return output, None
+    mean_output, raw = output.chunk(2, dim=1)
+    return mean_output, (raw + 1.0) / 2.0
+
+
 def alpha_bar_from_sigma(sigma: TensorOrFloat) -> TensorOrFloat:
     """ᾱ = 1/(1 + σ²): the VP signal level of the VE noise level σ = √((1-ᾱ)/ᾱ)."""
     return 1.0 / (1.0 + sigma**2)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
+
+ReverseVariance = Literal["auto", "beta", "beta_tilde", "learned"]
+REVERSE_VARIANCES: tuple[ReverseVariance, ...] = ("auto", "beta", "beta_tilde", "learned")
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,6 +159,41 @@ def posterior_coefficients(
     coef_x0 = alpha_bar_prev**0.5 * beta / (1.0 - alpha_bar)
     coef_xt = (1.0 - beta) ** 0.5 * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
     return coef_x0, coef_xt, beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+
+
+def interpolated_log_variance(
+    v: Tensor, log_beta: Tensor | float, log_beta_tilde: Tensor | float
+) -> Tensor:
+    """log Σ_θ = v log β_t + (1 - v) log β̃_t (Nichol & Dhariwal 2021, eq. 15)."""
+    return v * log_beta + (1.0 - v) * log_beta_tilde
+
+
+def check_variance(variance: str) -> None:
+    """Raise a clear error for a reverse-variance name that is not one of ``REVERSE_VARIANCES``."""
+    if variance not in REVERSE_VARIANCES:
+        raise ValueError(
+            f"unknown reverse variance {variance!r}; choose one of {', '.join(REVERSE_VARIANCES)}"
+        )
+
+
+def choose_log_variance(
+    variance: ReverseVariance,
+    v: Tensor | None,
+    log_beta: Tensor | float,
+    log_beta_tilde: Tensor | float,
+) -> Tensor | float:
+    """log σ_t² of p_θ(x_{t-1}|x_t): log β_t, log β̃_t (Ho et al. 2020, §3.2) or log Σ_θ (eq. 15).
+
+    "auto" is the learned Σ_θ when the network gives v, else β̃; "learned" insists on v.
+    """
+    check_variance(variance)
+    if variance == "learned" and v is None:
+        raise ValueError(
+            "variance 'learned' needs a network trained with diffusion.learned_variance = true"
+        )
+    if v is not None and variance in ("auto", "learned"):
+        return interpolated_log_variance(v, log_beta, log_beta_tilde)
+    return log_beta if variance == "beta" else log_beta_tilde
 
 
 def _check_num_steps(num_steps: int) -> None:

@@ -1,6 +1,7 @@
 """Keeping x̂_0 in the data range: static clipping and dynamic thresholding, as denoiser wrappers.
 
-Each takes a denoiser and returns another, so every sampler gets them without a line of its own.
+Each takes a denoiser and returns another, so every sampler gets them without a line of its own;
+a learned variance of the wrapped denoiser passes through unchanged.
 """
 
 from __future__ import annotations
@@ -8,20 +9,39 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
+from ddpmkit.denoisers import Denoiser, predict_with_variance
 
 
-class ClippedDenoiser:
+class X0Transform:
+    """A denoiser whose x̂_0 is the wrapped denoiser's, passed through ``transform``."""
+
+    denoiser: Denoiser
+
+    def transform(self, x0_hat: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        return self.predict(x, sigma, class_labels)[0]
+
+    def predict(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The transformed x̂_0 and the wrapped denoiser's variance fraction v (or None)."""
+        x0_hat, v = predict_with_variance(self.denoiser, x, sigma, class_labels)
+        return self.transform(x0_hat), v
+
+
+class ClippedDenoiser(X0Transform):
     """x̂_0 clipped to [low, high] (Ho et al. 2020, §3.3: the data lie in [-1, 1])."""
 
     def __init__(self, denoiser: Denoiser, low: float = -1.0, high: float = 1.0) -> None:
         self.denoiser, self.low, self.high = denoiser, low, high
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        return self.denoiser(x, sigma, class_labels).clamp(self.low, self.high)
+    def transform(self, x0_hat: Tensor) -> Tensor:
+        return x0_hat.clamp(self.low, self.high)
 
 
-class DynamicThresholding:
+class DynamicThresholding(X0Transform):
     """x̂_0 ← clip(x̂_0, -s, s)/s with s = max(1, the p-th quantile of |x̂_0|) per sample.
 
     Saharia et al. (2022), Imagen §2.3: saturated pixels are pushed inwards instead of clipped.
@@ -36,8 +56,7 @@ class DynamicThresholding:
             )
         self.denoiser, self.percentile, self.max_value = denoiser, percentile, max_value
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        x0_hat = self.denoiser(x, sigma, class_labels)
+    def transform(self, x0_hat: Tensor) -> Tensor:
         s = torch.quantile(x0_hat.abs().flatten(1).float(), self.percentile, dim=1)
         s = s.clamp(min=self.max_value).to(x0_hat.dtype).reshape(-1, *([1] * (x0_hat.ndim - 1)))
         return x0_hat.clamp(-s, s) / s * self.max_value

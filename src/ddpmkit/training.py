@@ -19,6 +19,7 @@ import torch
 
 from ddpmkit.batches import StepBatches
 from ddpmkit.builders import (
+    build_denoiser,
     build_loss,
     build_network,
     build_schedule,
@@ -37,12 +38,11 @@ from ddpmkit.checkpoints import (
 from ddpmkit.config import RunConfig
 from ddpmkit.config_io import to_dict
 from ddpmkit.data import hflip_batch, load_data
-from ddpmkit.denoisers import NetworkDenoiser
 from ddpmkit.ema import EMA
 from ddpmkit.generation import ProgressCallback
 from ddpmkit.likelihood import (
     discretized_gaussian_log_likelihood,
-    fixed_log_variance,
+    schedule_log_variance,
     variational_bound,
 )
 from ddpmkit.likelihood.report import quantization_levels
@@ -85,7 +85,8 @@ class Trainer:
         torch.manual_seed(train.seed)
         self.network = build_network(self.config.model).to(self.device)
         self.schedule = build_schedule(self.config.diffusion)
-        self.loss = build_loss(self.config.diffusion, self.schedule)
+        levels = quantization_levels(self.config.data.source)
+        self.loss = build_loss(self.config.diffusion, self.schedule, levels)
         self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(),
@@ -165,13 +166,11 @@ class Trainer:
             count = min(self.config.train.eval_samples, len(data))
             self._heldout = torch.stack([data[i][0] for i in range(count)])
         x0 = self._heldout.to(self.device, torch.float64)
-        denoiser = NetworkDenoiser(
-            self.ema.model.eval(), self.schedule, self.config.diffusion.parameterization
-        )
+        denoiser = build_denoiser(self.ema.model.eval(), self.schedule, self.config.diffusion)
         levels = quantization_levels(self.config.data.source)
         bound = variational_bound(
             denoiser, self.schedule, x0,
-            fixed_log_variance(self.schedule, self.config.sample.variance),
+            schedule_log_variance(self.schedule, self.config.sample.variance),
             generator=torch.Generator(self.device).manual_seed(self.config.train.seed),
             decoder=partial(discretized_gaussian_log_likelihood, num_levels=levels),
         )  # fmt: skip
@@ -191,7 +190,13 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "train": self.generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        state = TrainingState(self.step, self.ema.num_updates, self.optimizer.state_dict(), rng)
+        state = TrainingState(
+            self.step,
+            self.ema.num_updates,
+            self.optimizer.state_dict(),
+            rng,
+            self.loss.timesteps.state_dict(),
+        )
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.step)
         return save_checkpoint(folder, self.config, self.network, self.ema.model, state)
 
@@ -218,6 +223,8 @@ class Trainer:
         state = load_training_state(checkpoint)
         self.optimizer.load_state_dict(state.optimizer)
         self.ema.num_updates = state.ema_updates
+        if state.timesteps:
+            self.loss.timesteps.load_state_dict(state.timesteps)
         torch.set_rng_state(state.rng["torch"])
         self.generator.set_state(state.rng["train"])
         if "cuda" in state.rng and self.device.type == "cuda":

@@ -23,9 +23,9 @@ from ddpmkit.likelihood.ode import (
 from ddpmkit.likelihood.vlb import (
     ReverseLogVariance,
     VariationalBound,
-    fixed_log_variance,
     prior_kl_bpd,
     sampled_vlb_estimate,
+    schedule_log_variance,
     variational_bound,
     vlb_term,
 )
@@ -37,13 +37,13 @@ __all__ = [
     "dequantize",
     "dequantized_bits_per_dim",
     "discretized_gaussian_log_likelihood",
-    "fixed_log_variance",
     "gaussian_log_density",
     "normal_kl",
     "ode_bits_per_dim",
     "ode_log_likelihood",
     "prior_kl_bpd",
     "sampled_vlb_estimate",
+    "schedule_log_variance",
     "variational_bound",
     "vlb_term",
 ]

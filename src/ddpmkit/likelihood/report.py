@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from ddpmkit.denoisers import Denoiser
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
 from ddpmkit.likelihood.ode import ode_bits_per_dim
-from ddpmkit.likelihood.vlb import fixed_log_variance, variational_bound
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.likelihood.vlb import schedule_log_variance, variational_bound
+from ddpmkit.schedules import NoiseSchedule, ReverseVariance
 
 NLLMethod = Literal["vlb", "ode"]
 
@@ -61,7 +61,7 @@ def evaluate_nll(
     num_samples: int,
     batch_size: int,
     num_levels: int = 256,
-    variance: Literal["beta", "beta_tilde"] = "beta_tilde",
+    variance: ReverseVariance = "auto",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> NLLReport:
@@ -74,7 +74,7 @@ def evaluate_nll(
     for x0, _ in loader:
         if method == "vlb":
             bound = variational_bound(
-                denoiser, schedule, x0.double(), fixed_log_variance(schedule, variance),
+                denoiser, schedule, x0.double(), schedule_log_variance(schedule, variance),
                 generator=generator, decoder=decoder,
             )  # fmt: skip
             per_sample.append(bound.total_bpd)

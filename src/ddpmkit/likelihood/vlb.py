@@ -7,7 +7,8 @@ L_T = KL(q(x_T|x_0) ‖ N(0, I)). The bound is L_T + Σ_{t=0}^{T-1} L_t (eq. 5).
 
 p_θ(x_{t-1}|x_t) has the mean μ̃_t(x_t, x̂_0) of the posterior at the denoiser's x̂_0 (eq. 7,
 which equals eq. 11 for an ε-network) and a log variance from a pluggable
-``reverse_log_variance(x_t, t)``; ``fixed_log_variance`` gives σ_t² = β_t or β̃_t (§3.2).
+``reverse_log_variance(x_t, t, v)``; ``schedule_log_variance`` gives σ_t² = β_t or β̃_t (§3.2)
+or the learned Σ_θ of Nichol & Dhariwal (2021, eq. 15) from the denoiser's v.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
+from ddpmkit.denoisers import Denoiser, predict_with_variance
 from ddpmkit.forward import posterior_mean, q_sample
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood, normal_kl
 from ddpmkit.randomness import randn_like
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.schedules import NoiseSchedule, ReverseVariance, check_variance, choose_log_variance
 from ddpmkit.thresholding import ClippedDenoiser
 
-ReverseLogVariance = Callable[[Tensor, Tensor], Tensor]
-"""(x_t, t) -> log σ_t² of p_θ(x_{t-1}|x_t), broadcastable against x_t (VP coordinates)."""
+ReverseLogVariance = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+"""(x_t, t, v) -> log σ_t² of p_θ(x_{t-1}|x_t), broadcastable against x_t (VP coordinates);
+v is the denoiser's learned variance fraction, or None."""
 
 DecoderLogLikelihood = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(x_0, mean, log_scale) -> elementwise log p_θ(x_0|x_1) in nats."""
@@ -37,21 +38,23 @@ DecoderLogLikelihood = Callable[[Tensor, Tensor, Tensor], Tensor]
 Clip = tuple[float, float] | None
 
 
-def fixed_log_variance(
-    schedule: NoiseSchedule, variance: Literal["beta", "beta_tilde"]
+def schedule_log_variance(
+    schedule: NoiseSchedule, variance: ReverseVariance = "auto"
 ) -> ReverseLogVariance:
-    """σ_t² = β_t (log β_t) or σ_t² = β̃_t (the clipped log β̃_t) of Ho et al. (2020), §3.2.
+    """σ_t² = β_t or β̃_t (Ho et al. 2020, §3.2), or Σ_θ between them (Nichol & Dhariwal, eq. 15).
 
-    "beta" uses β_1 itself for the decoder, as in the original DDPM code (improved-diffusion's
-    "fixed_large" substitutes β̃_2 there); "beta_tilde" has β̃_1 = 0 replaced by β̃_2.
+    "beta" uses β_1 itself for the decoder, as in the original DDPM code; "beta_tilde" has
+    β̃_1 = 0 replaced by β̃_2 (improved-diffusion's clipped table), and so has the lower end of
+    the learned interpolation. "auto" is the learned Σ_θ when v is given, else β̃.
     """
-    tables = {"beta": schedule.betas.log(), "beta_tilde": schedule.posterior_log_variance_clipped}
-    if variance not in tables:
-        raise ValueError(f"unknown fixed variance {variance!r}; choose 'beta' or 'beta_tilde'")
-    table = tables[variance]
+    check_variance(variance)
+    log_beta, log_beta_tilde = schedule.betas.log(), schedule.posterior_log_variance_clipped
 
-    def reverse_log_variance(x_t: Tensor, t: Tensor) -> Tensor:
-        return schedule.at(table, t, x_t)
+    def reverse_log_variance(x_t: Tensor, t: Tensor, v: Tensor | None) -> Tensor:
+        log_variance = choose_log_variance(
+            variance, v, schedule.at(log_beta, t, x_t), schedule.at(log_beta_tilde, t, x_t)
+        )
+        return torch.as_tensor(log_variance)
 
     return reverse_log_variance
 
@@ -107,9 +110,36 @@ def reverse_mean_log_variance(
     t = t.to(x_t.device)
     alpha_bar = schedule.at(schedule.alpha_bar, t, x_t)
     sigma = schedule.sigmas.to(x_t.device)[t].to(x_t.dtype)  # (B,)
-    x0_hat = denoiser(x_t / alpha_bar.sqrt(), sigma, class_labels)  # D(x; σ), x = x_t/√ᾱ
+    x0_hat, v = predict_with_variance(denoiser, x_t / alpha_bar.sqrt(), sigma, class_labels)
     mean = posterior_mean(schedule, x0_hat.to(torch.float64), x_t.to(torch.float64), t)
-    return mean, reverse_log_variance(x_t, t).to(torch.float64)
+    v = None if v is None else v.to(torch.float64)
+    return mean, reverse_log_variance(x_t, t, v).to(torch.float64)
+
+
+def vlb_term_of_prediction(
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    x_t: Tensor,
+    t: Tensor,
+    mean: Tensor,
+    log_variance: Tensor,
+    decoder: DecoderLogLikelihood = discretized_gaussian_log_likelihood,
+) -> Tensor:
+    """(B,) L_t in bits/dim for p_θ(x_{t-1}|x_t) = N(mean, exp(log_variance)) (eq. 5).
+
+    Row 0 gives the decoder term -log p_θ(x_0|x_1) (eq. 13), other rows the KL between the
+    posterior q(x_{t-1}|x_t, x_0) (eqs. 6–7) and p_θ; float64 and differentiable.
+    """
+    x0_64, x_t64 = x0.to(torch.float64), x_t.to(torch.float64)
+    true_mean = posterior_mean(schedule, x0_64, x_t64, t)
+    true_log_variance = schedule.at(schedule.posterior_log_variance_clipped, t, x0_64)
+    terms = _nats_to_bpd(normal_kl(true_mean, true_log_variance, mean, log_variance), x0)
+    first = t.to(x0.device) == 0
+    if first.any():
+        log_scale = (0.5 * log_variance).expand_as(mean)
+        decoder_nll = _nats_to_bpd(-decoder(x0_64, mean, log_scale).to(torch.float64), x0)
+        terms = torch.where(first, decoder_nll, terms)
+    return terms
 
 
 def vlb_term(
@@ -126,8 +156,7 @@ def vlb_term(
 ) -> Tensor:
     """(B,) L_t in bits/dim at per-sample rows t, x_t = q_sample(x_0, t, noise) (eq. 5).
 
-    Row 0 gives the decoder term -log p_θ(x_0|x_1) (eq. 13), other rows the KL between the
-    posterior q (eqs. 6–7) and p_θ. Differentiable, so it can serve as a training loss.
+    The denoiser's p_θ(x_{t-1}|x_t) scored by ``vlb_term_of_prediction``; differentiable.
     """
     if clip is not None:
         denoiser = ClippedDenoiser(denoiser, *clip)
@@ -135,16 +164,7 @@ def vlb_term(
     mean, log_variance = reverse_mean_log_variance(
         denoiser, schedule, x_t, t, reverse_log_variance, class_labels
     )
-    x0_64, x_t64 = x0.to(torch.float64), x_t.to(torch.float64)
-    true_mean = posterior_mean(schedule, x0_64, x_t64, t)
-    true_log_variance = schedule.at(schedule.posterior_log_variance_clipped, t, x0_64)
-    terms = _nats_to_bpd(normal_kl(true_mean, true_log_variance, mean, log_variance), x0)
-    first = t.to(x0.device) == 0
-    if first.any():
-        log_scale = (0.5 * log_variance).expand_as(mean)
-        decoder_nll = _nats_to_bpd(-decoder(x0_64, mean, log_scale).to(torch.float64), x0)
-        terms = torch.where(first, decoder_nll, terms)
-    return terms
+    return vlb_term_of_prediction(schedule, x0, x_t, t, mean, log_variance, decoder)
 
 
 TermFunction = Callable[..., Tensor]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+import math
 
 import torch
 from torch import Tensor
@@ -13,9 +13,13 @@ from ddpmkit.grids import timestep_sigmas
 from ddpmkit.parameterization import alpha_bar_from_sigma
 from ddpmkit.randomness import Generator, randn_like
 from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
-from ddpmkit.schedules import NoiseSchedule, posterior_coefficients
-
-ReverseVariance = Literal["beta", "beta_tilde"]
+from ddpmkit.schedules import (
+    NoiseSchedule,
+    ReverseVariance,
+    check_variance,
+    choose_log_variance,
+    posterior_coefficients,
+)
 
 
 @torch.no_grad()
@@ -24,7 +28,7 @@ def ancestral(
     sigmas: Tensor,
     x_T: Tensor,
     *,
-    variance: ReverseVariance = "beta_tilde",
+    variance: ReverseVariance = "auto",
     generator: Generator = None,
     class_labels: Tensor | None = None,
     record_trajectory: bool = False,
@@ -33,23 +37,34 @@ def ancestral(
     """x_prev = μ̃(x_t, x̂_0) + σ z on the grid's levels, z = 0 at the last step (Algorithm 2).
 
     μ̃ is the posterior mean (eq. 7) at the denoiser's x̂_0, equal to eq. 11 for ε-models; σ² is
-    β̃ or β = 1 - ᾱ_t/ᾱ_prev of the (possibly respaced) chain (Nichol & Dhariwal 2021, eq. 19).
+    β̃, β = 1 - ᾱ_t/ᾱ_prev, or the learned Σ_θ between them (Nichol & Dhariwal 2021, eq. 15), all
+    of the (possibly respaced) chain (eq. 19). "auto" is the learned variance when the denoiser
+    has one, else β̃.
     """
-    if variance not in ("beta", "beta_tilde"):
-        raise ValueError(f"unknown reverse variance {variance!r}; choose 'beta' or 'beta_tilde'")
+    check_variance(variance)
     grid, run, x = SamplerRun.start(
         denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
     )
     for sigma, sigma_next in itertools.pairwise(grid):
         alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
-        x0_hat = run.denoise_vp(x, sigma)
+        x0_hat, v = run.predict_vp(x, sigma)
         coef_x0, coef_xt, beta_tilde = posterior_coefficients(alpha_bar, alpha_bar_prev)
         x = coef_x0 * x0_hat + coef_xt * x
         if sigma_next > 0:
-            var = beta_tilde if variance == "beta_tilde" else 1.0 - alpha_bar / alpha_bar_prev
-            x = x + var**0.5 * randn_like(x, generator)
+            beta = 1.0 - alpha_bar / alpha_bar_prev
+            x = x + _reverse_std(variance, v, beta, beta_tilde) * randn_like(x, generator)
         run.record(x)
     return run.result(x)
+
+
+def _reverse_std(
+    variance: ReverseVariance, v: Tensor | None, beta: float, beta_tilde: float
+) -> Tensor | float:
+    """σ of p(x_prev|x_t): √β, √β̃, or exp(½ log Σ_θ) from the denoiser's v (eq. 15)."""
+    log_variance = choose_log_variance(variance, v, math.log(beta), math.log(beta_tilde))
+    if isinstance(log_variance, Tensor):
+        return (0.5 * log_variance).exp()
+    return math.exp(0.5 * log_variance)
 
 
 def ddpm_ancestral(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
+from ddpmkit.denoisers import Denoiser, predict_with_variance
 
 StepCallback = Callable[[int, int, Tensor], None]
 """Called with (steps done, steps in total, current x) after every step of a sampler."""
@@ -58,6 +58,12 @@ class SamplerRun:
     def denoise_vp(self, x_t: Tensor, sigma: float) -> Tensor:
         """x̂_0 for x_t in VP coordinates at level σ: D(x_t/√ᾱ; σ)."""
         return self.denoise(x_t * (1.0 + sigma**2) ** 0.5, sigma)
+
+    def predict_vp(self, x_t: Tensor, sigma: float) -> tuple[Tensor, Tensor | None]:
+        """``denoise_vp`` and the learned variance fraction v (None if the denoiser has none)."""
+        self.nfe += 1
+        x = x_t * (1.0 + sigma**2) ** 0.5
+        return predict_with_variance(self.denoiser, x, sigma, self.class_labels)
 
     def record(self, x_t: Tensor, step_done: bool = True) -> None:
         """Keep x_t (VP coordinates) when recording; report a finished step to the callback."""
