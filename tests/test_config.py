@@ -1,12 +1,15 @@
 """Config files, presets and flags: every key checked, every mistake named."""
 
+import dataclasses
 import json
 
 import pytest
 
-from ddpmkit.config import RunConfig
+from ddpmkit.builders import build_loss, resolve_for_data
+from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig
 from ddpmkit.config_io import ConfigError, from_dict, read_config_file, to_dict
 from ddpmkit.presets import PRESETS
+from ddpmkit.schedules import NoiseSchedule
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -72,3 +75,25 @@ def test_bad_config_files_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"\.ini"):
         (tmp_path / "c.ini").write_text("")
         read_config_file(tmp_path / "c.ini")
+
+
+def test_learned_variance_and_the_losses_that_train_it_go_together():
+    with pytest.raises(ValueError, match="learned_variance = true"):
+        DiffusionConfig(loss="hybrid")
+    with pytest.raises(ValueError, match="'hybrid' or 'vlb'"):
+        DiffusionConfig(learned_variance=True)
+    with pytest.raises(ValueError, match="loss_weighting"):
+        build_loss(
+            DiffusionConfig(learned_variance=True, loss="vlb", loss_weighting="min_snr"),
+            NoiseSchedule.cosine(10),
+        )
+
+
+def test_learned_variance_doubles_the_network_output():
+    config = RunConfig(diffusion=DiffusionConfig(learned_variance=True, loss="hybrid"))
+    unet = resolve_for_data(config, (3, 32, 32), None).model.unet
+    assert (unet.in_channels, unet.output_channels) == (3, 6)
+    mlp_config = dataclasses.replace(config, model=ModelConfig(kind="mlp"))
+    assert resolve_for_data(mlp_config, (5,), None).model.mlp.output_dim == 10
+    plain = resolve_for_data(RunConfig(), (3, 32, 32), None).model.unet
+    assert plain.output_channels == 3

@@ -9,8 +9,11 @@ from conftest import tiny_digits_config
 
 from ddpmkit.builders import build_network, build_schedule
 from ddpmkit.checkpoints import find_checkpoints, load_weights, read_config
+from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
+from ddpmkit.data import DataConfig
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.generation import generate
+from ddpmkit.networks import MLPConfig
 from ddpmkit.training import Trainer, learning_rate
 
 
@@ -127,3 +130,38 @@ def test_training_logs_the_heldout_bound_periodically(tmp_path):
     bounds = [row["heldout_bpd"] for row in rows]
     assert bounds[0] == "" and bounds[2] == ""  # only every second step
     assert 0.1 < float(bounds[1]) < 20 and 0.1 < float(bounds[3]) < 20
+
+
+def _hybrid_toy_config(steps: int) -> RunConfig:
+    """An MLP on 2-D points with L_hybrid and importance-sampled t that leaves uniform early."""
+    return RunConfig(
+        data=DataConfig(source="toy2d", toy_size=512),
+        model=ModelConfig(kind="mlp", mlp=MLPConfig(hidden=32, num_blocks=1)),
+        diffusion=DiffusionConfig(
+            schedule="cosine", num_steps=6, learned_variance=True, loss="hybrid",
+            timestep_sampling="importance",
+        ),
+        train=TrainConfig(
+            steps=steps, batch_size=64, lr=1e-3, warmup_steps=1, checkpoint_every=3,
+            sample_every=0, log_every=1, seed=1,
+        ),
+        sample=SampleConfig(num_samples=8, batch_size=8),
+    )  # fmt: skip
+
+
+def test_hybrid_run_with_importance_sampling_resumes_bit_for_bit(tmp_path):
+    whole = Trainer(_hybrid_toy_config(7), tmp_path / "whole")
+    assert whole.config.model.mlp.out_dim == 4  # mean and Σ_θ for each of the 2 coordinates
+    whole.fit()
+    split = Trainer(_hybrid_toy_config(3), tmp_path / "split")
+    split.fit()
+    assert (split.loss.timesteps.counts == 10).all()  # the importance sampler is active by now
+    resumed = Trainer(_hybrid_toy_config(7), tmp_path / "split", resume=True)
+    assert torch.equal(resumed.loss.timesteps.history, split.loss.timesteps.history)
+    resumed.fit()
+    a, b = _state(whole), _state(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert torch.equal(whole.loss.timesteps.history, resumed.loss.timesteps.history)
+    probabilities = whole.loss.timesteps.probabilities()
+    assert not torch.allclose(probabilities, torch.full_like(probabilities, 1 / 6))
