@@ -155,3 +155,35 @@ def test_eval_reports_bits_per_dim_with_both_likelihoods(tmp_path, capsys):
     assert (
         main(["eval", str(run), "--nll", "vlb", "--num_samples", "6", "--quiet"]) == 2
     )  # no overwrite
+
+
+def test_hybrid_model_samples_and_evaluates_with_its_learned_variance(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    hybrid = ["--diffusion.learned_variance", "true", "--diffusion.loss", "hybrid"]
+    assert main(["train", "--preset", "digits", "--out", str(run), "--quiet", *TINY, *hybrid]) == 0
+    assert main(["sample", str(run), "--num_samples", "3", "--steps", "10", "--quiet"]) == 0
+    digits = np.load(run / "samples" / "step-0000004.npz")["samples"][:5]
+    np.savez(tmp_path / "mine.npz", x=digits)
+    reports = {}
+    for variance in ("auto", "beta_tilde"):
+        out = tmp_path / f"{variance}.json"
+        args = ["eval", str(run), "--data", str(tmp_path / "mine.npz"), "--variance", variance,
+                "--out", str(out), "--quiet"]  # fmt: skip
+        assert main(args) == 0
+        reports[variance] = json.loads(out.read_text())
+    assert reports["auto"]["num_samples"] == 5
+    assert reports["auto"]["bits_per_dim"] != reports["beta_tilde"]["bits_per_dim"]
+    np.savez(tmp_path / "wide.npz", x=np.zeros((4, 1, 8, 9), np.float32))
+    args = [
+        "eval",
+        str(run),
+        "--data",
+        str(tmp_path / "wide.npz"),
+        "--out",
+        str(tmp_path / "w.json"),
+    ]
+    assert main([*args, "--quiet"]) == 2
+    assert "wide.npz" in capsys.readouterr().err
+    assert main(["eval", str(run), "--data", str(tmp_path / "missing"), "--quiet"]) == 2
