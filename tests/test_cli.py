@@ -150,8 +150,13 @@ def test_eval_reports_bits_per_dim_with_both_likelihoods(tmp_path, capsys):
     assert len(vlb["terms_bpd"]) == 60
     total = vlb["prior_bpd"] + sum(vlb["terms_bpd"])
     assert abs(total - vlb["bits_per_dim"]) < 1e-3 * total
+    assert abs(vlb["rate_bpd"] + vlb["distortion_bpd"] - total) < 1e-9 * total
+    assert vlb["distortion_bpd"] == vlb["terms_bpd"][0]
     assert (run / "eval" / "step-0000004-vlb.png").is_file()
-    assert "bits/dim (95% CI" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "bits/dim (95% CI" in printed and "rate (L_T … L_1)" in printed
+    ranges = [float(line.split()[-1]) for line in printed.splitlines() if "L_t, t =" in line]
+    assert len(ranges) == 4 and abs(sum(ranges) - sum(vlb["terms_bpd"][1:])) < 1e-3
     assert (
         main(["eval", str(run), "--nll", "vlb", "--num_samples", "6", "--quiet"]) == 2
     )  # no overwrite

@@ -237,6 +237,8 @@ def run_eval(args: argparse.Namespace) -> int:
         )  # fmt: skip
     print(f"ddpmkit: {args.nll} {report.bits_per_dim:.4f} ± {report.ci95:.4f} bits/dim "
           f"(95% CI, {report.num_samples} samples, {report.nfe} NFE, {report.seconds:.1f} s)")  # fmt: skip
+    for row in report.rate_distortion_table():
+        print(f"ddpmkit:   {row}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     print(f"ddpmkit: report {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -35,9 +36,27 @@ class NLLReport:
     per_sample: list[float] = field(repr=False)
     terms_bpd: list[float] | None = field(default=None, repr=False)  # vlb: L_0 … L_{T-1}
     prior_bpd: float | None = None  # vlb: L_T
+    rate_bpd: float | None = None  # vlb: L_T + L_{T-1} + … + L_1
+    distortion_bpd: float | None = None  # vlb: L_0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def rate_distortion_table(self, num_ranges: int = 4) -> list[str]:
+        """Rows 'term | bits/dim': L_T, the sums of L_t over ``num_ranges`` ranges of t, L_0, rate
+        and distortion (Ho et al. 2020, Table 2); empty for the ODE."""
+        if self.terms_bpd is None or self.prior_bpd is None:
+            return []
+        terms, rows = self.terms_bpd, [f"L_T (prior)          {self.prior_bpd:8.4f}"]
+        edges = [1 + round(i * (len(terms) - 1) / num_ranges) for i in range(num_ranges + 1)]
+        for low, high in reversed(list(itertools.pairwise(edges))):
+            rows.append(f"L_t, t = {low:4d}…{high - 1:4d}  {sum(terms[low:high]):8.4f}")
+        rows += [
+            f"L_0 (decoder)        {terms[0]:8.4f}",
+            f"rate (L_T … L_1)     {self.rate_bpd:8.4f}",
+            f"distortion (L_0)     {self.distortion_bpd:8.4f}",
+        ]
+        return rows
 
 
 def quantization_levels(source: str) -> int:
@@ -98,4 +117,6 @@ def evaluate_nll(
     if terms:
         report.terms_bpd = torch.cat(terms).mean(0).tolist()
         report.prior_bpd = float(torch.cat(priors).mean())
+        report.distortion_bpd = report.terms_bpd[0]
+        report.rate_bpd = report.prior_bpd + sum(report.terms_bpd[1:])
     return report
