@@ -46,15 +46,29 @@ def ancestral(
         denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
     )
     for sigma, sigma_next in itertools.pairwise(grid):
-        alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         x0_hat, v = run.predict_vp(x, sigma)
-        coef_x0, coef_xt, beta_tilde = posterior_coefficients(alpha_bar, alpha_bar_prev)
-        x = coef_x0 * x0_hat + coef_xt * x
-        if sigma_next > 0:
-            beta = 1.0 - alpha_bar / alpha_bar_prev
-            x = x + _reverse_std(variance, v, beta, beta_tilde) * randn_like(x, generator)
+        x = ancestral_step(x, x0_hat, v, sigma, sigma_next, variance, generator)
         run.record(x)
     return run.result(x)
+
+
+def ancestral_step(
+    x_t: Tensor,
+    x0_hat: Tensor,
+    v: Tensor | None,
+    sigma: float,
+    sigma_next: float,
+    variance: ReverseVariance,
+    generator: Generator,
+) -> Tensor:
+    """x_prev = μ̃(x_t, x̂_0) + σ_t z from level σ to σ_next, z = 0 at σ_next = 0 (Algorithm 2)."""
+    alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
+    coef_x0, coef_xt, beta_tilde = posterior_coefficients(alpha_bar, alpha_bar_prev)
+    x_prev = coef_x0 * x0_hat + coef_xt * x_t
+    if sigma_next > 0:
+        beta = 1.0 - alpha_bar / alpha_bar_prev
+        x_prev = x_prev + _reverse_std(variance, v, beta, beta_tilde) * randn_like(x_t, generator)
+    return x_prev
 
 
 def _reverse_std(

@@ -1,0 +1,48 @@
+"""Inpainting by replacing the known region with noised measurements at every step."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+from ddpmkit.denoisers import Denoiser
+from ddpmkit.inverse.common import replace_known
+from ddpmkit.randomness import Generator
+from ddpmkit.samplers.ancestral import ancestral_step
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
+from ddpmkit.schedules import ReverseVariance, check_variance
+
+
+@torch.no_grad()
+def inpaint_replacement(
+    denoiser: Denoiser,
+    sigmas: Tensor,
+    x_T: Tensor,
+    known: Tensor,
+    mask: Tensor,
+    *,
+    variance: ReverseVariance = "auto",
+    generator: Generator = None,
+    class_labels: Tensor | None = None,
+    record_trajectory: bool = False,
+    callback: StepCallback | None = None,
+) -> SampleResult:
+    """Ancestral steps, each followed by x_prev^known ~ q(x_prev|y) (Lugmayr et al. 2022, §4.1).
+
+    Song et al. (2021, App. I.2)'s imputation with the DDPM reverse step. ``known`` holds y where
+    ``mask`` is 1 (anything elsewhere) and has x_T's shape or broadcasts to it; the returned known
+    pixels equal y exactly. Not an exact posterior sampler: the unknown region is denoised against
+    independently noised copies of y, which carry less information than y itself.
+    """
+    check_variance(variance)
+    grid, run, x = SamplerRun.start(
+        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
+    )
+    for sigma, sigma_next in itertools.pairwise(grid):
+        x0_hat, v = run.predict_vp(x, sigma)
+        x = ancestral_step(x, x0_hat, v, sigma, sigma_next, variance, generator)
+        x = replace_known(x, known, mask, sigma_next, generator)
+        run.record(x)
+    return run.result(x)
