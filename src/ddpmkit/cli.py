@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ddpmkit.builders import build_denoiser, build_network, build_schedule, pick_device
-from ddpmkit.checkpoints import load_weights, read_config, resolve_checkpoint
+from ddpmkit.checkpoints import read_config, resolve_checkpoint
 from ddpmkit.config import RunConfig, SampleConfig
 from ddpmkit.config_io import (
     ConfigError,
@@ -29,6 +28,7 @@ from ddpmkit.data import DataConfig, load_data
 from ddpmkit.data.config import SOURCES
 from ddpmkit.generation import generate
 from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
+from ddpmkit.models import load_model
 from ddpmkit.outputs import save_npz, save_picture, save_terms_plot
 from ddpmkit.presets import PRESETS
 from ddpmkit.schedules import REVERSE_VARIANCES
@@ -194,12 +194,10 @@ def run_sample(args: argparse.Namespace) -> int:
     )
     npz = args.npz or out.with_suffix(".npz")
     _refuse_existing(out, npz, args.trajectory)
-    network = _load_network(checkpoint, config, args.device, "ema" if sample.use_ema else "model")
-    shape = _sample_shape(config)
-    schedule = build_schedule(config.diffusion)
+    model = load_model(checkpoint, args.device, "ema" if sample.use_ema else "model")
     with _ProgressBar("sample", "step", disable=args.quiet) as progress:
         result = generate(
-            network, schedule, config.diffusion, sample, shape,
+            model.network, model.schedule, config.diffusion, sample, model.shape,
             record_trajectory=args.trajectory is not None, progress=progress,
         )  # fmt: skip
     print(f"ddpmkit: samples {save_picture(result.samples, out)}")
@@ -216,22 +214,21 @@ def run_eval(args: argparse.Namespace) -> int:
     out = args.out or checkpoint.parent.parent / "eval" / f"{checkpoint.name}-{args.nll}.json"
     plot = out.with_suffix(".png")
     _refuse_existing(out, plot)
-    network = _load_network(checkpoint, config, args.device, "ema")
-    data_config, split = _eval_data(config, args.data, args.split)
+    model = load_model(checkpoint, args.device)
+    data_config, split = _eval_data(config, args.data, args.split, model.shape)
     data = load_data(data_config, split)
-    if data.shape != _sample_shape(config):
+    if data.shape != model.shape:
         raise ValueError(
             f"--data {args.data}: items have shape {data.shape} but the model was trained on "
-            f"{_sample_shape(config)}"
+            f"{model.shape}"
         )
     num_samples = min(args.num_samples, len(data.dataset))
     if num_samples < args.num_samples:
         print(f"ddpmkit: the data hold {num_samples} items; evaluating all of them")
     levels = args.num_levels or quantization_levels(data_config.source)
-    denoiser = build_denoiser(network, build_schedule(config.diffusion), config.diffusion)
     with _ProgressBar("eval", "sample", disable=args.quiet) as progress:
         report = evaluate_nll(
-            denoiser, denoiser.schedule, data.dataset, args.nll, num_samples=num_samples,
+            model.denoiser, model.schedule, data.dataset, args.nll, num_samples=num_samples,
             batch_size=args.batch_size, num_levels=levels, variance=args.variance, seed=args.seed,
             progress=progress,
         )  # fmt: skip
@@ -247,7 +244,9 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_data(config: RunConfig, data: str | None, split: str) -> tuple[DataConfig, str]:
+def _eval_data(
+    config: RunConfig, data: str | None, split: str, shape: tuple[int, ...]
+) -> tuple[DataConfig, str]:
     """The data to evaluate and its split: the run's own, a named source, or a file or folder."""
     if data is None:
         return config.data, split
@@ -256,7 +255,6 @@ def _eval_data(config: RunConfig, data: str | None, split: str) -> tuple[DataCon
     path = Path(data)
     if not path.exists():
         raise FileNotFoundError(f"--data {data}: no such file or folder (nor a source {SOURCES})")
-    shape = _sample_shape(config)
     if path.is_dir():
         return DataConfig(
             source="folder", path=data, image_size=shape[1:], channels=shape[0],
@@ -270,22 +268,6 @@ def _refuse_existing(*paths: Path | None) -> None:
     for path in paths:
         if path is not None and path.exists():
             raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
-
-
-def _load_network(checkpoint: Path, config: RunConfig, device: str, which: str) -> torch.nn.Module:
-    """The checkpoint's network with its ``ema`` or ``model`` weights, on ``device``, in eval mode."""
-    network = build_network(config.model)
-    load_weights(network, checkpoint, which)
-    return network.to(pick_device(device)).eval()
-
-
-def _sample_shape(config: RunConfig) -> tuple[int, ...]:
-    """Per-sample shape of the model's data, stored with the resolved config."""
-    if config.model.sample_shape is None:
-        raise ValueError(
-            "the checkpoint's config has no model.sample_shape; was it trained by ddpmkit?"
-        )
-    return config.model.sample_shape
 
 
 class _ProgressBar:
