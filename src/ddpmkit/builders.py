@@ -79,6 +79,8 @@ def resolve_for_data(
     model = config.model
     learned = config.diffusion.learned_variance
     classes = num_classes if model.class_conditional else None
+    if classes is not None and model.label_dropout > 0:
+        classes += 1  # the last embedding is the null class ∅ of classifier-free guidance
     if model.class_conditional and num_classes is None:
         raise ValueError("model.class_conditional is set but the data has no labels")
     if model.kind == "unet":
@@ -122,3 +124,13 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device {name!r} asks for CUDA, but torch sees no GPU")
     return device
+
+
+def class_labels_of(model: ModelConfig) -> tuple[int | None, int | None]:
+    """(K, ∅): the data's class count and the null label of a resolved model config (or None)."""
+    table = model.unet.num_classes if model.kind == "unet" else model.mlp.num_classes
+    if not model.class_conditional or table is None:
+        return None, None
+    if model.label_dropout > 0:
+        return table - 1, table - 1
+    return table, None

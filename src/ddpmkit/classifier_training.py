@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,6 +22,7 @@ def train_noisy_classifier(
     batch_size: int,
     lr: float,
     generator: torch.Generator | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Adam on the cross-entropy of network(x_t, t) against y; the per-step losses.
 
@@ -52,5 +55,25 @@ def train_noisy_classifier(
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(len(losses), losses[-1])
     network.train(was_training)
     return losses
+
+
+@torch.no_grad()
+def noisy_accuracy(
+    network: nn.Module,
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    labels: Tensor,
+    step: int,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Share of x_t = q_sample(x_0, t = step) whose arg-max logit is the label."""
+    weight = next(network.parameters())
+    x0 = x0.to(weight.device, weight.dtype)
+    t = torch.full((x0.shape[0],), step, dtype=torch.long)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(weight.device)
+    logits = network.eval()(q_sample(schedule, x0, t, noise), t.to(weight.device, weight.dtype))
+    return float((logits.argmax(dim=1).cpu() == labels.cpu()).float().mean())

@@ -13,7 +13,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ddpmkit.builders import build_schedule, pick_device
 from ddpmkit.checkpoints import read_config, resolve_checkpoint
+from ddpmkit.classifier_io import build_classifier, load_classifier, save_classifier
+from ddpmkit.classifier_training import noisy_accuracy, train_noisy_classifier
 from ddpmkit.config import RunConfig, SampleConfig
 from ddpmkit.config_io import (
     ConfigError,
@@ -26,12 +29,12 @@ from ddpmkit.config_io import (
 )
 from ddpmkit.data import DataConfig, load_data
 from ddpmkit.data.config import SOURCES
-from ddpmkit.generation import generate
+from ddpmkit.generation import Conditioning, generate
 from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
 from ddpmkit.models import load_model
 from ddpmkit.outputs import save_npz, save_picture, save_terms_plot
 from ddpmkit.presets import PRESETS
-from ddpmkit.schedules import REVERSE_VARIANCES
+from ddpmkit.schedules import REVERSE_VARIANCES, NoiseSchedule
 from ddpmkit.training import Trainer
 
 
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_sample(commands)
     _add_eval(commands)
+    _add_train_classifier(commands)
     presets = commands.add_parser("presets", help="list the presets and print one's settings")
     presets.add_argument("name", nargs="?", choices=sorted(PRESETS), help="preset to print")
     presets.set_defaults(run=run_presets)
@@ -97,6 +101,28 @@ def _add_sample(commands: Any) -> None:
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(sample, SampleConfig)
     sample.set_defaults(run=run_sample)
+
+
+def _add_train_classifier(commands: Any) -> None:
+    parser = commands.add_parser(
+        "train-classifier",
+        help="train a time-aware classifier p(y|x_t, t) on a run's data, for classifier guidance",
+        description="Trains a noisy classifier (Dhariwal & Nichol 2021) on the labelled training "
+        "data of a run, with the run's noise schedule; sample with "
+        "`ddpmkit sample RUN --classifier FOLDER --classifier_scale S --label Y`.",
+    )
+    parser.add_argument(
+        "checkpoint", type=Path, help="run folder or checkpoint (its data and schedule)"
+    )
+    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--base_channels", type=int, default=32, help="width of the classifier")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="classifier folder (default: <run>/classifier)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, …")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run_train_classifier)
 
 
 def _add_eval(commands: Any) -> None:
@@ -195,10 +221,17 @@ def run_sample(args: argparse.Namespace) -> int:
     npz = args.npz or out.with_suffix(".npz")
     _refuse_existing(out, npz, args.trajectory)
     model = load_model(checkpoint, args.device, "ema" if sample.use_ema else "model")
+    classifier = None
+    if sample.classifier is not None:
+        classifier, trained_under = load_classifier(sample.classifier)
+        _check_same_schedule(model.schedule, build_schedule(trained_under), sample.classifier)
+        classifier = classifier.to(next(model.network.parameters()).device)
+    conditioning = Conditioning.of(config.model, classifier, model.schedule)
     with _ProgressBar("sample", "step", disable=args.quiet) as progress:
         result = generate(
             model.network, model.schedule, config.diffusion, sample, model.shape,
-            record_trajectory=args.trajectory is not None, progress=progress,
+            conditioning=conditioning, record_trajectory=args.trajectory is not None,
+            progress=progress,
         )  # fmt: skip
     print(f"ddpmkit: samples {save_picture(result.samples, out)}")
     print(f"ddpmkit: arrays  {save_npz(result.samples, npz)}")
@@ -206,6 +239,53 @@ def run_sample(args: argparse.Namespace) -> int:
         save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
         print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
     return 0
+
+
+def _check_same_schedule(model: NoiseSchedule, classifier: NoiseSchedule, where: str) -> None:
+    """A classifier guides only a model with the noise levels it was trained on."""
+    same = model.num_steps == classifier.num_steps and torch.allclose(model.betas, classifier.betas)
+    if not same:
+        raise ValueError(
+            f"classifier {where} was trained with another noise schedule than the model "
+            f"({classifier.num_steps} vs {model.num_steps} steps or different betas)"
+        )
+
+
+def run_train_classifier(args: argparse.Namespace) -> int:
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    config = read_config(checkpoint)
+    out = args.out or checkpoint.parent.parent / "classifier"
+    _refuse_existing(out)
+    train, heldout = load_data(config.data, "train"), load_data(config.data, "heldout")
+    if train.num_classes is None:
+        raise ValueError(
+            f"{args.checkpoint}: the run's data have no labels to train a classifier on"
+        )
+    x, labels = _stack(train.dataset)
+    torch.manual_seed(args.seed)
+    network, architecture = build_classifier(train.shape, train.num_classes, args.base_channels)
+    network = network.to(pick_device(args.device))
+    schedule = build_schedule(config.diffusion)
+    generator = torch.Generator().manual_seed(args.seed)
+    bar = tqdm(total=args.steps, desc="classifier", disable=args.quiet)
+    with bar:
+        train_noisy_classifier(
+            network, schedule, x, labels, steps=args.steps, batch_size=args.batch_size,
+            lr=args.lr, generator=generator,
+            on_step=lambda _step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+        )  # fmt: skip
+    x_heldout, labels_heldout = _stack(heldout.dataset)
+    for step in (0, schedule.num_steps // 4, schedule.num_steps // 2):
+        accuracy = noisy_accuracy(network, schedule, x_heldout, labels_heldout, step, generator)
+        print(f"ddpmkit: held-out accuracy at t = {step}: {accuracy:.3f}")
+    print(f"ddpmkit: classifier {save_classifier(out, network, architecture, config.diffusion)}")
+    return 0
+
+
+def _stack(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All (x, label) pairs of a dataset as two tensors."""
+    items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
+    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
 
 
 def run_eval(args: argparse.Namespace) -> int:

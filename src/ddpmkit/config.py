@@ -23,9 +23,18 @@ class ModelConfig:
         "unet"  # the U-Net for images, the MLP for vectors and 2-D points
     )
     class_conditional: bool = False  # add a class embedding; the classes come from the data
+    label_dropout: float = (
+        0.0  # share of training labels replaced by the null class ∅, for classifier-free guidance
+    )
     unet: UNetConfig = field(default_factory=UNetConfig)  # in_channels follows the data
     mlp: MLPConfig = field(default_factory=MLPConfig)  # dim follows the data
     sample_shape: tuple[int, ...] | None = None  # per-sample data shape, filled in from the data
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"model.label_dropout must lie in [0, 1), got {self.label_dropout}")
+        if self.label_dropout > 0 and not self.class_conditional:
+            raise ValueError("model.label_dropout needs model.class_conditional = true")
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,10 @@ class SampleConfig:
     langevin_step_size: float = 0.2  # langevin: c, the step at level i is c·σ_i²
     rtol: float = 1e-4  # ode-rk45: relative tolerance
     atol: float = 1e-4  # ode-rk45: absolute tolerance
+    label: int | None = None  # class of every sample; None: sample i gets class i mod K
+    guidance: float = 1.0  # classifier-free guidance scale w (1 = plain conditional, 0 = uncond.)
+    classifier: str | None = None  # a classifier folder (ddpmkit train-classifier) to guide with
+    classifier_scale: float = 1.0  # classifier guidance scale s on ∇log p_φ(y|x_t)
     clip_x0: bool = True  # clip the predicted x_0 to [-1, 1] (image data)
     dynamic_threshold: float | None = None  # Imagen's dynamic thresholding percentile, e.g. 0.995
     num_samples: int = 64  # samples to draw

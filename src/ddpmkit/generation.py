@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.builders import build_denoiser
-from ddpmkit.config import DiffusionConfig, SampleConfig
+from ddpmkit.builders import build_denoiser, class_labels_of
+from ddpmkit.config import DiffusionConfig, ModelConfig, SampleConfig
 from ddpmkit.denoisers import Denoiser
+from ddpmkit.guidance import (
+    Classifier,
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    classifier_on_sigma,
+)
 from ddpmkit.randomness import PerSampleGenerator, randn
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
 from ddpmkit.schedules import NoiseSchedule
@@ -20,6 +27,40 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (sampling steps done, total) as sampling advances."""
 
 
+@dataclass(frozen=True)
+class Conditioning:
+    """What a sampling run may condition on: the model's classes and ∅, and a noisy classifier."""
+
+    num_classes: int | None = None  # K of a class-conditional model (or of the classifier)
+    null_label: int | None = None  # ∅ of a model trained with label dropout
+    conditional_model: bool = False  # the network takes class labels
+    classifier: Classifier | None = None  # p_φ(y|x, σ) for classifier guidance
+
+    @classmethod
+    def of(
+        cls,
+        model: ModelConfig,
+        classifier: nn.Module | None = None,
+        schedule: NoiseSchedule | None = None,
+    ) -> Conditioning:
+        """From a resolved model config and an optional classifier network(x_t, t) on ``schedule``."""
+        num_classes, null = class_labels_of(model)
+        if classifier is None or schedule is None:
+            return cls(num_classes, null, num_classes is not None)
+        classifier_classes = _output_size(classifier)
+        if num_classes is not None and classifier_classes != num_classes:
+            raise ValueError(
+                f"the classifier has {classifier_classes} classes but the model {num_classes}"
+            )
+        guide = classifier_on_sigma(classifier, schedule)
+        return cls(classifier_classes, null, num_classes is not None, guide)
+
+
+def _output_size(network: nn.Module) -> int:
+    last = [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
+    return last.out_features
+
+
 def generate(
     network: nn.Module,
     schedule: NoiseSchedule,
@@ -27,6 +68,7 @@ def generate(
     config: SampleConfig,
     shape: tuple[int, ...],
     *,
+    conditioning: Conditioning | None = None,
     class_labels: Tensor | None = None,
     record_trajectory: bool = False,
     bf16: bool = False,
@@ -35,10 +77,16 @@ def generate(
     """``config.num_samples`` samples of per-sample ``shape``; sample i is seeded ``config.seed + i``.
 
     Batches of ``config.batch_size`` are drawn one after another; since every sample's noise comes
-    from its own generator, the result does not depend on the batch size.
+    from its own generator, the result does not depend on the batch size. With a class-conditional
+    model or a classifier (``conditioning``) sample i gets class ``config.label`` or i mod K,
+    unless ``class_labels`` are given, and the configured guidance steers towards it.
     """
     device = next(network.parameters()).device
-    denoiser = wrap_denoiser(build_denoiser(network, schedule, diffusion), config)
+    conditioning = conditioning or Conditioning()
+    if class_labels is None:
+        class_labels = sample_labels(config, conditioning.num_classes)
+    denoiser = build_denoiser(network, schedule, diffusion)
+    denoiser = wrap_denoiser(guided_denoiser(denoiser, config, conditioning), config)
     steps = config.steps_for(schedule.num_steps)
     starts = range(0, config.num_samples, config.batch_size)
     autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
@@ -62,6 +110,42 @@ def generate(
             )  # fmt: skip
         results.append(result)
     return _concatenate(results)
+
+
+def sample_labels(config: SampleConfig, num_classes: int | None) -> Tensor | None:
+    """Class ``config.label`` for every sample, or i mod K for sample i; None without classes."""
+    if num_classes is None:
+        if config.label is not None:
+            raise ValueError(
+                "sample.label needs a class-conditional model (model.class_conditional) or a "
+                "classifier (sample.classifier)"
+            )
+        return None
+    if config.label is not None and not 0 <= config.label < num_classes:
+        raise ValueError(f"sample.label must lie in 0 … {num_classes - 1}, got {config.label}")
+    if config.label is not None:
+        return torch.full((config.num_samples,), config.label, dtype=torch.long)
+    return torch.arange(config.num_samples) % num_classes
+
+
+def guided_denoiser(
+    denoiser: Denoiser, config: SampleConfig, conditioning: Conditioning
+) -> Denoiser:
+    """Classifier-free guidance with scale ``config.guidance`` (unless 1) and classifier guidance
+    with ``config.classifier_scale`` when a classifier is given (``ddpmkit.guidance``)."""
+    if config.guidance != 1.0:
+        if conditioning.null_label is None:
+            raise ValueError(
+                "sample.guidance ≠ 1 needs a model trained with model.label_dropout > 0 "
+                "(classifier-free guidance mixes in the null class ∅)"
+            )
+        denoiser = ClassifierFreeGuidance(denoiser, config.guidance, conditioning.null_label)
+    if conditioning.classifier is not None:
+        denoiser = ClassifierGuidance(
+            denoiser, conditioning.classifier, config.classifier_scale,
+            conditional=conditioning.conditional_model,
+        )  # fmt: skip
+    return denoiser
 
 
 def wrap_denoiser(denoiser: Denoiser, config: SampleConfig) -> Denoiser:

@@ -74,11 +74,14 @@ class ClassifierGuidance:
     score form: with score = (D - x)/σ², adding s∇ log p_φ to it adds sσ²∇ log p_φ to x̂_0. With
     s = 1 and exact p(y|x_σ) this is the exact class-conditional denoiser (Bayes' rule). The
     gradient is taken under ``torch.enable_grad`` (samplers run under ``no_grad``); s = 0 skips
-    the classifier. ``class_labels`` are the targets y and are also passed to the denoiser.
+    the classifier. ``class_labels`` are the targets y, also passed to a ``conditional`` denoiser.
     """
 
-    def __init__(self, denoiser: Denoiser, classifier: Classifier, scale: float) -> None:
+    def __init__(
+        self, denoiser: Denoiser, classifier: Classifier, scale: float, conditional: bool = True
+    ) -> None:
         self.denoiser, self.classifier, self.scale = denoiser, classifier, scale
+        self.conditional = conditional  # False: the denoiser is unconditional and gets no labels
 
     def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
         return self.predict(x, sigma, class_labels)[0]
@@ -88,7 +91,8 @@ class ClassifierGuidance:
     ) -> tuple[Tensor, Tensor | None]:
         """The guided x̂_0 and the wrapped denoiser's variance fraction v (or None)."""
         labels = _require_labels(class_labels, "classifier guidance")
-        x0_hat, v = predict_with_variance(self.denoiser, x, sigma, class_labels)
+        denoiser_labels = class_labels if self.conditional else None
+        x0_hat, v = predict_with_variance(self.denoiser, x, sigma, denoiser_labels)
         if self.scale == 0.0:
             return x0_hat, v
         sigma = per_sample_sigma(sigma, x)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ddpmkit.config import RunConfig
 from ddpmkit.data import save_image_grid, save_scatter_png
-from ddpmkit.generation import ProgressCallback, generate
+from ddpmkit.generation import Conditioning, ProgressCallback, generate
 from ddpmkit.schedules import NoiseSchedule
 
 
@@ -53,6 +53,7 @@ def write_samples(
         config.diffusion,
         config.sample,
         shape,
+        conditioning=Conditioning.of(config.model),
         bf16=config.train.bf16,
         progress=progress,
     )

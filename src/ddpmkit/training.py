@@ -23,6 +23,7 @@ from ddpmkit.builders import (
     build_loss,
     build_network,
     build_schedule,
+    class_labels_of,
     pick_device,
     resolve_for_data,
 )
@@ -139,7 +140,7 @@ class Trainer:
         x0 = x0.to(self.device)
         if self.config.data.hflip:
             x0 = hflip_batch(x0, self.generator)
-        class_labels = labels.to(self.device) if self.config.model.class_conditional else None
+        class_labels = self._class_labels(labels)
         lr = learning_rate(self.step, train.lr, train.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -158,6 +159,19 @@ class Trainer:
             "lr": lr,
             "grad_norm": float(grad_norm),
         }, output
+
+    def _class_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """The batch's labels, each replaced by ∅ with probability model.label_dropout (Ho &
+        Salimans 2022, Algorithm 1); None for an unconditional model."""
+        model = self.config.model
+        if not model.class_conditional:
+            return None
+        labels = labels.to(self.device)
+        _, null = class_labels_of(model)
+        if null is None:
+            return labels
+        drop = torch.rand(labels.shape, generator=self.generator, device=self.device)
+        return torch.where(drop < model.label_dropout, torch.full_like(labels, null), labels)
 
     def heldout_bound(self) -> float:
         """The variational bound (all T terms, EMA weights) of the first held-out items, bits/dim."""

@@ -1,0 +1,77 @@
+"""Noisy classifiers on disk: ``classifier.json`` (architecture, schedule) + ``classifier.safetensors``.
+
+Loading one never runs code. The schedule it was trained with is stored beside it, so guidance can
+refuse a diffusion model whose noise levels differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ddpmkit.config import DiffusionConfig
+from ddpmkit.config_io import from_dict, to_dict
+from ddpmkit.networks.classifier import NoisyClassifier, NoisyClassifierConfig, NoisyMLPClassifier
+
+WEIGHTS, RECORD = "classifier.safetensors", "classifier.json"
+
+
+def build_classifier(
+    shape: tuple[int, ...], num_classes: int, base_channels: int = 32
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A classifier for data of per-sample ``shape``: the U-Net encoder for images, else the MLP."""
+    if len(shape) == 3:
+        config = NoisyClassifierConfig(
+            in_channels=shape[0], sample_size=shape[1], num_classes=num_classes,
+            base_channels=base_channels,
+        )  # fmt: skip
+        return NoisyClassifier(config), {"kind": "unet", **dataclasses.asdict(config)}
+    arguments = {"dim": shape[0], "num_classes": num_classes, "hidden": 2 * base_channels}
+    return NoisyMLPClassifier(**arguments), {"kind": "mlp", **arguments}
+
+
+def _network(architecture: dict[str, Any]) -> nn.Module:
+    options = {k: v for k, v in architecture.items() if k != "kind"}
+    if architecture["kind"] == "unet":
+        options["channel_mults"] = tuple(options["channel_mults"])
+        return NoisyClassifier(NoisyClassifierConfig(**options))
+    return NoisyMLPClassifier(**options)
+
+
+def save_classifier(
+    folder: Path, network: nn.Module, architecture: dict[str, Any], diffusion: DiffusionConfig
+) -> Path:
+    """Write the classifier folder atomically; an existing folder is never replaced."""
+    folder = Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"{folder} already exists; refusing to overwrite it (choose --out)")
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    record = {"architecture": architecture, "diffusion": to_dict(diffusion)}
+    (partial / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    weights = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
+    save_file(weights, partial / WEIGHTS)
+    partial.rename(folder)
+    return folder
+
+
+def load_classifier(folder: str | Path) -> tuple[nn.Module, DiffusionConfig]:
+    """The classifier network (eval mode, CPU) and the diffusion config it was trained under."""
+    folder = Path(folder)
+    if not (folder / RECORD).is_file() or not (folder / WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a classifier folder: it needs {RECORD} and {WEIGHTS} "
+            "(made by ddpmkit train-classifier)"
+        )
+    record = json.loads((folder / RECORD).read_text())
+    network = _network(record["architecture"])
+    network.load_state_dict(load_file(folder / WEIGHTS, device="cpu"), strict=True)
+    diffusion = from_dict(DiffusionConfig, record["diffusion"], str(folder / RECORD))
+    return network.eval(), diffusion

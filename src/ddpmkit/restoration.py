@@ -1,0 +1,292 @@
+"""Restoring images with a trained unconditional model: inpainting, super-resolution, deblurring, SDEdit.
+
+The degraded measurement is y = A(x) + s·n of a clean image x in [-1, 1] (n standard normal,
+s = ``noise_std``); the methods of ``ddpmkit.inverse`` sample restorations x̂ with A(x̂) ≈ y.
+Image files are read at the model's size exactly (no resizing) and masks mark the known pixels
+in white. The baselines ``mean_fill`` and ``bicubic_upsample`` are what a method must beat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from ddpmkit.data.grid import save_image_grid
+from ddpmkit.data.images import convert_channels
+from ddpmkit.grids import build_grid
+from ddpmkit.inverse import (
+    Downsample,
+    GaussianBlur,
+    Mask,
+    MeasurementOperator,
+    dps,
+    inpaint_replacement,
+    repaint,
+    sdedit,
+)
+from ddpmkit.models import TrainedModel
+from ddpmkit.outputs import picture_upscale
+from ddpmkit.randomness import PerSampleGenerator, randn
+from ddpmkit.samplers.common import SampleResult, StepCallback
+from ddpmkit.thresholding import ClippedDenoiser
+
+Task = Literal["inpaint", "super-resolution", "deblur", "edit"]
+METHODS: dict[str, tuple[str, ...]] = {
+    "inpaint": ("replacement", "repaint", "dps"),
+    "super-resolution": ("dps",),
+    "deblur": ("dps",),
+    "edit": ("sdedit",),
+}
+"""The methods of each task; the first is its default."""
+MEASUREMENT_SEED_OFFSET = 1 << 32
+"""The measurement noise is seeded ``seed`` + this, apart from every sample's ``seed + i``."""
+_READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+
+
+@dataclass
+class Restoration:
+    """Clean inputs x (B, C, H, W), measurements y = A(x) + s·n, restorations (B, K, C, H, W)."""
+
+    input: Tensor
+    measurement: Tensor
+    result: Tensor
+
+
+def read_image(path: str | Path, shape: tuple[int, ...]) -> Tensor:
+    """An image file (PNG, JPEG, …) as a (C, H, W) tensor in [-1, 1] for a model of ``shape``.
+
+    Converted to the model's channels (L for 1, RGB for 3, transparency onto white); a size other
+    than (H, W) is an error, never resized.
+    """
+    channels, height, width = shape
+    image = convert_channels(_open_image(path, (height, width)), channels)
+    pixels = np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def read_mask(path: str | Path, shape: tuple[int, ...], invert: bool = False) -> Tensor:
+    """A black-and-white mask file as a (1, H, W) tensor: 1 (white, ≥ 128) known, 0 to fill in.
+
+    ``invert`` reads white as the region to fill in (diffusers' and LaMa's convention). Colour
+    masks, and masks with no known or no unknown pixel, are errors naming the file.
+    """
+    image = _open_image(path, tuple(shape[-2:]))
+    rgb = np.asarray(convert_channels(image, 3), dtype=np.uint8)
+    if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
+        raise ValueError(f"mask {path}: has coloured pixels; a mask is black and white")
+    known = torch.from_numpy(rgb[..., 0] >= 128) != invert
+    if known.all() or not known.any():
+        which = "known" if known.all() else "to fill in"
+        raise ValueError(f"mask {path}: every pixel is {which}; nothing to restore")
+    return known[None].float()
+
+
+def _open_image(path: str | Path, size: tuple[int, ...]) -> Image.Image:
+    """The decoded, EXIF-rotated image at ``path``, which must be ``size`` = (H, W) pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path}: no such file")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except _READ_ERRORS as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+    if (image.height, image.width) != tuple(size):
+        raise ValueError(
+            f"image {path}: is {image.width}×{image.height} pixels but the model takes "
+            f"{size[1]}×{size[0]} (width×height); resize or crop it first"
+        )
+    return image
+
+
+def measurement_operator(
+    task: Task,
+    size: tuple[int, int],
+    *,
+    mask: Tensor | None = None,
+    scale: int = 2,
+    blur_sigma: float = 1.0,
+) -> MeasurementOperator:
+    """A of a task on (H, W) = ``size`` images: a mask, block means, a Gaussian blur, identity.
+
+    The blur's kernel spans ±3σ, cut to ±(min(H, W) - 1) pixels, the most a reflected border allows.
+    """
+    if task == "inpaint":
+        if mask is None:
+            raise ValueError("inpainting needs a mask (white: known pixels)")
+        return Mask(mask)
+    if mask is not None:
+        raise ValueError(f"a mask is only used for inpainting, not for {task}")
+    if task == "super-resolution":
+        if scale < 1 or size[0] % scale or size[1] % scale:
+            raise ValueError(f"the scale {scale} must divide the image size {tuple(size)}")
+        return Downsample(scale)
+    if task == "deblur":
+        if blur_sigma <= 0:
+            raise ValueError(f"the blur's sigma must be > 0, got {blur_sigma}")
+        half = min(math.ceil(3 * blur_sigma), min(size) - 1)
+        return GaussianBlur(2 * half + 1, blur_sigma)
+    if task == "edit":
+        return lambda x: x
+    raise ValueError(f"unknown task {task!r}; choose one of {', '.join(METHODS)}")
+
+
+def restore(
+    model: TrainedModel,
+    image: Tensor,
+    task: Task,
+    method: str | None = None,
+    *,
+    mask: Tensor | None = None,
+    scale: int = 2,
+    blur_sigma: float = 1.0,
+    noise_std: float = 0.0,
+    steps: int | None = None,
+    num_samples: int = 1,
+    seed: int = 0,
+    step_size: float = 1.0,
+    jump_length: int = 10,
+    resamplings: int = 10,
+    strength: float = 0.5,
+    sampler: str = "ancestral",
+    progress: Callable[[int, int], None] | None = None,
+) -> Restoration:
+    """``num_samples`` restorations of each image (C, H, W) or (B, C, H, W) from y = A(x) + s·n.
+
+    ``method`` (default the task's first in ``METHODS``): inpainting by replacement or RePaint
+    (Lugmayr et al. 2022; ``jump_length``, ``resamplings``) or DPS (Chung et al. 2023; step
+    ``step_size``), super-resolution by ``scale`` and deblurring (Gaussian of std ``blur_sigma``,
+    border reflected) by DPS, ``edit`` by SDEdit (Meng et al. 2022) of y with ``sampler`` at
+    ``strength``. ``mask`` (1, H, W) or (B, 1, H, W) is 1 at the known pixels. Ancestral steps on
+    ``steps`` of the T training steps (all by default), x̂_0 clipped to [-1, 1]; restoration k of
+    image b draws its noise from seed + b·K + k, so it does not depend on the batch.
+    """
+    methods = METHODS.get(task)
+    if methods is None:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(METHODS)}")
+    method = method or methods[0]
+    if method not in methods:
+        raise ValueError(f"{task} takes the method {' or '.join(methods)}, not {method!r}")
+    if noise_std < 0 or num_samples < 1:
+        raise ValueError(
+            f"need noise_std >= 0 and num_samples >= 1, got {noise_std}, {num_samples}"
+        )
+    device = next(model.network.parameters()).device
+    x = _as_batch(image, model.shape).to(device)
+    count = x.shape[0] * num_samples
+    x_k = x.repeat_interleave(num_samples, dim=0)
+    if mask is not None:
+        mask = mask.to(device).expand(x.shape[0], 1, *x.shape[2:])
+        mask = mask.repeat_interleave(num_samples, dim=0)
+    size = (x.shape[2], x.shape[3])
+    operator = measurement_operator(task, size, mask=mask, scale=scale, blur_sigma=blur_sigma)
+    y_k = operator(x_k)  # the K copies of an image share its measurement noise
+    if noise_std > 0:
+        noise_seed = torch.Generator().manual_seed(seed + MEASUREMENT_SEED_OFFSET)
+        noise = randn((x.shape[0], *y_k.shape[1:]), noise_seed, y_k.dtype, device)
+        y_k = y_k + noise_std * noise.repeat_interleave(num_samples, dim=0)
+
+    generator = PerSampleGenerator(range(seed, seed + count), device)
+    callback: StepCallback | None = None
+    if progress is not None:
+        callback = lambda done, total, _x: progress(done, total)  # noqa: E731
+    steps = steps or model.schedule.num_steps
+    denoiser = ClippedDenoiser(model.denoiser)
+    if task == "edit":
+        out = sdedit(
+            denoiser, model.schedule, y_k, strength, sampler=sampler, steps=steps,
+            generator=generator, callback=callback,
+        )  # fmt: skip
+    else:
+        out = _solve(
+            method, denoiser, build_grid(model.schedule, "linspace", steps), (count, *model.shape),
+            y_k, operator, mask, generator, callback,
+            step_size=step_size, jump_length=jump_length, resamplings=resamplings,
+        )  # fmt: skip
+    result = out.samples.detach().clamp(-1.0, 1.0).float().cpu()
+    y = y_k[::num_samples].cpu()
+    return Restoration(x.cpu(), y, result.reshape(x.shape[0], num_samples, *model.shape))
+
+
+def _solve(
+    method: str,
+    denoiser: ClippedDenoiser,
+    sigmas: Tensor,
+    shape: tuple[int, ...],
+    y: Tensor,
+    operator: MeasurementOperator,
+    mask: Tensor | None,
+    generator: PerSampleGenerator,
+    callback: StepCallback | None,
+    *,
+    step_size: float,
+    jump_length: int,
+    resamplings: int,
+) -> SampleResult:
+    """Run the inverse-problem sampler ``method`` from fresh noise x_T on y."""
+    x_T = randn(shape, generator, y.dtype, y.device)
+    if method == "dps":
+        return dps(
+            denoiser, sigmas, x_T, y, operator, step_size=step_size, generator=generator,
+            callback=callback,
+        )  # fmt: skip
+    assert mask is not None  # inpainting: ``measurement_operator`` checked it
+    if method == "repaint":
+        return repaint(
+            denoiser, sigmas, x_T, y, mask, jump_length=jump_length, resamplings=resamplings,
+            generator=generator, callback=callback,
+        )  # fmt: skip
+    return inpaint_replacement(
+        denoiser, sigmas, x_T, y, mask, generator=generator, callback=callback
+    )
+
+
+def _as_batch(image: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """image (C, H, W) or (B, C, H, W) as a float32 batch; its per-image shape must be ``shape``."""
+    x = image[None] if image.ndim == 3 else image
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"the model takes images of shape {tuple(shape)}, got {tuple(image.shape)}"
+        )
+    return x.float()
+
+
+def panel_images(restoration: Restoration) -> Tensor:
+    """Per image, in a row: x, y (nearest-upsampled to x's size), then its K restorations."""
+    x, y, result = restoration.input, restoration.measurement, restoration.result
+    shown = F.interpolate(y, size=x.shape[2:], mode="nearest").clamp(-1.0, 1.0)
+    rows = torch.cat([x[:, None], shown[:, None], result], dim=1)
+    return rows.flatten(0, 1)
+
+
+def save_panel(restoration: Restoration, path: str | Path) -> Path:
+    """One PNG of ``panel_images``, 2 + K per row, tiny images magnified; refuses to overwrite."""
+    images = panel_images(restoration)
+    columns = 2 + restoration.result.shape[1]
+    upscale = picture_upscale(images.shape[2])
+    return save_image_grid(images, path, nrow=columns, upscale=upscale)
+
+
+def mean_fill(image: Tensor, mask: Tensor) -> Tensor:
+    """Baseline inpainting: every unknown pixel (mask 0) set to its channel's mean over the known."""
+    mask = mask.to(image).expand_as(image)
+    known_mean = (image * mask).sum(dim=(-2, -1), keepdim=True) / mask.sum(
+        dim=(-2, -1), keepdim=True
+    )
+    return mask * image + (1.0 - mask) * known_mean
+
+
+def bicubic_upsample(low: Tensor, scale: int) -> Tensor:
+    """Baseline super-resolution: bicubic interpolation of (B, C, h, w) by ``scale``, clamped."""
+    high = F.interpolate(low, scale_factor=scale, mode="bicubic", align_corners=False)
+    return high.clamp(-1.0, 1.0)
