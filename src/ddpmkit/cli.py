@@ -17,6 +17,7 @@ from ddpmkit.builders import build_schedule, pick_device
 from ddpmkit.checkpoints import read_config, resolve_checkpoint
 from ddpmkit.classifier_io import build_classifier, load_classifier, save_classifier
 from ddpmkit.classifier_training import noisy_accuracy, train_noisy_classifier
+from ddpmkit.cli_restoration import add_restoration_commands
 from ddpmkit.config import RunConfig, SampleConfig
 from ddpmkit.config_io import (
     ConfigError,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(commands)
     _add_eval(commands)
     _add_train_classifier(commands)
+    add_restoration_commands(commands)
     presets = commands.add_parser("presets", help="list the presets and print one's settings")
     presets.add_argument("name", nargs="?", choices=sorted(PRESETS), help="preset to print")
     presets.set_defaults(run=run_presets)

@@ -167,9 +167,10 @@ def restore(
     (Lugmayr et al. 2022; ``jump_length``, ``resamplings``) or DPS (Chung et al. 2023; step
     ``step_size``), super-resolution by ``scale`` and deblurring (Gaussian of std ``blur_sigma``,
     border reflected) by DPS, ``edit`` by SDEdit (Meng et al. 2022) of y with ``sampler`` at
-    ``strength``. ``mask`` (1, H, W) or (B, 1, H, W) is 1 at the known pixels. Ancestral steps on
-    ``steps`` of the T training steps (all by default), x̂_0 clipped to [-1, 1]; restoration k of
-    image b draws its noise from seed + b·K + k, so it does not depend on the batch.
+    ``strength``. ``mask`` (1, H, W) or (B, 1, H, W) is 1 at the known pixels. The samplers walk
+    ``steps`` of the T training steps (all by default; SDEdit at most t_0), x̂_0 clipped to
+    [-1, 1]; restoration k of image b draws its noise from seed + b·K + k, so it does not depend
+    on the batch. The results are clamped to [-1, 1].
     """
     methods = METHODS.get(task)
     if methods is None:

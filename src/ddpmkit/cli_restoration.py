@@ -1,0 +1,185 @@
+"""The ``ddpmkit inpaint``, ``restore`` and ``edit`` commands: an image file in, a PNG panel out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ddpmkit.checkpoints import resolve_checkpoint
+from ddpmkit.evaluation.restoration_metrics import psnr, ssim
+from ddpmkit.models import load_model
+from ddpmkit.restoration import METHODS, read_image, read_mask, restore, save_panel
+from ddpmkit.samplers import SAMPLERS
+
+MASK_HELP = (
+    "black-and-white PNG of the model's size: white (>= 128) marks the known pixels to keep, "
+    "black the region to fill in (RePaint's convention; see --invert_mask)"
+)
+
+
+def add_restoration_commands(commands: Any) -> None:
+    """Add ``inpaint``, ``restore`` and ``edit`` to the ``ddpmkit`` subcommands."""
+    inpaint = commands.add_parser(
+        "inpaint",
+        help="fill in the masked region of an image",
+        description="Fill in the black region of --mask in --image with a trained model. Writes "
+        "one PNG: the image, the masked image, then the --num_samples restorations.",
+    )
+    _add_common(inpaint, "inpaint")
+    _add_mask(inpaint, required=True)
+    inpaint.add_argument("--method", choices=METHODS["inpaint"], default="replacement")
+    _add_inverse(inpaint)
+    inpaint.set_defaults(run=run_inpaint)
+
+    restore_ = commands.add_parser(
+        "restore",
+        help="super-resolution, deblurring or inpainting of an image",
+        description="Degrade --image by the task's operator A (2×2 block means, a Gaussian blur, "
+        "a mask), add --noise_std noise, and restore it by posterior sampling. --image is the "
+        "full-resolution image (the ground truth shown beside the results), or give --low_res. "
+        "Writes one PNG: the image, the measurement (up-sampled nearest), the restorations.",
+    )
+    _add_common(restore_, "<task>", image_required=False)
+    restore_.add_argument(
+        "--task", choices=("super-resolution", "deblur", "inpaint"), required=True
+    )
+    restore_.add_argument(
+        "--method", help="inpaint: replacement (default), repaint or dps; others: dps"
+    )
+    restore_.add_argument("--scale", type=int, default=2, help="super-resolution factor")
+    restore_.add_argument(
+        "--low_res",
+        type=Path,
+        help="super-resolution of an already small image (size H/scale × W/scale) instead of "
+        "--image; it is shown enlarged (nearest) in the input column",
+    )
+    restore_.add_argument("--blur_sigma", type=float, default=1.0, help="deblur: the blur's std")
+    _add_mask(restore_, required=False)
+    _add_inverse(restore_)
+    restore_.set_defaults(run=run_restore)
+
+    edit = commands.add_parser(
+        "edit",
+        help="SDEdit: noise an image part-way and denoise it (image-to-image)",
+        description="Noise --image to t_0 = strength·T and sample back to an image (SDEdit): low "
+        "strength stays close to the input, high strength follows the model.",
+    )
+    _add_common(edit, "edit")
+    edit.add_argument("--strength", type=float, default=0.5, help="t_0/T, in [0, 1]")
+    edit.add_argument("--sampler", choices=sorted(SAMPLERS), default="ancestral")
+    edit.set_defaults(run=run_edit)
+
+
+def _add_common(parser: argparse.ArgumentParser, task: str, image_required: bool = True) -> None:
+    parser.add_argument("checkpoint", type=Path, help="checkpoint folder or run folder")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        required=image_required,
+        help="PNG or JPEG of exactly the model's size (not resized), converted to its channels",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"output PNG (default: <run>/restorations/{task}-<image>-seed<S>.png); never "
+        "overwritten",
+    )
+    parser.add_argument(
+        "--steps", type=int, help="ancestral steps on the T training steps (default: all T)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="restoration i uses seed + i")
+    parser.add_argument("--num_samples", type=int, default=1, help="restorations to draw")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, …")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_mask(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--mask", type=Path, required=required, help=MASK_HELP)
+    parser.add_argument(
+        "--invert_mask",
+        action="store_true",
+        help="white marks the region to fill in (the diffusers / LaMa convention)",
+    )
+
+
+def _add_inverse(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--noise_std", type=float, default=0.0, help="std of the noise added to the measurement"
+    )
+    parser.add_argument("--step_size", type=float, default=1.0, help="dps: the step ζ")
+    parser.add_argument("--jump_length", type=int, default=10, help="repaint: j")
+    parser.add_argument("--resamplings", type=int, default=10, help="repaint: r")
+
+
+def run_inpaint(args: argparse.Namespace) -> int:
+    return _run(args, "inpaint", method=args.method, **_inverse_options(args))
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.low_res is None):
+        raise ValueError("give exactly one of --image and --low_res")
+    if args.low_res is not None and args.task != "super-resolution":
+        raise ValueError("--low_res is only for --task super-resolution")
+    return _run(
+        args, args.task, method=args.method, scale=args.scale, blur_sigma=args.blur_sigma,
+        **_inverse_options(args),
+    )  # fmt: skip
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    return _run(args, "edit", strength=args.strength, sampler=args.sampler)
+
+
+def _inverse_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "noise_std": args.noise_std,
+        "step_size": args.step_size,
+        "jump_length": args.jump_length,
+        "resamplings": args.resamplings,
+    }
+
+
+def _run(args: argparse.Namespace, task: str, **options: Any) -> int:
+    """Read the files, restore, write the panel and print its path and the scores."""
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    source = args.image or args.low_res
+    out = args.out or (
+        checkpoint.parent.parent / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
+    )
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; refusing to overwrite it (choose --out)")
+    model = load_model(checkpoint, args.device)
+    if args.image is not None:
+        image = read_image(args.image, model.shape)
+    else:
+        channels, height, width = model.shape
+        if args.scale < 1 or height % args.scale or width % args.scale:
+            raise ValueError(f"--scale {args.scale} must divide the model's size {height}×{width}")
+        small = read_image(args.low_res, (channels, height // args.scale, width // args.scale))
+        image = F.interpolate(small[None], scale_factor=args.scale, mode="nearest")[0]
+    mask = getattr(args, "mask", None)
+    if mask is not None:
+        mask = read_mask(mask, model.shape, invert=args.invert_mask)
+    with tqdm(desc=task, unit="step", disable=args.quiet) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        restoration = restore(
+            model, image, task, mask=mask, steps=args.steps, num_samples=args.num_samples,
+            seed=args.seed, progress=progress, **options,
+        )  # fmt: skip
+    print(f"ddpmkit: restorations {save_panel(restoration, out)}")
+    if args.image is not None:
+        result = restoration.result[0]
+        reference = restoration.input.expand_as(result)
+        print(
+            f"ddpmkit: against {source.name}: PSNR {psnr(result, reference).mean():.2f} dB, "
+            f"SSIM {ssim(result, reference).mean():.3f} (mean of {len(result)})"
+        )
+    return 0
