@@ -18,25 +18,21 @@ from pathlib import Path
 
 import torch
 
-from ddpmkit.builders import build_denoiser, build_network, build_schedule
-from ddpmkit.checkpoints import load_weights, read_config, resolve_checkpoint
+from ddpmkit.checkpoints import read_config, resolve_checkpoint
 from ddpmkit.data import load_data
 from ddpmkit.likelihood.report import NLLReport, evaluate_nll, quantization_levels
+from ddpmkit.models import load_model
 
 
 def evaluate(run: Path, method: str, variance: str, split: str, count: int | None) -> NLLReport:
     """bits/dim of the first ``count`` items of ``split`` (all when None) under the run's model."""
-    checkpoint = resolve_checkpoint(run)
-    config = read_config(checkpoint)
-    network = build_network(config.model)
-    load_weights(network, checkpoint, "ema")
-    denoiser = build_denoiser(network.eval(), build_schedule(config.diffusion), config.diffusion)
-    dataset = load_data(config.data, split).dataset
+    model = load_model(run)
+    dataset = load_data(model.config.data, split).dataset
     num_samples = len(dataset) if count is None else min(count, len(dataset))
     return evaluate_nll(
-        denoiser, denoiser.schedule, dataset, method,  # type: ignore[arg-type]
+        model.denoiser, model.schedule, dataset, method,  # type: ignore[arg-type]
         num_samples=num_samples, batch_size=100,
-        num_levels=quantization_levels(config.data.source),
+        num_levels=quantization_levels(model.config.data.source),
         variance=variance,  # type: ignore[arg-type]
     )  # fmt: skip
 
