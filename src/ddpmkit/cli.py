@@ -28,7 +28,7 @@ from ddpmkit.config_io import (
     read_config_file,
     to_dict,
 )
-from ddpmkit.data import DataConfig, load_data
+from ddpmkit.data import DataConfig, load_data, stack_items
 from ddpmkit.data.config import SOURCES
 from ddpmkit.generation import Conditioning, generate
 from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
@@ -263,7 +263,7 @@ def run_train_classifier(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.checkpoint}: the run's data have no labels to train a classifier on"
         )
-    x, labels = _stack(train.dataset)
+    x, labels = stack_items(train.dataset)
     torch.manual_seed(args.seed)
     network, architecture = build_classifier(train.shape, train.num_classes, args.base_channels)
     network = network.to(pick_device(args.device))
@@ -276,18 +276,12 @@ def run_train_classifier(args: argparse.Namespace) -> int:
             lr=args.lr, generator=generator,
             on_step=lambda _step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
         )  # fmt: skip
-    x_heldout, labels_heldout = _stack(heldout.dataset)
+    x_heldout, labels_heldout = stack_items(heldout.dataset)
     for step in (0, schedule.num_steps // 4, schedule.num_steps // 2):
         accuracy = noisy_accuracy(network, schedule, x_heldout, labels_heldout, step, generator)
         print(f"ddpmkit: held-out accuracy at t = {step}: {accuracy:.3f}")
     print(f"ddpmkit: classifier {save_classifier(out, network, architecture, config.diffusion)}")
     return 0
-
-
-def _stack(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All (x, label) pairs of a dataset as two tensors."""
-    items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
-    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -51,6 +51,21 @@ def broadcast_to(values: Tensor, x: Tensor) -> Tensor:
     return values.reshape(-1, *([1] * (x.ndim - 1)))
 
 
+def network_inputs(
+    network: nn.Module, schedule: NoiseSchedule, x: Tensor, sigma: Tensor | float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """VE (x, σ) as a discrete-time network's inputs: x_t = x·√ᾱ, t(σ) in the network's dtype, ᾱ.
+
+    ᾱ = 1/(1 + σ²) broadcast over x; t is the schedule's fractional step (``sigma_to_t``). x_t keeps
+    x's dtype (float64 maths may feed a float32 network: cast it with ``t.dtype``).
+    """
+    sigma = per_sample_sigma(sigma, x)
+    alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma.double()).to(x.dtype), x)
+    weight = next(network.parameters(), None)
+    network_dtype = x.dtype if weight is None else weight.dtype
+    return x * alpha_bar.sqrt(), schedule.sigma_to_t(sigma).to(network_dtype), alpha_bar
+
+
 class NetworkDenoiser:
     """A network trained on DDPM's discrete t, read as a denoiser (its parameterization fixed once).
 
@@ -84,12 +99,7 @@ class NetworkDenoiser:
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """x̂_0 = D(x; σ) and the variance fraction v (None without learned variances)."""
-        sigma = per_sample_sigma(sigma, x)
-        alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma.double()).to(x.dtype), x)
-        x_t = x * alpha_bar.sqrt()
-        weight = next(self.network.parameters(), None)  # float64 maths may feed a float32 network
-        network_dtype = x.dtype if weight is None else weight.dtype
-        t = self.schedule.sigma_to_t(sigma).to(network_dtype)
-        output = self.network(x_t.to(network_dtype), t, class_labels).to(x.dtype)
+        x_t, t, alpha_bar = network_inputs(self.network, self.schedule, x, sigma)
+        output = self.network(x_t.to(t.dtype), t, class_labels).to(x.dtype)
         mean_output, v = split_output(output, self.learned_variance)
         return self._x0_from_output(x_t, mean_output, alpha_bar), v

@@ -13,8 +13,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.denoisers import Denoiser, broadcast_to, per_sample_sigma, predict_with_variance
-from ddpmkit.parameterization import alpha_bar_from_sigma
+from ddpmkit.denoisers import (
+    Denoiser,
+    broadcast_to,
+    network_inputs,
+    per_sample_sigma,
+    predict_with_variance,
+)
 from ddpmkit.schedules import NoiseSchedule
 
 Classifier = Callable[[Tensor, Tensor], Tensor]
@@ -112,15 +117,11 @@ class ClassifierGuidance:
 def classifier_on_sigma(network: nn.Module, schedule: NoiseSchedule) -> Classifier:
     """A classifier network(x_t, t) of VP x_t and step t, read at VE x and σ: x_t = x·√ᾱ, t = t(σ).
 
-    ᾱ = 1/(1 + σ²) and t is the schedule's fractional step (``sigma_to_t``), as in
-    ``NetworkDenoiser``; inputs are cast to the network's dtype.
+    The same conversion as ``NetworkDenoiser`` (``denoisers.network_inputs``).
     """
 
     def classifier(x: Tensor, sigma: Tensor) -> Tensor:
-        sigma = per_sample_sigma(sigma, x)
-        alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma.double()).to(x.dtype), x)
-        weight = next(network.parameters(), None)
-        dtype = x.dtype if weight is None else weight.dtype
-        return network((x * alpha_bar.sqrt()).to(dtype), schedule.sigma_to_t(sigma).to(dtype))
+        x_t, t, _ = network_inputs(network, schedule, x, sigma)
+        return network(x_t.to(t.dtype), t)
 
     return classifier

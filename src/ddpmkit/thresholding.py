@@ -6,19 +6,22 @@ a learned variance of the wrapped denoiser passes through unchanged.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import Tensor
 
 from ddpmkit.denoisers import Denoiser, predict_with_variance
 
 
-class X0Transform:
+class X0Transform(ABC):
     """A denoiser whose x̂_0 is the wrapped denoiser's, passed through ``transform``."""
 
     denoiser: Denoiser
 
+    @abstractmethod
     def transform(self, x0_hat: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The new x̂_0 from the wrapped denoiser's."""
 
     def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
         return self.predict(x, sigma, class_labels)[0]

@@ -38,7 +38,7 @@ from ddpmkit.checkpoints import (
 )
 from ddpmkit.config import RunConfig
 from ddpmkit.config_io import to_dict
-from ddpmkit.data import hflip_batch, load_data
+from ddpmkit.data import hflip_batch, load_data, stack_items
 from ddpmkit.ema import EMA
 from ddpmkit.generation import ProgressCallback
 from ddpmkit.likelihood import (
@@ -178,7 +178,7 @@ class Trainer:
         if self._heldout is None:  # read once, on the first evaluation
             data = load_data(self.config.data, "heldout").dataset
             count = min(self.config.train.eval_samples, len(data))
-            self._heldout = torch.stack([data[i][0] for i in range(count)])
+            self._heldout = stack_items(data, count)[0]
         x0 = self._heldout.to(self.device, torch.float64)
         denoiser = build_denoiser(self.ema.model.eval(), self.schedule, self.config.diffusion)
         levels = quantization_levels(self.config.data.source)

@@ -101,3 +101,9 @@ def load_data(config: DataConfig, split: str = "train") -> LoadedData:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return _LOADERS[config.source](config, split)
+
+
+def stack_items(dataset: Dataset, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` (all by default) (x, label) pairs of a dataset as two stacked tensors."""
+    items = [dataset[i] for i in range(len(dataset) if count is None else count)]  # type: ignore[arg-type]
+    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
