@@ -95,8 +95,8 @@ def main() -> None:
         lines.append(f"| classifier-free | {scale:g} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     unconditional = load_model(args.classifier_run)
-    network, _ = load_classifier(args.classifier)
-    conditioning = Conditioning.of(unconditional.config.model, network, unconditional.schedule)
+    classifier = load_classifier(args.classifier)
+    conditioning = Conditioning.of(unconditional.config.model, classifier, unconditional.schedule)
     for scale in args.classifier_scales:
         config = SampleConfig(**{**base.__dict__, "classifier_scale": scale})
         cells = row(unconditional, conditioning, config, judge, real_spread)

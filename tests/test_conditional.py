@@ -80,7 +80,8 @@ def test_classifier_folders_round_trip_and_never_overwrite(tmp_path):
     network, architecture = build_classifier((1, 8, 8), 10, base_channels=8)
     diffusion = DiffusionConfig(num_steps=60)
     folder = save_classifier(tmp_path / "clf", network, architecture, diffusion)
-    loaded, trained_under = load_classifier(folder)
+    loaded = load_classifier(folder)
+    loaded, trained_under = loaded.network, loaded.diffusion
     x, t = torch.randn(3, 1, 8, 8), torch.tensor([0.0, 10.0, 59.0])
     assert torch.equal(loaded(x, t), network.eval()(x, t))
     assert trained_under == diffusion

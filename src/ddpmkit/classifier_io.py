@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,18 @@ def save_classifier(
     return folder
 
 
-def load_classifier(folder: str | Path) -> tuple[nn.Module, DiffusionConfig]:
-    """The classifier network (eval mode, CPU) and the diffusion config it was trained under."""
+@dataclass(frozen=True)
+class LoadedClassifier:
+    """A noisy classifier read back: its network (eval mode, CPU), classes and schedule."""
+
+    network: nn.Module
+    num_classes: int
+    diffusion: DiffusionConfig  # the config whose schedule it was trained under
+    folder: Path
+
+
+def load_classifier(folder: str | Path) -> LoadedClassifier:
+    """The classifier of a folder written by ``save_classifier``."""
     folder = Path(folder)
     if not (folder / RECORD).is_file() or not (folder / WEIGHTS).is_file():
         raise FileNotFoundError(
@@ -74,4 +85,6 @@ def load_classifier(folder: str | Path) -> tuple[nn.Module, DiffusionConfig]:
     network = _network(record["architecture"])
     network.load_state_dict(load_file(folder / WEIGHTS, device="cpu"), strict=True)
     diffusion = from_dict(DiffusionConfig, record["diffusion"], str(folder / RECORD))
-    return network.eval(), diffusion
+    return LoadedClassifier(
+        network.eval(), record["architecture"]["num_classes"], diffusion, folder
+    )

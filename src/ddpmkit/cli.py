@@ -35,7 +35,7 @@ from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
 from ddpmkit.models import load_model
 from ddpmkit.outputs import save_npz, save_picture, save_terms_plot
 from ddpmkit.presets import PRESETS
-from ddpmkit.schedules import REVERSE_VARIANCES, NoiseSchedule
+from ddpmkit.schedules import REVERSE_VARIANCES
 from ddpmkit.training import Trainer
 
 
@@ -225,9 +225,8 @@ def run_sample(args: argparse.Namespace) -> int:
     model = load_model(checkpoint, args.device, "ema" if sample.use_ema else "model")
     classifier = None
     if sample.classifier is not None:
-        classifier, trained_under = load_classifier(sample.classifier)
-        _check_same_schedule(model.schedule, build_schedule(trained_under), sample.classifier)
-        classifier = classifier.to(next(model.network.parameters()).device)
+        classifier = load_classifier(sample.classifier)
+        classifier.network.to(next(model.network.parameters()).device)
     conditioning = Conditioning.of(config.model, classifier, model.schedule)
     with _ProgressBar("sample", "step", disable=args.quiet) as progress:
         result = generate(
@@ -241,16 +240,6 @@ def run_sample(args: argparse.Namespace) -> int:
         save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
         print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
     return 0
-
-
-def _check_same_schedule(model: NoiseSchedule, classifier: NoiseSchedule, where: str) -> None:
-    """A classifier guides only a model with the noise levels it was trained on."""
-    same = model.num_steps == classifier.num_steps and torch.allclose(model.betas, classifier.betas)
-    if not same:
-        raise ValueError(
-            f"classifier {where} was trained with another noise schedule than the model "
-            f"({classifier.num_steps} vs {model.num_steps} steps or different betas)"
-        )
 
 
 def run_train_classifier(args: argparse.Namespace) -> int:

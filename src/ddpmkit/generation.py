@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.builders import build_denoiser, class_labels_of
+from ddpmkit.builders import build_denoiser, build_schedule, class_labels_of
+from ddpmkit.classifier_io import LoadedClassifier
 from ddpmkit.config import DiffusionConfig, ModelConfig, SampleConfig
 from ddpmkit.denoisers import Denoiser
 from ddpmkit.guidance import (
@@ -40,25 +41,32 @@ class Conditioning:
     def of(
         cls,
         model: ModelConfig,
-        classifier: nn.Module | None = None,
+        classifier: LoadedClassifier | None = None,
         schedule: NoiseSchedule | None = None,
     ) -> Conditioning:
-        """From a resolved model config and an optional classifier network(x_t, t) on ``schedule``."""
+        """From a resolved model config and an optional classifier, read on the model's
+        ``schedule``, which must be the one the classifier was trained under."""
         num_classes, null = class_labels_of(model)
-        if classifier is None or schedule is None:
+        if classifier is None:
             return cls(num_classes, null, num_classes is not None)
-        classifier_classes = _output_size(classifier)
-        if num_classes is not None and classifier_classes != num_classes:
+        if schedule is None:
+            raise ValueError("classifier guidance needs the model's noise schedule")
+        trained_under = build_schedule(classifier.diffusion)
+        same = schedule.num_steps == trained_under.num_steps and torch.allclose(
+            schedule.betas, trained_under.betas
+        )
+        if not same:
             raise ValueError(
-                f"the classifier has {classifier_classes} classes but the model {num_classes}"
+                f"classifier {classifier.folder} was trained with another noise schedule than "
+                f"the model ({trained_under.num_steps} vs {schedule.num_steps} steps or "
+                "different betas)"
             )
-        guide = classifier_on_sigma(classifier, schedule)
-        return cls(classifier_classes, null, num_classes is not None, guide)
-
-
-def _output_size(network: nn.Module) -> int:
-    last = [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
-    return last.out_features
+        if num_classes is not None and classifier.num_classes != num_classes:
+            raise ValueError(
+                f"the classifier has {classifier.num_classes} classes but the model {num_classes}"
+            )
+        guide = classifier_on_sigma(classifier.network, schedule)
+        return cls(classifier.num_classes, null, num_classes is not None, guide)
 
 
 def generate(
