@@ -19,6 +19,7 @@ from torch import nn
 from ddpmkit.config import DiffusionConfig
 from ddpmkit.config_io import from_dict, to_dict
 from ddpmkit.networks.classifier import NoisyClassifier, NoisyClassifierConfig, NoisyMLPClassifier
+from ddpmkit.outputs import refuse_existing
 
 WEIGHTS, RECORD = "classifier.safetensors", "classifier.json"
 
@@ -50,8 +51,7 @@ def save_classifier(
 ) -> Path:
     """Write the classifier folder atomically; an existing folder is never replaced."""
     folder = Path(folder)
-    if folder.exists():
-        raise FileExistsError(f"{folder} already exists; refusing to overwrite it (choose --out)")
+    refuse_existing(folder)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

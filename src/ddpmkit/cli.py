@@ -33,7 +33,7 @@ from ddpmkit.data.config import SOURCES
 from ddpmkit.generation import Conditioning, generate
 from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
 from ddpmkit.models import load_model
-from ddpmkit.outputs import save_npz, save_picture, save_terms_plot
+from ddpmkit.outputs import refuse_existing, save_npz, save_picture, save_terms_plot
 from ddpmkit.presets import PRESETS
 from ddpmkit.schedules import REVERSE_VARIANCES
 from ddpmkit.training import Trainer
@@ -221,7 +221,7 @@ def run_sample(args: argparse.Namespace) -> int:
         or checkpoint.parent.parent / "samples" / f"{checkpoint.name}-seed{sample.seed}.png"
     )
     npz = args.npz or out.with_suffix(".npz")
-    _refuse_existing(out, npz, args.trajectory)
+    refuse_existing(out, npz, args.trajectory)
     model = load_model(checkpoint, args.device, "ema" if sample.use_ema else "model")
     classifier = None
     if sample.classifier is not None:
@@ -246,7 +246,7 @@ def run_train_classifier(args: argparse.Namespace) -> int:
     checkpoint = resolve_checkpoint(args.checkpoint)
     config = read_config(checkpoint)
     out = args.out or checkpoint.parent.parent / "classifier"
-    _refuse_existing(out)
+    refuse_existing(out)
     train, heldout = load_data(config.data, "train"), load_data(config.data, "heldout")
     if train.num_classes is None:
         raise ValueError(
@@ -278,7 +278,7 @@ def run_eval(args: argparse.Namespace) -> int:
     config = read_config(checkpoint)
     out = args.out or checkpoint.parent.parent / "eval" / f"{checkpoint.name}-{args.nll}.json"
     plot = out.with_suffix(".png")
-    _refuse_existing(out, plot)
+    refuse_existing(out, plot)
     model = load_model(checkpoint, args.device)
     data_config, split = _eval_data(config, args.data, args.split, model.shape)
     data = load_data(data_config, split)
@@ -326,13 +326,6 @@ def _eval_data(
             heldout_fraction=0.0,
         ), "train"  # fmt: skip
     return DataConfig(source="array", path=data, heldout_fraction=0.0), "train"
-
-
-def _refuse_existing(*paths: Path | None) -> None:
-    """Nothing already written is overwritten: an existing output is an error naming it."""
-    for path in paths:
-        if path is not None and path.exists():
-            raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
 
 
 class _ProgressBar:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from ddpmkit.checkpoints import resolve_checkpoint
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.models import load_model
+from ddpmkit.outputs import refuse_existing
 from ddpmkit.restoration import METHODS, read_image, read_mask, restore, save_panel
 from ddpmkit.samplers import SAMPLERS
 
@@ -150,8 +151,7 @@ def _run(args: argparse.Namespace, task: str, **options: Any) -> int:
     out = args.out or (
         checkpoint.parent.parent / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
     )
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; refusing to overwrite it (choose --out)")
+    refuse_existing(out)
     model = load_model(checkpoint, args.device)
     if args.image is not None:
         image = read_image(args.image, model.shape)

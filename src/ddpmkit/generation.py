@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from ddpmkit.builders import build_denoiser, build_schedule, class_labels_of
-from ddpmkit.classifier_io import LoadedClassifier
 from ddpmkit.config import DiffusionConfig, ModelConfig, SampleConfig
 from ddpmkit.denoisers import Denoiser
 from ddpmkit.guidance import (
@@ -23,6 +23,9 @@ from ddpmkit.randomness import PerSampleGenerator, randn
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
 from ddpmkit.schedules import NoiseSchedule
 from ddpmkit.thresholding import ClippedDenoiser, DynamicThresholding
+
+if TYPE_CHECKING:  # classifier_io writes through outputs, which draws samples through this module
+    from ddpmkit.classifier_io import LoadedClassifier
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (sampling steps done, total) as sampling advances."""

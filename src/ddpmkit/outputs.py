@@ -19,6 +19,13 @@ def picture_upscale(height: int) -> int:
     return max(1, 64 // height)
 
 
+def refuse_existing(*paths: Path | None) -> None:
+    """Nothing already written is overwritten: an existing output is an error naming it."""
+    for path in paths:
+        if path is not None and Path(path).exists():
+            raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
+
+
 def save_picture(samples: Tensor, path: Path) -> Path:
     """A grid PNG for image batches (B, C, H, W), a scatter PNG for 2-D points (B, 2)."""
     if samples.ndim == 4:
@@ -30,8 +37,7 @@ def save_picture(samples: Tensor, path: Path) -> Path:
 
 def save_npz(samples: Tensor, path: Path) -> Path:
     """Samples as ``samples`` (float32, data scale [-1, 1]) in an .npz; refuses to overwrite."""
-    if path.exists():
-        raise FileExistsError(f"{path} already exists; refusing to overwrite it")
+    refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, samples=samples.float().numpy())
     return path
@@ -64,8 +70,7 @@ def write_samples(
 
 def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: int = 360) -> Path:
     """L_t against t as a PNG line plot on a log scale (Pillow only); refuses to overwrite."""
-    if path.exists():
-        raise FileExistsError(f"{path} already exists; refusing to overwrite it")
+    refuse_existing(path)
     values = np.log10(np.clip(np.asarray(terms, dtype=np.float64), 1e-12, None))
     low, high = float(values.min()), float(values.max()) + 1e-9
     margin = 40
