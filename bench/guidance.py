@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from ddpmkit.classifier_io import load_classifier
-from ddpmkit.config import SampleConfig
+from ddpmkit.config.schema import SampleConfig
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation import assess_digits, train_digits_classifier
 from ddpmkit.evaluation.digits_classifier import DigitsClassifier
-from ddpmkit.generation import Conditioning, generate
-from ddpmkit.models import TrainedModel, load_model
+from ddpmkit.pipeline.classifier import load_classifier
+from ddpmkit.pipeline.generation import Conditioning, generate
+from ddpmkit.pipeline.model import TrainedModel, load_model
 
 
 @torch.no_grad()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ddpmkit.checkpoints import read_config, resolve_checkpoint
 from ddpmkit.data import load_data
 from ddpmkit.likelihood.report import NLLReport, evaluate_nll, quantization_levels
-from ddpmkit.models import load_model
+from ddpmkit.pipeline.checkpoints import read_config, resolve_checkpoint
+from ddpmkit.pipeline.model import load_model
 
 
 def evaluate(run: Path, method: str, variance: str, split: str, count: int | None) -> NLLReport:

@@ -5,7 +5,7 @@
 
 Each sampler of ``ddpmkit.samplers.SAMPLERS`` (and, when diffusers is importable, six diffusers
 schedulers on the same ε-model) draws N samples from the same x_T draws with the exact denoiser of
-a ``ddpmkit.testbed`` distribution, so every error is the sampler's own. The error is the sliced
+a ``ddpmkit.evaluation.testbed`` distribution, so every error is the sampler's own. The error is the sliced
 Wasserstein distance SW₂ to N exact samples, averaged over exact reference sets and x_T draws; the
 Monte-Carlo floor is the same score for fresh exact samples (what a perfect sampler scores), with
 its spread. Samplers above ``--threshold`` × floor at the largest NFE also run at ``--extra-nfe``.
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.metrics import sliced_wasserstein
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.evaluation.metrics import sliced_wasserstein
+from ddpmkit.evaluation.testbed import TESTBEDS, ExactDistribution, TimestepEpsModel
 from ddpmkit.samplers import SAMPLERS, SamplerSpec, sample
-from ddpmkit.schedules import NoiseSchedule
-from ddpmkit.testbed import TESTBEDS, ExactDistribution, TimestepEpsModel
 
 TOLERANCES = (1e-2, 1e-3, 1e-4, 1e-5)  # rtol = atol sweep for adaptive solvers
 DIFFUSERS_SCHEDULERS: dict[str, tuple[str, dict[str, Any], int]] = {
@@ -293,7 +293,8 @@ def header(argv: list[str], spacing: str) -> str:
         f"Command: `{command.strip()}` ({time.strftime('%Y-%m-%d')}; torch {torch.__version__}, "
         f"diffusers {diffusers_version() or 'absent'}).\n\n"
         "Every sampler runs with the exact denoiser of the testbed distribution "
-        "(`ddpmkit.testbed`), the linear β schedule (10⁻⁴…0.02, T = 1000) and the same x_T draws, so "
+        "(`ddpmkit.evaluation.testbed`), the linear β schedule (10⁻⁴…0.02, T = 1000) and the same "
+        "x_T draws, so "
         "every error is the sampler's own. A cell is the sliced Wasserstein distance SW₂ to exact "
         "samples and, in brackets, its ratio to the Monte-Carlo floor (what exact samples score: "
         "about 1× is as good as exact; each section gives the band that exact sets score); "

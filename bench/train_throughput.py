@@ -15,10 +15,10 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-from ddpmkit.config import RunConfig
-from ddpmkit.config_io import from_dict
+from ddpmkit.config.parsing import from_dict
+from ddpmkit.config.presets import PRESETS
+from ddpmkit.config.schema import RunConfig
 from ddpmkit.networks import UNet
-from ddpmkit.presets import PRESETS
 
 
 def timed(fn: Callable[[], None], repeats: int) -> float:

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from ddpmkit.networks import UNetConfig
 
 

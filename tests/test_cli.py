@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpmkit.cli import build_parser, main
+from ddpmkit.cli.main import build_parser, main
 
 TINY = [
     "--model.unet.base_channels", "16", "--model.unet.channel_mults", "1,2",

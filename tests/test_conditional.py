@@ -6,13 +6,13 @@ import pytest
 import torch
 from conftest import tiny_digits_config
 
-from ddpmkit.builders import class_labels_of
-from ddpmkit.classifier_io import build_classifier, load_classifier, save_classifier
 from ddpmkit.cli import main
-from ddpmkit.config import DiffusionConfig, ModelConfig, SampleConfig
-from ddpmkit.generation import Conditioning, guided_denoiser, sample_labels
+from ddpmkit.config.builders import class_labels_of
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, SampleConfig
 from ddpmkit.guidance import ClassifierFreeGuidance, ClassifierGuidance
-from ddpmkit.training import Trainer
+from ddpmkit.pipeline.classifier import build_classifier, load_classifier, save_classifier
+from ddpmkit.pipeline.generation import Conditioning, guided_denoiser, sample_labels
+from ddpmkit.training.loop import Trainer
 
 TINY = [
     "--model.unet.base_channels", "16", "--model.unet.channel_mults", "1,2",

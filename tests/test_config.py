@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from ddpmkit.builders import build_loss, resolve_for_data
-from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig
-from ddpmkit.config_io import ConfigError, from_dict, read_config_file, to_dict
-from ddpmkit.presets import PRESETS
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.config.builders import build_loss, resolve_for_data
+from ddpmkit.config.parsing import ConfigError, from_dict, read_config_file, to_dict
+from ddpmkit.config.presets import PRESETS
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig
+from ddpmkit.core.schedules import NoiseSchedule
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ddpmkit.forward import posterior_mean, posterior_variance, q_sample, q_step
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.forward import posterior_mean, posterior_variance, q_sample, q_step
+from ddpmkit.core.schedules import NoiseSchedule
 
 N = 200_000
 

@@ -26,8 +26,11 @@ import itertools
 import pytest
 import torch
 
-from ddpmkit.analytic import GaussianDenoiser
-from ddpmkit.grids import build_grid, respaced_timesteps, timestep_sigmas
+from ddpmkit.core.analytic import GaussianDenoiser
+from ddpmkit.core.grids import build_grid, respaced_timesteps, timestep_sigmas
+from ddpmkit.core.parameterization import alpha_bar_from_sigma
+from ddpmkit.core.randomness import PerSampleGenerator
+from ddpmkit.core.schedules import NoiseSchedule, posterior_coefficients
 from ddpmkit.inverse import (
     Downsample,
     FunctionOperator,
@@ -40,10 +43,7 @@ from ddpmkit.inverse import (
     repaint_path,
     sdedit,
 )
-from ddpmkit.parameterization import alpha_bar_from_sigma
-from ddpmkit.randomness import PerSampleGenerator
 from ddpmkit.samplers.common import levels
-from ddpmkit.schedules import NoiseSchedule, posterior_coefficients
 
 D, N = 4, 4000
 _L = 0.6 * torch.randn(D, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

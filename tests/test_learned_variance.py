@@ -6,22 +6,22 @@ from functools import partial
 import pytest
 import torch
 
-from ddpmkit.denoisers import NetworkDenoiser, predict_with_variance
-from ddpmkit.grids import timestep_sigmas
+from ddpmkit.core.denoisers import NetworkDenoiser, predict_with_variance
+from ddpmkit.core.grids import timestep_sigmas
+from ddpmkit.core.parameterization import split_output
+from ddpmkit.core.randomness import PerSampleGenerator
+from ddpmkit.core.schedules import NoiseSchedule, interpolated_log_variance
+from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
+from ddpmkit.evaluation.testbed import Gaussian
 from ddpmkit.likelihood import (
     discretized_gaussian_log_likelihood,
     gaussian_log_density,
     schedule_log_variance,
     variational_bound,
 )
-from ddpmkit.losses import HybridLoss, SimpleLoss
 from ddpmkit.networks import MLPConfig, MLPDenoiser
-from ddpmkit.parameterization import split_output
-from ddpmkit.randomness import PerSampleGenerator
 from ddpmkit.samplers import ancestral, sample
-from ddpmkit.schedules import NoiseSchedule, interpolated_log_variance
-from ddpmkit.testbed import Gaussian
-from ddpmkit.thresholding import ClippedDenoiser, DynamicThresholding
+from ddpmkit.training.losses import HybridLoss, SimpleLoss
 
 DIAGONAL = Gaussian(
     torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64),

@@ -6,7 +6,10 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from ddpmkit.denoisers import NetworkDenoiser
+from ddpmkit.core.denoisers import NetworkDenoiser
+from ddpmkit.core.parameterization import eps_from_x0, reverse_mean_from_eps
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.evaluation.testbed import Gaussian, gaussian
 from ddpmkit.likelihood import (
     dequantize,
     dequantized_bits_per_dim,
@@ -21,9 +24,6 @@ from ddpmkit.likelihood import (
     vlb_term,
 )
 from ddpmkit.networks import UNet, UNetConfig
-from ddpmkit.parameterization import eps_from_x0, reverse_mean_from_eps
-from ddpmkit.schedules import NoiseSchedule
-from ddpmkit.testbed import Gaussian, gaussian
 
 LEVELS = torch.linspace(-1.0, 1.0, 256, dtype=torch.float64)  # 8-bit data: k/127.5 - 1
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from ddpmkit.ema import EMA
-from ddpmkit.forward import q_sample
-from ddpmkit.losses import SimpleLoss, UniformTimesteps, loss_weights, min_snr_weight
-from ddpmkit.parameterization import eps_from_x0, x0_from_v
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.forward import q_sample
+from ddpmkit.core.parameterization import eps_from_x0, x0_from_v
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.training.ema import EMA
+from ddpmkit.training.losses import SimpleLoss, UniformTimesteps, loss_weights, min_snr_weight
 
 
 class Oracle(torch.nn.Module):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ddpmkit.forward import posterior_mean
-from ddpmkit.parameterization import (
+from ddpmkit.core.forward import posterior_mean
+from ddpmkit.core.parameterization import (
     X0_FROM_OUTPUT,
     eps_from_score,
     eps_from_v,
@@ -16,7 +16,7 @@ from ddpmkit.parameterization import (
     x0_from_eps,
     x0_from_v,
 )
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.schedules import NoiseSchedule
 
 
 @pytest.fixture

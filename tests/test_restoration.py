@@ -10,8 +10,8 @@ from PIL import Image
 import ddpmkit.cli as cli
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
-from ddpmkit.models import load_model
-from ddpmkit.restoration import (
+from ddpmkit.pipeline.model import load_model
+from ddpmkit.pipeline.restoration import (
     bicubic_upsample,
     mean_fill,
     read_image,

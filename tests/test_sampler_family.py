@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from ddpmkit.analytic import GaussianDenoiser
-from ddpmkit.grids import build_grid, karras_sigmas, respaced_timesteps
-from ddpmkit.randomness import PerSampleGenerator
+from ddpmkit.core.analytic import GaussianDenoiser
+from ddpmkit.core.grids import build_grid, karras_sigmas, respaced_timesteps
+from ddpmkit.core.randomness import PerSampleGenerator
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.core.thresholding import DynamicThresholding
 from ddpmkit.samplers import SAMPLERS, ancestral, ddim, ddim_invert, edm_heun, ode_euler, sample
-from ddpmkit.schedules import NoiseSchedule
-from ddpmkit.thresholding import DynamicThresholding
 
 SCHEDULE = NoiseSchedule.linear(1000)
 MEAN = torch.tensor([0.5, -0.3], dtype=torch.float64)
@@ -167,8 +167,8 @@ HIGH_STEPS = {
 @pytest.fixture(scope="module")
 def sharp_testbed():
     """The sharp-mode mixture, exact reference sets and the Monte-Carlo band of exact samples."""
-    from ddpmkit.metrics import sliced_wasserstein
-    from ddpmkit.testbed import sharp_mixture
+    from ddpmkit.evaluation.metrics import sliced_wasserstein
+    from ddpmkit.evaluation.testbed import sharp_mixture
 
     dist, n = sharp_mixture(), 3000
     refs = [dist.sample(n, torch.Generator().manual_seed(100 + i)) for i in range(3)]

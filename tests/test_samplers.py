@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from ddpmkit.analytic import GaussianDenoiser
-from ddpmkit.denoisers import NetworkDenoiser
-from ddpmkit.parameterization import reverse_mean_from_eps
-from ddpmkit.randomness import PerSampleGenerator
+from ddpmkit.core.analytic import GaussianDenoiser
+from ddpmkit.core.denoisers import NetworkDenoiser
+from ddpmkit.core.parameterization import reverse_mean_from_eps
+from ddpmkit.core.randomness import PerSampleGenerator
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.core.thresholding import ClippedDenoiser
 from ddpmkit.samplers import ddpm_ancestral
-from ddpmkit.schedules import NoiseSchedule
-from ddpmkit.thresholding import ClippedDenoiser
 
 MEAN = torch.tensor([0.5, -0.3, 0.1], dtype=torch.float64)
 _A = torch.tensor([[0.6, 0.0, 0.0], [0.3, 0.4, 0.0], [-0.2, 0.1, 0.3]], dtype=torch.float64)
@@ -98,7 +98,7 @@ def test_no_noise_at_the_last_step_and_trajectory_is_recorded():
     # The last step is deterministic: the same x_1 gives the same x_0 under different generators.
     x1 = out.trajectory[-2]
     last = torch.full((8,), 0)
-    from ddpmkit.forward import posterior_mean
+    from ddpmkit.core.forward import posterior_mean
 
     x0_hat = den(x1 / s.sqrt_alpha_bar[0].item(), s.sigmas[0])
     assert torch.allclose(out.samples, posterior_mean(s, x0_hat, x1, last))

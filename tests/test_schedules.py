@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.schedules import NoiseSchedule
 
 SCHEDULES = {
     "linear": NoiseSchedule.linear(),

@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from ddpmkit.analytic import GaussianDenoiser
-from ddpmkit.metrics import mmd_rbf, sliced_wasserstein
-from ddpmkit.samplers import ddpm_ancestral
-from ddpmkit.schedules import NoiseSchedule
-from ddpmkit.testbed import (
+from ddpmkit.core.analytic import GaussianDenoiser
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.evaluation.metrics import mmd_rbf, sliced_wasserstein
+from ddpmkit.evaluation.testbed import (
     TESTBEDS,
     GaussianMixture,
     GaussianMixtureDenoiser,
@@ -18,6 +17,7 @@ from ddpmkit.testbed import (
     mixture,
     sharp_mixture,
 )
+from ddpmkit.samplers import ddpm_ancestral
 
 SIGMAS = [1e-3, 0.05, 0.3, 1.0, 5.0, 200.0]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.evaluation.testbed import TimestepEpsModel, gaussian, sharp_mixture
 from ddpmkit.samplers import ode_euler, sample
-from ddpmkit.schedules import NoiseSchedule
-from ddpmkit.testbed import TimestepEpsModel, gaussian, sharp_mixture
 
 diffusers = pytest.importorskip("diffusers")
 # diffusers builds numpy arrays from tensors the old way; not ours to fix.

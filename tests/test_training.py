@@ -7,14 +7,14 @@ import pytest
 import torch
 from conftest import tiny_digits_config
 
-from ddpmkit.builders import build_network, build_schedule
-from ddpmkit.checkpoints import find_checkpoints, load_weights, read_config
-from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
+from ddpmkit.config.builders import build_network, build_schedule
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from ddpmkit.data import DataConfig
 from ddpmkit.data.digits import digits_arrays
-from ddpmkit.generation import generate
 from ddpmkit.networks import MLPConfig
-from ddpmkit.training import Trainer, learning_rate
+from ddpmkit.pipeline.checkpoints import find_checkpoints, load_weights, read_config
+from ddpmkit.pipeline.generation import generate
+from ddpmkit.training.loop import Trainer, learning_rate
 
 
 def _state(trainer):

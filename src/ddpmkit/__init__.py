@@ -10,16 +10,16 @@ Glossary (code name: symbol, meaning):
 - ``posterior_variance``: β̃_t, the variance of q(x_{t-1}|x_t, x_0).
 - ``sigma``: σ = √((1-ᾱ)/ᾱ), the noise level in variance-exploding coordinates x = x_t/√ᾱ.
 - ``log_snr``: log(ᾱ/(1-ᾱ)) = -2 log σ.
-- Denoiser: D(x; σ) ≈ E[x_0 | x], the one interface samplers use (``ddpmkit.denoisers``).
+- Denoiser: D(x; σ) ≈ E[x_0 | x], the one interface samplers use (``ddpmkit.core.denoisers``).
 """
 
-from ddpmkit.analytic import GaussianDenoiser
-from ddpmkit.denoisers import Denoiser, NetworkDenoiser
-from ddpmkit.forward import posterior_mean, posterior_variance, q_sample, q_step
-from ddpmkit.losses import LossOutput, SimpleLoss, UniformTimesteps
-from ddpmkit.randomness import PerSampleGenerator
+from ddpmkit.core.analytic import GaussianDenoiser
+from ddpmkit.core.denoisers import Denoiser, NetworkDenoiser
+from ddpmkit.core.forward import posterior_mean, posterior_variance, q_sample, q_step
+from ddpmkit.core.randomness import PerSampleGenerator
+from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.samplers import SampleResult, ddpm_ancestral
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.training.losses import LossOutput, SimpleLoss, UniformTimesteps
 
 __version__ = "0.1.0"
 

@@ -8,10 +8,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
-from ddpmkit.config import RunConfig
+from ddpmkit.config.schema import RunConfig
+from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.data import save_image_grid, save_scatter_png
-from ddpmkit.generation import Conditioning, ProgressCallback, generate
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.pipeline.generation import Conditioning, ProgressCallback, generate
 
 
 def picture_upscale(height: int) -> int:

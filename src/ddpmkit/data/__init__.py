@@ -7,9 +7,9 @@ CIFAR-10 (torchvision). Configure with DataConfig, load with load_data.
 from ddpmkit.data.arrays import ArrayDataset, array_dataset
 from ddpmkit.data.augment import hflip_batch
 from ddpmkit.data.config import DataConfig
-from ddpmkit.data.grid import save_image_grid, save_scatter_png, to_uint8_images
 from ddpmkit.data.images import ImageFolderDataset
 from ddpmkit.data.loading import LoadedData, load_data, split_indices, stack_items
+from ddpmkit.data.mosaic import save_image_grid, save_scatter_png, to_uint8_images
 from ddpmkit.data.toy import TOY_DISTRIBUTIONS, sample_toy
 
 __all__ = [

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ddpmkit.parameterization import alpha_bar_from_sigma
-from ddpmkit.randomness import Generator, randn_like
+from ddpmkit.core.parameterization import alpha_bar_from_sigma
+from ddpmkit.core.randomness import Generator, randn_like
 
 
 def replace_known(

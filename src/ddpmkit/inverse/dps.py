@@ -7,12 +7,12 @@ import itertools
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.randomness import Generator
+from ddpmkit.core.schedules import ReverseVariance, check_variance
 from ddpmkit.inverse.operators import MeasurementOperator
-from ddpmkit.randomness import Generator
 from ddpmkit.samplers.ancestral import ancestral_step
 from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
-from ddpmkit.schedules import ReverseVariance, check_variance
 
 
 @torch.no_grad()

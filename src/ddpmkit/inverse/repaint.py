@@ -7,13 +7,13 @@ import itertools
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.parameterization import alpha_bar_from_sigma
+from ddpmkit.core.randomness import Generator, randn_like
+from ddpmkit.core.schedules import ReverseVariance, check_variance
 from ddpmkit.inverse.common import replace_known
-from ddpmkit.parameterization import alpha_bar_from_sigma
-from ddpmkit.randomness import Generator, randn_like
 from ddpmkit.samplers.ancestral import ancestral_step
 from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
-from ddpmkit.schedules import ReverseVariance, check_variance
 
 
 def repaint_path(num_steps: int, jump_length: int, resamplings: int) -> list[int]:

@@ -7,13 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.forward import q_sample
-from ddpmkit.grids import respaced_timesteps
-from ddpmkit.randomness import Generator, randn_like
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.forward import q_sample
+from ddpmkit.core.grids import respaced_timesteps
+from ddpmkit.core.randomness import Generator, randn_like
+from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.samplers.common import SampleResult
 from ddpmkit.samplers.registry import sample
-from ddpmkit.schedules import NoiseSchedule
 
 
 def sdedit(

@@ -35,8 +35,8 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.schedules import NoiseSchedule
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ddpmkit.denoisers import Denoiser
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.schedules import NoiseSchedule, ReverseVariance
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
 from ddpmkit.likelihood.ode import ode_bits_per_dim
 from ddpmkit.likelihood.vlb import schedule_log_variance, variational_bound
-from ddpmkit.schedules import NoiseSchedule, ReverseVariance
 
 NLLMethod = Literal["vlb", "ode"]
 

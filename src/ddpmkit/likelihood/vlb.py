@@ -21,12 +21,17 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser, predict_with_variance
-from ddpmkit.forward import posterior_mean, q_sample
+from ddpmkit.core.denoisers import Denoiser, predict_with_variance
+from ddpmkit.core.forward import posterior_mean, q_sample
+from ddpmkit.core.randomness import randn_like
+from ddpmkit.core.schedules import (
+    NoiseSchedule,
+    ReverseVariance,
+    check_variance,
+    choose_log_variance,
+)
+from ddpmkit.core.thresholding import ClippedDenoiser
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood, normal_kl
-from ddpmkit.randomness import randn_like
-from ddpmkit.schedules import NoiseSchedule, ReverseVariance, check_variance, choose_log_variance
-from ddpmkit.thresholding import ClippedDenoiser
 
 ReverseLogVariance = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 """(x_t, t, v) -> log σ_t² of p_θ(x_{t-1}|x_t), broadcastable against x_t (VP coordinates);

@@ -1,5 +1,6 @@
 """Samplers: short functions of a denoiser, a grid of noise levels, starting noise and a generator."""
 
+from ddpmkit.core.schedules import ReverseVariance
 from ddpmkit.samplers.ancestral import ancestral, ddpm_ancestral
 from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
 from ddpmkit.samplers.ddim import ddim, ddim_invert
@@ -7,7 +8,6 @@ from ddpmkit.samplers.dpm_solver import dpmpp_2m, dpmpp_3m
 from ddpmkit.samplers.ode import edm_heun, ode_euler, ode_rk45
 from ddpmkit.samplers.registry import SAMPLERS, SamplerSpec, sample
 from ddpmkit.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
-from ddpmkit.schedules import ReverseVariance
 
 __all__ = [
     "SAMPLERS",

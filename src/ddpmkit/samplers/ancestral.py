@@ -8,18 +8,18 @@ import math
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.grids import timestep_sigmas
-from ddpmkit.parameterization import alpha_bar_from_sigma
-from ddpmkit.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
-from ddpmkit.schedules import (
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.grids import timestep_sigmas
+from ddpmkit.core.parameterization import alpha_bar_from_sigma
+from ddpmkit.core.randomness import Generator, randn_like
+from ddpmkit.core.schedules import (
     NoiseSchedule,
     ReverseVariance,
     check_variance,
     choose_log_variance,
     posterior_coefficients,
 )
+from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """What every sampler shares: the grid's levels, the prior, NFE counting, trajectory and progress.
 
-Samplers walk a grid of noise levels σ_0 > … > σ_N = 0 (``ddpmkit.grids``) starting from standard
+Samplers walk a grid of noise levels σ_0 > … > σ_N = 0 (``ddpmkit.core.grids``) starting from standard
 normal noise x_T (the VP prior N(0, I)); VE-coordinate samplers scale it to x = x_T·√(1 + σ_0²).
 They return x_0, and record the trajectory in VP coordinates x_t = x/√(1 + σ²) when asked.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser, predict_with_variance
+from ddpmkit.core.denoisers import Denoiser, predict_with_variance
 
 StepCallback = Callable[[int, int, Tensor], None]
 """Called with (steps done, steps in total, current x) after every step of a sampler."""

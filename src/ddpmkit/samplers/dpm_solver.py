@@ -14,8 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.randomness import Generator
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.randomness import Generator
 from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
 
 

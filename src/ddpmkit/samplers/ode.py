@@ -13,8 +13,8 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.randomness import Generator, randn_like
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.randomness import Generator, randn_like
 from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.grids import GridKind, build_grid, timestep_sigmas
-from ddpmkit.randomness import Generator
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.grids import GridKind, build_grid, timestep_sigmas
+from ddpmkit.core.randomness import Generator
 from ddpmkit.samplers.ancestral import ancestral
 from ddpmkit.samplers.common import SampleResult, StepCallback
 from ddpmkit.samplers.ddim import ddim

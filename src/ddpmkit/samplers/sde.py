@@ -13,9 +13,9 @@ import math
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser
-from ddpmkit.parameterization import alpha_bar_from_sigma, eps_from_x0, score_from_eps
-from ddpmkit.randomness import Generator, randn_like
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.parameterization import alpha_bar_from_sigma, eps_from_x0, score_from_eps
+from ddpmkit.core.randomness import Generator, randn_like
 from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
 
 

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from ddpmkit.data.grid import save_image_grid
+from ddpmkit.core.grids import build_grid
+from ddpmkit.core.randomness import PerSampleGenerator, randn
+from ddpmkit.core.thresholding import ClippedDenoiser
 from ddpmkit.data.images import convert_channels
-from ddpmkit.grids import build_grid
+from ddpmkit.data.mosaic import save_image_grid
 from ddpmkit.inverse import (
     Downsample,
     GaussianBlur,
@@ -33,11 +35,9 @@ from ddpmkit.inverse import (
     repaint,
     sdedit,
 )
-from ddpmkit.models import TrainedModel
 from ddpmkit.outputs import picture_upscale
-from ddpmkit.randomness import PerSampleGenerator, randn
+from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.samplers.common import SampleResult, StepCallback
-from ddpmkit.thresholding import ClippedDenoiser
 
 Task = Literal["inpaint", "super-resolution", "deblur", "edit"]
 METHODS: dict[str, tuple[str, ...]] = {

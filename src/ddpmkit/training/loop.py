@@ -1,6 +1,6 @@
 """The training loop: optimizer, EMA, checkpoints, sample grids, log; no diffusion mathematics.
 
-The diffusion objective is whatever loss the config builds (``ddpmkit.losses``); this module only
+The diffusion objective is whatever loss the config builds (``ddpmkit.training.losses``); this module only
 feeds it batches and keeps the run reproducible: a resumed run continues bit for bit.
 """
 
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ddpmkit.batches import StepBatches
-from ddpmkit.builders import (
+from ddpmkit.config.builders import (
     build_denoiser,
     build_loss,
     build_network,
@@ -27,7 +26,17 @@ from ddpmkit.builders import (
     pick_device,
     resolve_for_data,
 )
-from ddpmkit.checkpoints import (
+from ddpmkit.config.parsing import to_dict
+from ddpmkit.config.schema import RunConfig
+from ddpmkit.data import hflip_batch, load_data, stack_items
+from ddpmkit.likelihood import (
+    discretized_gaussian_log_likelihood,
+    schedule_log_variance,
+    variational_bound,
+)
+from ddpmkit.likelihood.report import quantization_levels
+from ddpmkit.outputs import write_samples
+from ddpmkit.pipeline.checkpoints import (
     TrainingState,
     checkpoint_name,
     find_checkpoints,
@@ -36,19 +45,10 @@ from ddpmkit.checkpoints import (
     read_config,
     save_checkpoint,
 )
-from ddpmkit.config import RunConfig
-from ddpmkit.config_io import to_dict
-from ddpmkit.data import hflip_batch, load_data, stack_items
-from ddpmkit.ema import EMA
-from ddpmkit.generation import ProgressCallback
-from ddpmkit.likelihood import (
-    discretized_gaussian_log_likelihood,
-    schedule_log_variance,
-    variational_bound,
-)
-from ddpmkit.likelihood.report import quantization_levels
-from ddpmkit.losses import LossOutput
-from ddpmkit.outputs import write_samples
+from ddpmkit.pipeline.generation import ProgressCallback
+from ddpmkit.training.batches import StepBatches
+from ddpmkit.training.ema import EMA
+from ddpmkit.training.losses import LossOutput
 
 StepCallback = Callable[[int, dict[str, float]], None]
 """Called after every step with (step, metrics); the CLI draws its progress bar with it."""

@@ -15,16 +15,21 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.forward import posterior_mean, q_sample
+from ddpmkit.core.forward import posterior_mean, q_sample
+from ddpmkit.core.parameterization import (
+    X0_FROM_OUTPUT,
+    Parameterization,
+    split_output,
+    training_target,
+)
+from ddpmkit.core.randomness import randn_like
+from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
 from ddpmkit.likelihood.vlb import (
     DecoderLogLikelihood,
     schedule_log_variance,
     vlb_term_of_prediction,
 )
-from ddpmkit.parameterization import X0_FROM_OUTPUT, Parameterization, split_output, training_target
-from ddpmkit.randomness import randn_like
-from ddpmkit.schedules import NoiseSchedule
 
 LossWeighting = Literal["uniform", "min_snr"]
 LossKind = Literal["simple", "hybrid", "vlb"]

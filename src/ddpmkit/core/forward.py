@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.schedules import NoiseSchedule
 
 
 def q_sample(schedule: NoiseSchedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ddpmkit.config import RunConfig
-from ddpmkit.config_io import from_dict, to_dict
+from ddpmkit.config.parsing import from_dict, to_dict
+from ddpmkit.config.schema import RunConfig
 
 CHECKPOINT_PREFIX = "step-"
 

@@ -10,22 +10,22 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.builders import build_denoiser, build_schedule, class_labels_of
-from ddpmkit.config import DiffusionConfig, ModelConfig, SampleConfig
-from ddpmkit.denoisers import Denoiser
+from ddpmkit.config.builders import build_denoiser, build_schedule, class_labels_of
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, SampleConfig
+from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.randomness import PerSampleGenerator, randn
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
 from ddpmkit.guidance import (
     Classifier,
     ClassifierFreeGuidance,
     ClassifierGuidance,
     classifier_on_sigma,
 )
-from ddpmkit.randomness import PerSampleGenerator, randn
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
-from ddpmkit.schedules import NoiseSchedule
-from ddpmkit.thresholding import ClippedDenoiser, DynamicThresholding
 
 if TYPE_CHECKING:  # classifier_io writes through outputs, which draws samples through this module
-    from ddpmkit.classifier_io import LoadedClassifier
+    from ddpmkit.pipeline.classifier import LoadedClassifier
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (sampling steps done, total) as sampling advances."""

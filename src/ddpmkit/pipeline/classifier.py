@@ -16,8 +16,8 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ddpmkit.config import DiffusionConfig
-from ddpmkit.config_io import from_dict, to_dict
+from ddpmkit.config.parsing import from_dict, to_dict
+from ddpmkit.config.schema import DiffusionConfig
 from ddpmkit.networks.classifier import NoisyClassifier, NoisyClassifierConfig, NoisyMLPClassifier
 from ddpmkit.outputs import refuse_existing
 

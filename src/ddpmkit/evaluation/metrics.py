@@ -1,7 +1,7 @@
 """Sample-based distances between two point clouds (B, D): sliced Wasserstein and kernel MMD.
 
 Both compare a sampler's output with exact samples of a testbed distribution
-(``ddpmkit.testbed``); both are computed in float64 and are deterministic given a generator.
+(``ddpmkit.evaluation.testbed``); both are computed in float64 and are deterministic given a generator.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ from functools import partial
 import torch
 from torch import nn
 
-from ddpmkit.config import DiffusionConfig, ModelConfig, RunConfig
-from ddpmkit.denoisers import NetworkDenoiser
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig
+from ddpmkit.core.denoisers import NetworkDenoiser
+from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
-from ddpmkit.losses import HybridLoss, SimpleLoss, loss_weights, timestep_sampler
 from ddpmkit.networks import MLPDenoiser, UNet
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.training.losses import HybridLoss, SimpleLoss, loss_weights, timestep_sampler
 
 
 def build_schedule(config: DiffusionConfig) -> NoiseSchedule:

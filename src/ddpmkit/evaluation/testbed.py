@@ -7,7 +7,7 @@ p_σ = Σ_k π_k N(m_k, (s_k² + σ²)I) this is the responsibility-weighted sum
 Gaussian conditionings (Karras et al. 2022, App. B.3, for the idealised denoiser of a finite set).
 
 All distributions work in float64 on (B, D) batches, in variance-exploding coordinates
-x = x_t/√ᾱ_t = x_0 + σε (see ``ddpmkit.denoisers``).
+x = x_t/√ᾱ_t = x_0 + σε (see ``ddpmkit.core.denoisers``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ddpmkit.analytic import GaussianDenoiser
-from ddpmkit.denoisers import Denoiser, per_sample_sigma
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.analytic import GaussianDenoiser
+from ddpmkit.core.denoisers import Denoiser, per_sample_sigma
+from ddpmkit.core.schedules import NoiseSchedule
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -66,7 +66,7 @@ class Gaussian:
         return -0.5 * (quadratic + variances.log().sum(dim=1) + self.dim * LOG_2PI)
 
     def denoiser(self) -> Denoiser:
-        """m + S(S + σ²I)⁻¹(x - m): ``ddpmkit.analytic.GaussianDenoiser``."""
+        """m + S(S + σ²I)⁻¹(x - m): ``ddpmkit.core.analytic.GaussianDenoiser``."""
         return GaussianDenoiser(self.mean, self.cov)
 
 

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import Denoiser, predict_with_variance
+from ddpmkit.core.denoisers import Denoiser, predict_with_variance
 
 
 class X0Transform(ABC):

@@ -14,14 +14,14 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.parameterization import (
+from ddpmkit.core.parameterization import (
     PARAMETERIZATIONS,
     X0_FROM_OUTPUT,
     Parameterization,
     alpha_bar_from_sigma,
     split_output,
 )
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.schedules import NoiseSchedule
 
 
 class Denoiser(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddpmkit.denoisers import per_sample_sigma
+from ddpmkit.core.denoisers import per_sample_sigma
 
 
 class GaussianDenoiser:

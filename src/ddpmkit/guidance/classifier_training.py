@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ddpmkit.forward import q_sample
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.forward import q_sample
+from ddpmkit.core.schedules import NoiseSchedule
 
 
 def train_noisy_classifier(

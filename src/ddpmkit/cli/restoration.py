@@ -9,11 +9,11 @@ from typing import Any
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ddpmkit.checkpoints import resolve_checkpoint
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
-from ddpmkit.models import load_model
 from ddpmkit.outputs import refuse_existing
-from ddpmkit.restoration import METHODS, read_image, read_mask, restore, save_panel
+from ddpmkit.pipeline.checkpoints import resolve_checkpoint
+from ddpmkit.pipeline.model import load_model
+from ddpmkit.pipeline.restoration import METHODS, read_image, read_mask, restore, save_panel
 from ddpmkit.samplers import SAMPLERS
 
 MASK_HELP = (

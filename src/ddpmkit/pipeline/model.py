@@ -7,11 +7,11 @@ from pathlib import Path
 
 from torch import nn
 
-from ddpmkit.builders import build_denoiser, build_network, build_schedule, pick_device
-from ddpmkit.checkpoints import load_weights, read_config, resolve_checkpoint
-from ddpmkit.config import RunConfig
-from ddpmkit.denoisers import NetworkDenoiser
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.config.builders import build_denoiser, build_network, build_schedule, pick_device
+from ddpmkit.config.schema import RunConfig
+from ddpmkit.core.denoisers import NetworkDenoiser
+from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.pipeline.checkpoints import load_weights, read_config, resolve_checkpoint
 
 
 @dataclass

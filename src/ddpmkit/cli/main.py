@@ -13,13 +13,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ddpmkit.builders import build_schedule, pick_device
-from ddpmkit.checkpoints import read_config, resolve_checkpoint
-from ddpmkit.classifier_io import build_classifier, load_classifier, save_classifier
-from ddpmkit.classifier_training import noisy_accuracy, train_noisy_classifier
-from ddpmkit.cli_restoration import add_restoration_commands
-from ddpmkit.config import RunConfig, SampleConfig
-from ddpmkit.config_io import (
+from ddpmkit.cli.restoration import add_restoration_commands
+from ddpmkit.config.builders import build_schedule, pick_device
+from ddpmkit.config.parsing import (
     ConfigError,
     add_config_flags,
     from_dict,
@@ -28,15 +24,19 @@ from ddpmkit.config_io import (
     read_config_file,
     to_dict,
 )
+from ddpmkit.config.presets import PRESETS
+from ddpmkit.config.schema import RunConfig, SampleConfig
+from ddpmkit.core.schedules import REVERSE_VARIANCES
 from ddpmkit.data import DataConfig, load_data, stack_items
 from ddpmkit.data.config import SOURCES
-from ddpmkit.generation import Conditioning, generate
+from ddpmkit.guidance.classifier_training import noisy_accuracy, train_noisy_classifier
 from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
-from ddpmkit.models import load_model
 from ddpmkit.outputs import refuse_existing, save_npz, save_picture, save_terms_plot
-from ddpmkit.presets import PRESETS
-from ddpmkit.schedules import REVERSE_VARIANCES
-from ddpmkit.training import Trainer
+from ddpmkit.pipeline.checkpoints import read_config, resolve_checkpoint
+from ddpmkit.pipeline.classifier import build_classifier, load_classifier, save_classifier
+from ddpmkit.pipeline.generation import Conditioning, generate
+from ddpmkit.pipeline.model import load_model
+from ddpmkit.training.loop import Trainer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Configuration dataclasses: the single source of truth for every option.
 
 Config files (TOML, YAML or JSON) and command-line flags are read into these classes by
-``ddpmkit.config_io``; an unknown or mistyped key is an error there, never ignored.
+``ddpmkit.config.parsing``; an unknown or mistyped key is an error there, never ignored.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ddpmkit.core.grids import GridKind
+from ddpmkit.core.parameterization import Parameterization
 from ddpmkit.data.config import DataConfig
-from ddpmkit.grids import GridKind
-from ddpmkit.losses import LossKind, LossWeighting, TimestepSampling
 from ddpmkit.networks import MLPConfig, UNetConfig
-from ddpmkit.parameterization import Parameterization
 from ddpmkit.samplers import ReverseVariance
+from ddpmkit.training.losses import LossKind, LossWeighting, TimestepSampling
 
 
 @dataclass(frozen=True)

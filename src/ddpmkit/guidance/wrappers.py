@@ -1,6 +1,6 @@
 """Guided conditional sampling as denoiser wrappers: classifier-free and classifier guidance.
 
-Every sampler calls only a denoiser D(x; σ, y) (``ddpmkit.denoisers``), so a guided denoiser works
+Every sampler calls only a denoiser D(x; σ, y) (``ddpmkit.core.denoisers``), so a guided denoiser works
 with every sampler unchanged; pass the target classes as the sampler's ``class_labels``. A learned
 variance fraction v of the wrapped denoiser passes through. All in VE coordinates x = x_0 + σε,
 where the score is ∇ log p_σ(x) = (D(x; σ) - x)/σ² (Karras et al. 2022, eq. 3).
@@ -13,14 +13,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ddpmkit.denoisers import (
+from ddpmkit.core.denoisers import (
     Denoiser,
     broadcast_to,
     network_inputs,
     per_sample_sigma,
     predict_with_variance,
 )
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.schedules import NoiseSchedule
 
 Classifier = Callable[[Tensor, Tensor], Tensor]
 """classifier(x, σ) -> (B, K) logits of p_φ(y | x) at noise level σ; x in VE coordinates, σ (B,)."""

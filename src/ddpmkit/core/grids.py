@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ddpmkit.schedules import NoiseSchedule
+from ddpmkit.core.schedules import NoiseSchedule
 
 GridKind = Literal["linspace", "leading", "trailing", "uniform_t", "log_snr", "karras"]
 GRID_KINDS: tuple[GridKind, ...] = (

@@ -1,0 +1,1 @@
+"""Training: losses and timestep samplers, EMA, data order, and the resumable loop."""
