@@ -72,10 +72,10 @@ def test_the_vlb_part_is_t_times_the_bound_term_of_the_likelihood_module():
     torch.manual_seed(1)
     network = MLPDenoiser(MLPConfig(dim=32, hidden=32, num_blocks=1, out_dim=64))
     flat = _FlatNetwork(network)
-    loss = HybridLoss(schedule, "eps", timesteps=FixedTimesteps(t), vlb_only=True)
-    out = loss(flat, x0, None, torch.Generator().manual_seed(7))
-    noise = randn_like(x0, torch.Generator().manual_seed(7))
+    loss = HybridLoss(schedule, timesteps=FixedTimesteps(t), vlb_only=True)
     denoiser = NetworkDenoiser(flat, schedule, "eps", learned_variance=True)
+    out = loss(denoiser, x0, None, torch.Generator().manual_seed(7))
+    noise = randn_like(x0, torch.Generator().manual_seed(7))
     expected = vlb_term(
         denoiser, schedule, x0, t, noise, schedule_log_variance(schedule, "learned"), clip=None
     )
@@ -87,8 +87,9 @@ def test_the_hybrid_loss_stops_the_vlb_gradient_at_the_mean():
     schedule = NoiseSchedule.cosine(30)
     x0, t = _data(), torch.tensor([0, 2, 5, 12, 20, 3])
     output = Output((6, 4, 4, 4))
-    hybrid = HybridLoss(schedule, "eps", vlb_weight=0.5, timesteps=FixedTimesteps(t))
-    hybrid(output, x0, None, torch.Generator().manual_seed(3)).loss.backward()
+    hybrid = HybridLoss(schedule, vlb_weight=0.5, timesteps=FixedTimesteps(t))
+    denoiser = NetworkDenoiser(output, schedule, "eps", learned_variance=True)
+    hybrid(denoiser, x0, None, torch.Generator().manual_seed(3)).loss.backward()
     grad = output.value.grad.clone()
     # the mean channels get exactly L_simple's gradient
     eps = randn_like(x0, torch.Generator().manual_seed(3))
@@ -98,8 +99,8 @@ def test_the_hybrid_loss_stops_the_vlb_gradient_at_the_mean():
     assert grad[:, 2:].abs().sum() > 0  # Σ_θ learns from L_vlb
     # L_vlb alone trains the mean too
     output.value.grad = None
-    vlb = HybridLoss(schedule, "eps", timesteps=FixedTimesteps(t), vlb_only=True)
-    vlb(output, x0, None, torch.Generator().manual_seed(3)).loss.backward()
+    vlb = HybridLoss(schedule, timesteps=FixedTimesteps(t), vlb_only=True)
+    vlb(denoiser, x0, None, torch.Generator().manual_seed(3)).loss.backward()
     assert output.value.grad[:, :2].abs().sum() > 0
 
 
@@ -148,8 +149,10 @@ def test_second_moment_state_round_trips():
 def test_simple_loss_learns_its_timestep_sampler_from_its_own_losses():
     schedule = NoiseSchedule.cosine(3)
     sampler = SecondMomentTimesteps(3, history=1)
-    loss = SimpleLoss(schedule, "eps", timesteps=sampler)
+    loss = SimpleLoss(schedule, timesteps=sampler)
     output = Output((64, 2, 4, 4))
-    loss(output, _data(64), None, torch.Generator().manual_seed(0))
+    loss(
+        NetworkDenoiser(output, schedule, "eps"), _data(64), None, torch.Generator().manual_seed(0)
+    )
     assert (sampler.counts == 1).all()
     assert (sampler.history > 0).all()

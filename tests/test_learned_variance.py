@@ -178,12 +178,13 @@ def _train_mlp(loss, learned, steps=1200, seed=0):
     torch.manual_seed(seed)
     config = MLPConfig(dim=2, hidden=64, num_blocks=2, out_dim=4 if learned else None)
     network = MLPDenoiser(config)
+    denoiser = NetworkDenoiser(network, loss.schedule, "eps", learned_variance=learned)
     optimizer = torch.optim.Adam(network.parameters(), 2e-3)
     generator, data = _gen(seed), _lattice_clusters(4096, seed)
     for _ in range(steps):
         batch = data[torch.randint(0, len(data), (256,), generator=generator)]
         optimizer.zero_grad()
-        loss(network, batch, None, generator).loss.backward()
+        loss(denoiser, batch, None, generator).loss.backward()
         optimizer.step()
     return network.eval()
 
@@ -192,8 +193,8 @@ def test_hybrid_training_gives_a_lower_bound_than_fixed_variances_on_a_toy_set()
     """Same data, steps and seed: L_hybrid with learned Σ_θ against L_simple with β_t or β̃_t."""
     schedule = NoiseSchedule.cosine(20)
     decoder = partial(discretized_gaussian_log_likelihood, num_levels=17)
-    simple = _train_mlp(SimpleLoss(schedule, "eps"), learned=False)
-    hybrid = _train_mlp(HybridLoss(schedule, "eps", decoder=decoder), learned=True)
+    simple = _train_mlp(SimpleLoss(schedule), learned=False)
+    hybrid = _train_mlp(HybridLoss(schedule, decoder=decoder), learned=True)
     x0 = _lattice_clusters(1000, seed=99).double()
 
     def bound(network, learned, variance):

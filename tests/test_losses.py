@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.forward import q_sample
 from ddpmkit.core.parameterization import eps_from_x0, x0_from_v
 from ddpmkit.core.schedules import NoiseSchedule
@@ -30,12 +31,12 @@ class Oracle(torch.nn.Module):
 def test_the_exact_prediction_has_zero_loss_and_an_offset_has_its_square(parameterization):
     s = NoiseSchedule.linear(100)
     x0 = torch.randn(32, 2, dtype=torch.float64)
-    loss = SimpleLoss(s, parameterization)
+    loss = SimpleLoss(s)
     g = torch.Generator().manual_seed(0)
-    assert float(loss(Oracle(s, x0, parameterization), x0, None, g).loss) == pytest.approx(
-        0, abs=1e-12
-    )
-    off = loss(Oracle(s, x0, parameterization, error=0.5), x0, None, g)
+    exact = NetworkDenoiser(Oracle(s, x0, parameterization), s, parameterization)
+    assert float(loss(exact, x0, None, g).loss) == pytest.approx(0, abs=1e-12)
+    oracle = Oracle(s, x0, parameterization, error=0.5)
+    off = loss(NetworkDenoiser(oracle, s, parameterization), x0, None, g)
     assert torch.allclose(off.per_sample, torch.full((32,), 0.25, dtype=torch.float64))
 
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 from conftest import tiny_digits_config
 
-from ddpmkit.config.builders import build_network, build_schedule
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from ddpmkit.data import DataConfig
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.networks import MLPConfig
-from ddpmkit.pipeline.checkpoints import find_checkpoints, load_weights, read_config
+from ddpmkit.pipeline.checkpoints import find_checkpoints
 from ddpmkit.pipeline.generation import generate
+from ddpmkit.pipeline.model import load_model
 from ddpmkit.training.loop import Trainer, learning_rate
 
 
@@ -63,15 +63,8 @@ def test_a_new_run_never_overwrites_an_existing_one(tmp_path, tiny_config):
 def test_checkpoint_alone_reproduces_the_samples(tmp_path, tiny_config):
     trainer = Trainer(tiny_config, tmp_path / "run")
     checkpoint = trainer.fit()
-    config = read_config(checkpoint)
-    network = build_network(config.model)
-    load_weights(network, checkpoint, "ema")
-    schedule = build_schedule(config.diffusion)
-    shape = config.model.sample_shape
-    again = generate(network.eval(), schedule, config.diffusion, config.sample, shape).samples
-    original = generate(
-        trainer.ema.model, trainer.schedule, config.diffusion, config.sample, shape
-    ).samples
+    again = generate(load_model(checkpoint, "cpu")).samples
+    original = generate(trainer.sampling_model).samples
     assert torch.equal(again, original)
     assert [p.name for p in find_checkpoints(tmp_path / "run")] == ["step-0000003", "step-0000006"]
     assert (tmp_path / "run" / "samples" / "step-0000006.png").is_file()
@@ -81,15 +74,11 @@ def test_samples_do_not_depend_on_the_batch_size(tmp_path):
     config = tiny_digits_config(steps=2)
     trainer = Trainer(config, tmp_path / "run")
     trainer.fit()
-    net, s, d = trainer.ema.model, trainer.schedule, config.diffusion
-    one_batch = generate(
-        net, s, d, dataclasses.replace(config.sample, batch_size=6), (1, 8, 8)
-    ).samples
-    in_pieces = generate(
-        net, s, d, dataclasses.replace(config.sample, batch_size=4), (1, 8, 8)
-    ).samples
+    model = trainer.sampling_model
+    one_batch = generate(model, dataclasses.replace(config.sample, batch_size=6)).samples
+    in_pieces = generate(model, dataclasses.replace(config.sample, batch_size=4)).samples
     assert torch.allclose(one_batch, in_pieces, rtol=0, atol=1e-5)
-    shifted = generate(net, s, d, dataclasses.replace(config.sample, seed=1), (1, 8, 8)).samples
+    shifted = generate(model, dataclasses.replace(config.sample, seed=1)).samples
     assert torch.allclose(one_batch[1:], shifted[:-1], rtol=0, atol=1e-5)
 
 
@@ -102,7 +91,7 @@ def test_training_lowers_the_loss_on_the_digits(tmp_path):
         trainer.network.eval()
         with torch.no_grad():
             return float(
-                trainer.loss(trainer.network, x0, None, torch.Generator().manual_seed(0)).loss
+                trainer.loss(trainer.denoiser, x0, None, torch.Generator().manual_seed(0)).loss
             )
 
     before = held_loss()

@@ -11,17 +11,44 @@ Glossary (code name: symbol, meaning):
 - ``sigma``: σ = √((1-ᾱ)/ᾱ), the noise level in variance-exploding coordinates x = x_t/√ᾱ.
 - ``log_snr``: log(ᾱ/(1-ᾱ)) = -2 log σ.
 - Denoiser: D(x; σ) ≈ E[x_0 | x], the one interface samplers use (``ddpmkit.core.denoisers``).
+
+The names below are imported on first use, so that ``import ddpmkit.cli`` (and ``ddpmkit --help``)
+does not load PyTorch.
 """
 
-from ddpmkit.core.analytic import GaussianDenoiser
-from ddpmkit.core.denoisers import Denoiser, NetworkDenoiser
-from ddpmkit.core.forward import posterior_mean, posterior_variance, q_sample, q_step
-from ddpmkit.core.randomness import PerSampleGenerator
-from ddpmkit.core.schedules import NoiseSchedule
-from ddpmkit.samplers import SampleResult, ddpm_ancestral
-from ddpmkit.training.losses import LossOutput, SimpleLoss, UniformTimesteps
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ddpmkit.core.analytic import GaussianDenoiser
+    from ddpmkit.core.denoisers import Denoiser, NetworkDenoiser
+    from ddpmkit.core.forward import posterior_mean, posterior_variance, q_sample, q_step
+    from ddpmkit.core.randomness import PerSampleGenerator
+    from ddpmkit.core.schedules import NoiseSchedule
+    from ddpmkit.samplers import SampleResult, ddpm_ancestral
+    from ddpmkit.training.losses import LossOutput, SimpleLoss, UniformTimesteps
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "GaussianDenoiser": "ddpmkit.core.analytic",
+    "Denoiser": "ddpmkit.core.denoisers",
+    "NetworkDenoiser": "ddpmkit.core.denoisers",
+    "posterior_mean": "ddpmkit.core.forward",
+    "posterior_variance": "ddpmkit.core.forward",
+    "q_sample": "ddpmkit.core.forward",
+    "q_step": "ddpmkit.core.forward",
+    "PerSampleGenerator": "ddpmkit.core.randomness",
+    "NoiseSchedule": "ddpmkit.core.schedules",
+    "SampleResult": "ddpmkit.samplers",
+    "ddpm_ancestral": "ddpmkit.samplers",
+    "LossOutput": "ddpmkit.training.losses",
+    "SimpleLoss": "ddpmkit.training.losses",
+    "UniformTimesteps": "ddpmkit.training.losses",
+}
+"""Where each public name lives (PEP 562 lazy attributes)."""
 
 __all__ = [
     "Denoiser",
@@ -40,3 +67,9 @@ __all__ = [
     "q_sample",
     "q_step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'ddpmkit' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

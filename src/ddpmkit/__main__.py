@@ -1,5 +1,5 @@
 """``python -m ddpmkit``: the same as the ``ddpmkit`` command."""
 
-from ddpmkit.cli import main
+from ddpmkit.cli.main import main
 
 raise SystemExit(main())

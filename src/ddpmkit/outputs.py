@@ -6,12 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from torch import Tensor, nn
+from torch import Tensor
 
-from ddpmkit.config.schema import RunConfig
-from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.data import save_image_grid, save_scatter_png
-from ddpmkit.pipeline.generation import Conditioning, ProgressCallback, generate
 
 
 def picture_upscale(height: int) -> int:
@@ -41,31 +38,6 @@ def save_npz(samples: Tensor, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, samples=samples.float().numpy())
     return path
-
-
-def write_samples(
-    network: nn.Module,
-    schedule: NoiseSchedule,
-    config: RunConfig,
-    shape: tuple[int, ...],
-    stem: Path,
-    progress: ProgressCallback | None = None,
-) -> tuple[Path, Path]:
-    """Draw ``config.sample`` samples and write ``stem.png`` and ``stem.npz``."""
-    network.eval()
-    result = generate(
-        network,
-        schedule,
-        config.diffusion,
-        config.sample,
-        shape,
-        conditioning=Conditioning.of(config.model),
-        bf16=config.train.bf16,
-        progress=progress,
-    )
-    return save_picture(result.samples, stem.with_suffix(".png")), save_npz(
-        result.samples, stem.with_suffix(".npz")
-    )
 
 
 def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: int = 360) -> Path:

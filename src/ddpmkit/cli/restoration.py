@@ -9,6 +9,7 @@ from typing import Any
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.outputs import refuse_existing
 from ddpmkit.pipeline.checkpoints import resolve_checkpoint
@@ -22,61 +23,70 @@ MASK_HELP = (
 )
 
 
-def add_restoration_commands(commands: Any) -> None:
-    """Add ``inpaint``, ``restore`` and ``edit`` to the ``ddpmkit`` subcommands."""
-    inpaint = commands.add_parser(
-        "inpaint",
-        help="fill in the masked region of an image",
-        description="Fill in the black region of --mask in --image with a trained model. Writes "
-        "one PNG: the image, the masked image, then the --num_samples restorations.",
-    )
-    _add_common(inpaint, "inpaint")
-    _add_mask(inpaint, required=True)
-    inpaint.add_argument("--method", choices=METHODS["inpaint"], default="replacement")
-    _add_inverse(inpaint)
-    inpaint.set_defaults(run=run_inpaint)
+INPAINT = (
+    "Fill in the black region of --mask in --image with a trained model. Writes one PNG: the "
+    "image, the masked image, then the --num_samples restorations."
+)
+RESTORE = (
+    "Degrade --image by the task's operator A (2×2 block means, a Gaussian blur, a mask), add "
+    "--noise_std noise, and restore it by posterior sampling. --image is the full-resolution image "
+    "(the ground truth shown beside the results), or give --low_res. Writes one PNG: the image, "
+    "the measurement (up-sampled nearest), the restorations."
+)
+EDIT = (
+    "Noise --image to t_0 = strength·T and sample back to an image (SDEdit): low strength stays "
+    "close to the input, high strength follows the model."
+)
 
-    restore_ = commands.add_parser(
-        "restore",
-        help="super-resolution, deblurring or inpainting of an image",
-        description="Degrade --image by the task's operator A (2×2 block means, a Gaussian blur, "
-        "a mask), add --noise_std noise, and restore it by posterior sampling. --image is the "
-        "full-resolution image (the ground truth shown beside the results), or give --low_res. "
-        "Writes one PNG: the image, the measurement (up-sampled nearest), the restorations.",
+
+def add_inpaint(parser: argparse.ArgumentParser) -> None:
+    """``ddpmkit inpaint``: fill in the masked region of an image."""
+    _add_common(parser, "inpaint")
+    _add_mask(parser, required=True)
+    parser.add_argument(
+        "--method", choices=METHODS["inpaint"], default="replacement", help="inpainting method"
     )
-    _add_common(restore_, "<task>", image_required=False)
-    restore_.add_argument(
-        "--task", choices=("super-resolution", "deblur", "inpaint"), required=True
+    _add_inverse(parser)
+    parser.set_defaults(run=run_inpaint)
+
+
+def add_restore(parser: argparse.ArgumentParser) -> None:
+    """``ddpmkit restore``: super-resolution, deblurring or inpainting by posterior sampling."""
+    _add_common(parser, "<task>", image_required=False)
+    parser.add_argument(
+        "--task",
+        choices=("super-resolution", "deblur", "inpaint"),
+        required=True,
+        help="the degradation to undo",
     )
-    restore_.add_argument(
+    parser.add_argument(
         "--method", help="inpaint: replacement (default), repaint or dps; others: dps"
     )
-    restore_.add_argument("--scale", type=int, default=2, help="super-resolution factor")
-    restore_.add_argument(
+    parser.add_argument("--scale", type=int, default=2, help="super-resolution factor")
+    parser.add_argument(
         "--low_res",
         type=Path,
         help="super-resolution of an already small image (size H/scale × W/scale) instead of "
         "--image; it is shown enlarged (nearest) in the input column",
     )
-    restore_.add_argument("--blur_sigma", type=float, default=1.0, help="deblur: the blur's std")
-    _add_mask(restore_, required=False)
-    _add_inverse(restore_)
-    restore_.set_defaults(run=run_restore)
+    parser.add_argument("--blur_sigma", type=float, default=1.0, help="deblur: the blur's std")
+    _add_mask(parser, required=False)
+    _add_inverse(parser)
+    parser.set_defaults(run=run_restore)
 
-    edit = commands.add_parser(
-        "edit",
-        help="SDEdit: noise an image part-way and denoise it (image-to-image)",
-        description="Noise --image to t_0 = strength·T and sample back to an image (SDEdit): low "
-        "strength stays close to the input, high strength follows the model.",
+
+def add_edit(parser: argparse.ArgumentParser) -> None:
+    """``ddpmkit edit``: SDEdit, image-to-image."""
+    _add_common(parser, "edit")
+    parser.add_argument("--strength", type=float, default=0.5, help="t_0/T, in [0, 1]")
+    parser.add_argument(
+        "--sampler", choices=sorted(SAMPLERS), default="ancestral", help="sampler from t_0"
     )
-    _add_common(edit, "edit")
-    edit.add_argument("--strength", type=float, default=0.5, help="t_0/T, in [0, 1]")
-    edit.add_argument("--sampler", choices=sorted(SAMPLERS), default="ancestral")
-    edit.set_defaults(run=run_edit)
+    parser.set_defaults(run=run_edit)
 
 
 def _add_common(parser: argparse.ArgumentParser, task: str, image_required: bool = True) -> None:
-    parser.add_argument("checkpoint", type=Path, help="checkpoint folder or run folder")
+    add_checkpoint(parser)
     parser.add_argument(
         "--image",
         type=Path,
@@ -94,8 +104,7 @@ def _add_common(parser: argparse.ArgumentParser, task: str, image_required: bool
     )
     parser.add_argument("--seed", type=int, default=0, help="restoration i uses seed + i")
     parser.add_argument("--num_samples", type=int, default=1, help="restorations to draw")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, …")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_and_quiet(parser)
 
 
 def _add_mask(parser: argparse.ArgumentParser, required: bool) -> None:

@@ -49,14 +49,14 @@ def build_loss(
         weights = loss_weights(
             schedule, config.parameterization, config.loss_weighting, config.min_snr_gamma
         )
-        return SimpleLoss(schedule, config.parameterization, weights, timesteps)
+        return SimpleLoss(schedule, weights, timesteps)
     if config.loss_weighting != "uniform":
         raise ValueError(
             f"diffusion.loss_weighting {config.loss_weighting!r} applies to diffusion.loss = "
             f"'simple', not {config.loss!r}"
         )
     return HybridLoss(
-        schedule, config.parameterization, config.vlb_weight, timesteps,
+        schedule, config.vlb_weight, timesteps,
         vlb_only=config.loss == "vlb",
         decoder=partial(discretized_gaussian_log_likelihood, num_levels=num_levels),
     )  # fmt: skip
@@ -113,16 +113,26 @@ def resolve_for_data(
     return dataclasses.replace(config, model=model)
 
 
-def pick_device(name: str) -> torch.device:
-    """ "auto" is CUDA when available, else the CPU; other names are passed to torch."""
+def pick_device(name: str, option: str = "train.device") -> torch.device:
+    """ "auto" is CUDA when available, else the CPU; another name must be a device torch can use
+    here, else a one-line error naming ``option``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"train.device {name!r} is not a device torch knows: {error}") from error
+        raise ValueError(
+            f"{option} {name!r} is not a device name torch knows (cpu, cuda, cuda:1, …)"
+        ) from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device {name!r} asks for CUDA, but torch sees no GPU")
+        raise ValueError(f"{option} {name!r} asks for CUDA, but torch sees no GPU")
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(
+            f"{option} {name!r}: this PyTorch build or machine has no {device.type} backend "
+            "(use cpu, or cuda where torch sees a GPU)"
+        ) from error
     return device
 
 

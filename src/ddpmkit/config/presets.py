@@ -29,9 +29,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "ema_decay": 0.995,
             "checkpoint_every": 1000,
             "sample_every": 0,
-            "bf16": True,
+            "precision": "auto",
         },
-        "sample": {"num_samples": 400, "batch_size": 400},
+        "sample": {"num_samples": 400, "batch_size": 400, "precision": "auto"},
     },
     "toy2d": {
         # Two moons in 2-D with the MLP denoiser: seconds to train, a scatter plot to look at.

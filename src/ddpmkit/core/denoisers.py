@@ -9,6 +9,7 @@ reads both from any denoiser (v is None where there is none).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -27,7 +28,9 @@ from ddpmkit.core.schedules import NoiseSchedule
 class Denoiser(Protocol):
     """D(x; σ) ≈ E[x_0 | x_0 + σε = x]."""
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor: ...
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor: ...
 
 
 def predict_with_variance(
@@ -56,23 +59,39 @@ def network_inputs(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """VE (x, σ) as a discrete-time network's inputs: x_t = x·√ᾱ, t(σ) in the network's dtype, ᾱ.
 
-    ᾱ = 1/(1 + σ²) broadcast over x; t is the schedule's fractional step (``sigma_to_t``). x_t keeps
-    x's dtype (float64 maths may feed a float32 network: cast it with ``t.dtype``).
+    In EDM's terms (Karras et al. 2022, Table 1, VP) c_in = √ᾱ = 1/√(1 + σ²) and c_noise = t(σ),
+    the schedule's fractional step (``sigma_to_t``), computed from σ in float64 so that a table
+    level gives its integer step exactly. ᾱ = 1/(1 + σ²) is broadcast over x; x_t keeps x's dtype
+    (float64 maths may feed a float32 network: cast it with ``t.dtype``).
     """
-    sigma = per_sample_sigma(sigma, x)
-    alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma.double()).to(x.dtype), x)
+    sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
+    sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+    alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma).to(x.dtype), x)
     weight = next(network.parameters(), None)
     network_dtype = x.dtype if weight is None else weight.dtype
     return x * alpha_bar.sqrt(), schedule.sigma_to_t(sigma).to(network_dtype), alpha_bar
 
 
+@dataclass
+class NetworkOutput:
+    """One evaluation of the network at (x; σ): its VP input x_t with ᾱ, the raw prediction of
+    the parameterization's target (ε, x_0 or v) and the learned variance fraction v (or None)."""
+
+    x_t: Tensor
+    alpha_bar: Tensor
+    prediction: Tensor
+    v: Tensor | None
+
+
 class NetworkDenoiser:
     """A network trained on DDPM's discrete t, read as a denoiser (its parameterization fixed once).
 
-    σ between the schedule's table rows is fed to the network as a fractional t, interpolated
-    linearly in log σ (the sinusoidal embedding is defined for any real t). With
-    ``learned_variance`` the network's output has twice the data's channels, the second half
-    giving Σ_θ (``parameterization.split_output``).
+    The one path by which training, sampling and guidance call a network: ``evaluate`` feeds it
+    x_t = c_in·x and t(σ) (``network_inputs``) and splits its output; ``x0_from`` turns the
+    prediction into x̂_0 = c_skip·x + c_out·prediction for ε, x_0 or v. σ between the schedule's
+    table rows is fed as a fractional t, interpolated linearly in log σ (the sinusoidal embedding
+    is defined for any real t). With ``learned_variance`` the network's output has twice the
+    data's channels, the second half giving Σ_θ (``parameterization.split_output``).
     """
 
     def __init__(
@@ -92,14 +111,28 @@ class NetworkDenoiser:
         self.learned_variance = learned_variance
         self._x0_from_output = X0_FROM_OUTPUT[parameterization]
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
         return self.predict(x, sigma, class_labels)[0]
+
+    def evaluate(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> NetworkOutput:
+        """The network's prediction at VE (x; σ), in x's dtype, with the inputs it was given."""
+        x_t, t, alpha_bar = network_inputs(self.network, self.schedule, x, sigma)
+        output = self.network(x_t.to(t.dtype), t, class_labels).to(x.dtype)
+        prediction, v = split_output(output, self.learned_variance)
+        return NetworkOutput(x_t, alpha_bar, prediction, v)
+
+    def x0_from(self, output: NetworkOutput, prediction: Tensor | None = None) -> Tensor:
+        """x̂_0 of an evaluation (or of another ``prediction`` at its inputs, e.g. detached)."""
+        prediction = output.prediction if prediction is None else prediction
+        return self._x0_from_output(output.x_t, prediction, output.alpha_bar)
 
     def predict(
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """x̂_0 = D(x; σ) and the variance fraction v (None without learned variances)."""
-        x_t, t, alpha_bar = network_inputs(self.network, self.schedule, x, sigma)
-        output = self.network(x_t.to(t.dtype), t, class_labels).to(x.dtype)
-        mean_output, v = split_output(output, self.learned_variance)
-        return self._x0_from_output(x_t, mean_output, alpha_bar), v
+        output = self.evaluate(x, sigma, class_labels)
+        return self.x0_from(output), output.v

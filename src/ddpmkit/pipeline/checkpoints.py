@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ddpmkit.config.parsing import from_dict, to_dict
+from ddpmkit.config.parsing import from_dict, to_dict, upgrade
 from ddpmkit.config.schema import RunConfig
 
 CHECKPOINT_PREFIX = "step-"
@@ -67,7 +67,7 @@ def read_config(checkpoint: Path) -> RunConfig:
     path = Path(checkpoint) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a ddpmkit checkpoint: {path} is missing")
-    return from_dict(RunConfig, json.loads(path.read_text()), str(path))
+    return from_dict(RunConfig, upgrade(json.loads(path.read_text())), str(path))
 
 
 def load_weights(module: nn.Module, checkpoint: Path, which: str = "ema") -> None:

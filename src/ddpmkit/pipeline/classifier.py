@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ddpmkit.config.builders import build_schedule
 from ddpmkit.config.parsing import from_dict, to_dict
 from ddpmkit.config.schema import DiffusionConfig
+from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.networks.classifier import NoisyClassifier, NoisyClassifierConfig, NoisyMLPClassifier
 from ddpmkit.outputs import refuse_existing
 
@@ -69,8 +72,19 @@ class LoadedClassifier:
 
     network: nn.Module
     num_classes: int
-    diffusion: DiffusionConfig  # the config whose schedule it was trained under
+    schedule: NoiseSchedule  # the schedule it was trained under
     folder: Path
+
+    def check_schedule(self, schedule: NoiseSchedule) -> None:
+        """Refuse to guide a model whose noise levels differ from the classifier's."""
+        same = schedule.num_steps == self.schedule.num_steps and torch.allclose(
+            schedule.betas, self.schedule.betas
+        )
+        if not same:
+            raise ValueError(
+                f"classifier {self.folder} was trained with another noise schedule than the "
+                f"model ({self.schedule.num_steps} vs {schedule.num_steps} steps or different betas)"
+            )
 
 
 def load_classifier(folder: str | Path) -> LoadedClassifier:
@@ -86,5 +100,5 @@ def load_classifier(folder: str | Path) -> LoadedClassifier:
     network.load_state_dict(load_file(folder / WEIGHTS, device="cpu"), strict=True)
     diffusion = from_dict(DiffusionConfig, record["diffusion"], str(folder / RECORD))
     return LoadedClassifier(
-        network.eval(), record["architecture"]["num_classes"], diffusion, folder
+        network.eval(), record["architecture"]["num_classes"], build_schedule(diffusion), folder
     )

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ddpmkit.config.builders import build_denoiser, build_schedule, class_labels_of
-from ddpmkit.config.schema import DiffusionConfig, ModelConfig, SampleConfig
+from ddpmkit.config.builders import class_labels_of
+from ddpmkit.config.schema import SampleConfig
 from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.precision import autocast
 from ddpmkit.core.randomness import PerSampleGenerator, randn
-from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
 from ddpmkit.guidance import (
     Classifier,
@@ -22,10 +21,10 @@ from ddpmkit.guidance import (
     ClassifierGuidance,
     classifier_on_sigma,
 )
+from ddpmkit.outputs import save_npz, save_picture
+from ddpmkit.pipeline.classifier import LoadedClassifier
+from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
-
-if TYPE_CHECKING:  # classifier_io writes through outputs, which draws samples through this module
-    from ddpmkit.pipeline.classifier import LoadedClassifier
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (sampling steps done, total) as sampling advances."""
@@ -41,66 +40,47 @@ class Conditioning:
     classifier: Classifier | None = None  # p_φ(y|x, σ) for classifier guidance
 
     @classmethod
-    def of(
-        cls,
-        model: ModelConfig,
-        classifier: LoadedClassifier | None = None,
-        schedule: NoiseSchedule | None = None,
-    ) -> Conditioning:
-        """From a resolved model config and an optional classifier, read on the model's
-        ``schedule``, which must be the one the classifier was trained under."""
-        num_classes, null = class_labels_of(model)
+    def of(cls, model: TrainedModel, classifier: LoadedClassifier | None = None) -> Conditioning:
+        """The model's classes, and a classifier read on the model's schedule, which must be the
+        one the classifier was trained under."""
+        num_classes, null = class_labels_of(model.config.model)
         if classifier is None:
             return cls(num_classes, null, num_classes is not None)
-        if schedule is None:
-            raise ValueError("classifier guidance needs the model's noise schedule")
-        trained_under = build_schedule(classifier.diffusion)
-        same = schedule.num_steps == trained_under.num_steps and torch.allclose(
-            schedule.betas, trained_under.betas
-        )
-        if not same:
-            raise ValueError(
-                f"classifier {classifier.folder} was trained with another noise schedule than "
-                f"the model ({trained_under.num_steps} vs {schedule.num_steps} steps or "
-                "different betas)"
-            )
+        classifier.check_schedule(model.schedule)
         if num_classes is not None and classifier.num_classes != num_classes:
             raise ValueError(
                 f"the classifier has {classifier.num_classes} classes but the model {num_classes}"
             )
-        guide = classifier_on_sigma(classifier.network, schedule)
+        classifier.network.to(model.device)
+        guide = classifier_on_sigma(classifier.network, model.schedule)
         return cls(classifier.num_classes, null, num_classes is not None, guide)
 
 
 def generate(
-    network: nn.Module,
-    schedule: NoiseSchedule,
-    diffusion: DiffusionConfig,
-    config: SampleConfig,
-    shape: tuple[int, ...],
+    model: TrainedModel,
+    config: SampleConfig | None = None,
     *,
-    conditioning: Conditioning | None = None,
+    classifier: LoadedClassifier | None = None,
     class_labels: Tensor | None = None,
     record_trajectory: bool = False,
-    bf16: bool = False,
     progress: ProgressCallback | None = None,
 ) -> SampleResult:
-    """``config.num_samples`` samples of per-sample ``shape``; sample i is seeded ``config.seed + i``.
+    """``config.num_samples`` samples of the model (its stored sample options by default);
+    sample i is seeded ``config.seed + i``.
 
     Batches of ``config.batch_size`` are drawn one after another; since every sample's noise comes
     from its own generator, the result does not depend on the batch size. With a class-conditional
-    model or a classifier (``conditioning``) sample i gets class ``config.label`` or i mod K,
-    unless ``class_labels`` are given, and the configured guidance steers towards it.
+    model or a ``classifier`` sample i gets class ``config.label`` or i mod K, unless
+    ``class_labels`` are given, and the configured guidance steers towards it.
     """
-    device = next(network.parameters()).device
-    conditioning = conditioning or Conditioning()
+    config = config or model.config.sample
+    device = model.device
+    conditioning = Conditioning.of(model, classifier)
     if class_labels is None:
         class_labels = sample_labels(config, conditioning.num_classes)
-    denoiser = build_denoiser(network, schedule, diffusion)
-    denoiser = wrap_denoiser(guided_denoiser(denoiser, config, conditioning), config)
-    steps = config.steps_for(schedule.num_steps)
+    denoiser = wrap_denoiser(guided_denoiser(model.denoiser, config, conditioning), config)
+    steps = config.steps_for(model.schedule.num_steps)
     starts = range(0, config.num_samples, config.batch_size)
-    autocast = torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
     options = sampler_options(config)  # resolved once, not per batch
     results = []
     for batch_index, start in enumerate(starts):
@@ -111,16 +91,25 @@ def generate(
         if progress is not None:
             done, total = batch_index * steps, steps * len(starts)
             callback = lambda i, _n, _x, done=done, total=total: progress(done + i, total)  # noqa: E731
-        x_T = randn((stop - start, *shape), generator, torch.float32, device)
-        with autocast:
+        x_T = randn((stop - start, *model.shape), generator, torch.float32, device)
+        with autocast(config.precision, device):
             result = sample(
-                config.sampler, denoiser, schedule, x_T, steps, grid=config.grid, rho=config.rho,
-                timesteps=config.timesteps,
-                generator=generator, class_labels=labels, record_trajectory=record_trajectory,
-                callback=callback, **options,
+                config.sampler, denoiser, model.schedule, x_T, steps, grid=config.grid,
+                rho=config.rho, timesteps=config.timesteps, generator=generator,
+                class_labels=labels, record_trajectory=record_trajectory, callback=callback,
+                **options,
             )  # fmt: skip
         results.append(result)
     return _concatenate(results)
+
+
+def write_samples(
+    model: TrainedModel, stem: Path, progress: ProgressCallback | None = None
+) -> tuple[Path, Path]:
+    """Draw the model's configured samples and write ``stem.png`` and ``stem.npz``."""
+    result = generate(model, progress=progress)
+    png = save_picture(result.samples, stem.with_suffix(".png"))
+    return png, save_npz(result.samples, stem.with_suffix(".npz"))
 
 
 def sample_labels(config: SampleConfig, num_classes: int | None) -> Tensor | None:

@@ -1,10 +1,13 @@
-"""A trained model read back from a checkpoint: its network, denoiser, schedule and data shape."""
+"""A trained model read back from a checkpoint: the one object that sampling, evaluation and
+restoration take whole (network, schedule, denoiser, data shape and the resolved config)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import torch
 from torch import nn
 
 from ddpmkit.config.builders import build_denoiser, build_network, build_schedule, pick_device
@@ -14,29 +17,46 @@ from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.pipeline.checkpoints import load_weights, read_config, resolve_checkpoint
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainedModel:
-    """What sampling, evaluation and restoration need from a checkpoint."""
+    """What sampling, evaluation and restoration need; built once, passed on whole."""
 
-    checkpoint: Path
-    config: RunConfig
+    config: RunConfig  # the resolved configuration the network was trained with
     network: nn.Module
     schedule: NoiseSchedule
-    denoiser: NetworkDenoiser
+    denoiser: NetworkDenoiser  # the network read as D(x; σ) with its parameterization
     shape: tuple[int, ...]  # per-sample data shape
+    checkpoint: Path | None = None  # the folder it was read from (None for a model in training)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @classmethod
+    def of(
+        cls, config: RunConfig, network: nn.Module, checkpoint: Path | None = None
+    ) -> TrainedModel:
+        """A network and its resolved config as a model: the schedule and denoiser built once."""
+        if config.model.sample_shape is None:
+            raise ValueError(
+                f"{checkpoint or 'config'}: no model.sample_shape; was it trained by ddpmkit?"
+            )
+        schedule = build_schedule(config.diffusion)
+        denoiser = build_denoiser(network, schedule, config.diffusion)
+        return cls(config, network, schedule, denoiser, config.model.sample_shape, checkpoint)
 
 
-def load_model(path: str | Path, device: str = "auto", which: str = "ema") -> TrainedModel:
-    """The checkpoint (or a run folder's latest) with its ``ema`` or ``model`` weights, eval mode."""
+def load_model(
+    path: str | Path, device: str = "auto", which: Literal["ema", "model"] | None = None
+) -> TrainedModel:
+    """The checkpoint (or a run folder's latest) in eval mode, its config read once.
+
+    ``which`` weights: ``ema`` or ``model``; None follows the checkpoint's ``sample.use_ema``.
+    """
     checkpoint = resolve_checkpoint(path)
     config = read_config(checkpoint)
-    if config.model.sample_shape is None:
-        raise ValueError(
-            f"{checkpoint}: the config has no model.sample_shape; was it trained by ddpmkit?"
-        )
     network = build_network(config.model)
-    load_weights(network, checkpoint, which)
-    network = network.to(pick_device(device)).eval()
-    schedule = build_schedule(config.diffusion)
-    denoiser = build_denoiser(network, schedule, config.diffusion)
-    return TrainedModel(checkpoint, config, network, schedule, denoiser, config.model.sample_shape)
+    weights = which or ("ema" if config.sample.use_ema else "model")
+    load_weights(network, checkpoint, weights)
+    network = network.to(pick_device(device, option="device")).eval()
+    return TrainedModel.of(config, network, checkpoint)

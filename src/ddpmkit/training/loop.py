@@ -11,7 +11,6 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -21,13 +20,13 @@ from ddpmkit.config.builders import (
     build_denoiser,
     build_loss,
     build_network,
-    build_schedule,
     class_labels_of,
     pick_device,
     resolve_for_data,
 )
 from ddpmkit.config.parsing import to_dict
 from ddpmkit.config.schema import RunConfig
+from ddpmkit.core.precision import autocast
 from ddpmkit.data import hflip_batch, load_data, stack_items
 from ddpmkit.likelihood import (
     discretized_gaussian_log_likelihood,
@@ -35,7 +34,6 @@ from ddpmkit.likelihood import (
     variational_bound,
 )
 from ddpmkit.likelihood.report import quantization_levels
-from ddpmkit.outputs import write_samples
 from ddpmkit.pipeline.checkpoints import (
     TrainingState,
     checkpoint_name,
@@ -45,7 +43,8 @@ from ddpmkit.pipeline.checkpoints import (
     read_config,
     save_checkpoint,
 )
-from ddpmkit.pipeline.generation import ProgressCallback
+from ddpmkit.pipeline.generation import ProgressCallback, write_samples
+from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.training.batches import StepBatches
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
@@ -85,10 +84,12 @@ class Trainer:
         train = self.config.train
         torch.manual_seed(train.seed)
         self.network = build_network(self.config.model).to(self.device)
-        self.schedule = build_schedule(self.config.diffusion)
+        self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
+        self.sampling_model = TrainedModel.of(self.config, self.ema.model)  # EMA weights, eval mode
+        self.schedule = self.sampling_model.schedule
+        self.denoiser = build_denoiser(self.network, self.schedule, self.config.diffusion)
         levels = quantization_levels(self.config.data.source)
         self.loss = build_loss(self.config.diffusion, self.schedule, levels)
-        self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(),
             lr=train.lr,
@@ -144,10 +145,9 @@ class Trainer:
         lr = learning_rate(self.step, train.lr, train.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        autocast = torch.autocast(self.device.type, torch.bfloat16) if train.bf16 else nullcontext()
         self.network.train()
-        with autocast:
-            output = self.loss(self.network, x0, class_labels, self.generator)
+        with autocast(train.precision, self.device):
+            output = self.loss(self.denoiser, x0, class_labels, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         max_norm = train.grad_clip if train.grad_clip > 0 else float("inf")
@@ -180,7 +180,7 @@ class Trainer:
             count = min(self.config.train.eval_samples, len(data))
             self._heldout = stack_items(data, count)[0]
         x0 = self._heldout.to(self.device, torch.float64)
-        denoiser = build_denoiser(self.ema.model.eval(), self.schedule, self.config.diffusion)
+        denoiser = self.sampling_model.denoiser
         levels = quantization_levels(self.config.data.source)
         bound = variational_bound(
             denoiser, self.schedule, x0,
@@ -197,7 +197,7 @@ class Trainer:
             self.save()
         if last or (train.sample_every > 0 and step % train.sample_every == 0):
             stem = self.run_dir / "samples" / checkpoint_name(step)
-            write_samples(self.ema.model, self.schedule, self.config, self.shape, stem, on_sampling)
+            write_samples(self.sampling_model, stem, on_sampling)
 
     def save(self) -> Path:
         """Write a checkpoint of the current step."""

@@ -1,27 +1,22 @@
 """Training objectives: L_simple (Ho et al. 2020, Algorithm 1), optionally weighted per t, and the
 hybrid L_simple + λ L_vlb or the pure L_vlb with learned variances (Nichol & Dhariwal 2021).
 
-A loss is a callable ``loss(network, x0, class_labels, generator) -> LossOutput`` giving one value per
-sample, so the trainer can log it by t and a timestep sampler can learn from it. Timestep samplers
+A loss is a callable ``loss(denoiser, x0, class_labels, generator) -> LossOutput`` giving one
+value per sample, so the trainer can log it by t and a timestep sampler can learn from it. Timestep samplers
 choose t and the importance weights 1/(T·p_t) that keep the estimate unbiased.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ddpmkit.core.forward import posterior_mean, q_sample
-from ddpmkit.core.parameterization import (
-    X0_FROM_OUTPUT,
-    Parameterization,
-    split_output,
-    training_target,
-)
+from ddpmkit.core.denoisers import NetworkDenoiser, broadcast_to
+from ddpmkit.core.forward import posterior_mean
+from ddpmkit.core.parameterization import Parameterization, training_target
 from ddpmkit.core.randomness import randn_like
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
@@ -168,36 +163,46 @@ def loss_weights(
     raise ValueError(f"unknown loss weighting {weighting!r}; choose 'uniform' or 'min_snr'")
 
 
+def noised(
+    schedule: NoiseSchedule, x0: Tensor, t: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """ε ~ N(0, I), σ_t (B,) float64, and x = x_0 + σ_t ε: q(x_t|x_0) (eq. 4) in VE coordinates."""
+    eps = randn_like(x0, generator)
+    sigma = schedule.sigmas.to(x0.device)[t]
+    return eps, sigma, x0 + broadcast_to(sigma, x0).to(x0.dtype) * eps
+
+
 class SimpleLoss:
-    """E_{t,x_0,ε} w_t ‖target - f_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖² (Ho et al. 2020, eq. 14)."""
+    """E_{t,x_0,ε} w_t ‖target - f_θ(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖² (Ho et al. 2020, eq. 14).
+
+    Written on the denoiser (as EDM's losses are): the network is evaluated through
+    ``NetworkDenoiser.evaluate``, the one path sampling and guidance use, and its prediction is
+    compared with the target of its parameterization (ε, x_0 or v).
+    """
 
     def __init__(
         self,
         schedule: NoiseSchedule,
-        parameterization: Parameterization,
         weights: Tensor | None = None,
         timesteps: TimestepSampler | None = None,
     ) -> None:
         self.schedule = schedule
-        self.parameterization = parameterization
         self.weights = weights
         self.timesteps = timesteps or UniformTimesteps(schedule.num_steps)
 
     def __call__(
         self,
-        network: nn.Module | Callable[..., Tensor],
+        denoiser: NetworkDenoiser,
         x0: Tensor,
         class_labels: Tensor | None,
         generator: torch.Generator,
     ) -> LossOutput:
         t, importance = self.timesteps.sample(x0.shape[0], generator)
         t, importance = t.to(x0.device), importance.to(x0.device)
-        eps = randn_like(x0, generator)
-        x_t = q_sample(self.schedule, x0, t, eps)
-        alpha_bar = self.schedule.at(self.schedule.alpha_bar, t, x0)
-        target = training_target(self.parameterization, x0, eps, alpha_bar)
-        output = network(x_t, t.to(x0.dtype), class_labels)
-        per_sample = (target - output.float()).pow(2).flatten(1).mean(1)
+        eps, sigma, x = noised(self.schedule, x0, t, generator)
+        output = denoiser.evaluate(x, sigma, class_labels)
+        target = training_target(denoiser.parameterization, x0, eps, output.alpha_bar)
+        per_sample = (target - output.prediction.float()).pow(2).flatten(1).mean(1)
         if self.weights is not None:
             per_sample = per_sample * self.weights.to(x0.device)[t].to(per_sample.dtype)
         self.timesteps.update(t, per_sample.detach())
@@ -207,17 +212,17 @@ class SimpleLoss:
 class HybridLoss:
     """L_hybrid = L_simple + λ L_vlb with learned Σ_θ (Nichol & Dhariwal 2021, §3.1, eq. 16).
 
-    The network outputs the parameterization's channels and, after them, r with v = (r + 1)/2
-    (eq. 15). L_vlb = T·L_t at the sampled t is computed with the mean's gradient stopped, so it
-    trains only Σ_θ while L_simple trains the mean. With ``vlb_only`` the objective is L_vlb alone
-    and trains both (§3.3); pair it with ``SecondMomentTimesteps``. The timestep sampler learns
-    from the L_vlb terms. Per-sample values are in L_simple's units plus λ·T·L_t in bits/dim.
+    The denoiser's network outputs the parameterization's channels and, after them, r with
+    v = (r + 1)/2 (eq. 15). L_vlb = T·L_t at the sampled t is computed with the mean's gradient
+    stopped, so it trains only Σ_θ while L_simple trains the mean. With ``vlb_only`` the objective
+    is L_vlb alone and trains both (§3.3); pair it with ``SecondMomentTimesteps``. The timestep
+    sampler learns from the L_vlb terms. Per-sample values are in L_simple's units plus λ·T·L_t
+    in bits/dim.
     """
 
     def __init__(
         self,
         schedule: NoiseSchedule,
-        parameterization: Parameterization,
         vlb_weight: float = 0.001,
         timesteps: TimestepSampler | None = None,
         vlb_only: bool = False,
@@ -225,30 +230,30 @@ class HybridLoss:
     ) -> None:
         self.schedule = schedule
         self.decoder = decoder
-        self.parameterization = parameterization
         self.vlb_weight = vlb_weight
         self.vlb_only = vlb_only
         self.timesteps = timesteps or UniformTimesteps(schedule.num_steps)
-        self._x0_from_output = X0_FROM_OUTPUT[parameterization]
         self._log_variance = schedule_log_variance(schedule, "learned")
 
     def __call__(
         self,
-        network: nn.Module | Callable[..., Tensor],
+        denoiser: NetworkDenoiser,
         x0: Tensor,
         class_labels: Tensor | None,
         generator: torch.Generator,
     ) -> LossOutput:
+        if not denoiser.learned_variance:
+            raise ValueError("the hybrid and vlb losses need a denoiser with learned variances")
         t, importance = self.timesteps.sample(x0.shape[0], generator)
         t, importance = t.to(x0.device), importance.to(x0.device)
-        eps = randn_like(x0, generator)
-        x_t = q_sample(self.schedule, x0, t, eps)
-        alpha_bar = self.schedule.at(self.schedule.alpha_bar, t, x0)
-        output, v = split_output(network(x_t, t.to(x0.dtype), class_labels).float(), True)
+        eps, sigma, x = noised(self.schedule, x0, t, generator)
+        output = denoiser.evaluate(x, sigma, class_labels)
+        prediction, v = output.prediction.float(), output.v
         assert v is not None
-        mean_output = output if self.vlb_only else output.detach()  # eq. 16: stop-gradient
-        x0_hat = self._x0_from_output(x_t, mean_output, alpha_bar).to(torch.float64)
-        mean = posterior_mean(self.schedule, x0_hat, x_t.to(torch.float64), t)
+        mean_prediction = prediction if self.vlb_only else prediction.detach()  # eq. 16
+        x0_hat = denoiser.x0_from(output, mean_prediction).to(torch.float64)
+        x_t = output.x_t.to(torch.float64)
+        mean = posterior_mean(self.schedule, x0_hat, x_t, t)
         log_variance = self._log_variance(x_t, t, v.to(torch.float64))
         vlb = self.schedule.num_steps * vlb_term_of_prediction(
             self.schedule, x0, x_t, t, mean, log_variance, self.decoder
@@ -256,8 +261,8 @@ class HybridLoss:
         if self.vlb_only:
             per_sample = vlb.float()
         else:
-            target = training_target(self.parameterization, x0, eps, alpha_bar)
-            mse = (target - output).pow(2).flatten(1).mean(1)
+            target = training_target(denoiser.parameterization, x0, eps, output.alpha_bar)
+            mse = (target - prediction).pow(2).flatten(1).mean(1)
             per_sample = mse + self.vlb_weight * vlb.float()
         self.timesteps.update(t, vlb.detach())
         return LossOutput((importance * per_sample).mean(), per_sample.detach(), t)

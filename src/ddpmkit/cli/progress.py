@@ -1,0 +1,32 @@
+"""Progress bars for the commands: the library reports (done, total); the CLI draws."""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+
+class ProgressBar:
+    """A progress callback (done, total) drawing a tqdm bar, opened on its first call."""
+
+    def __init__(self, desc: str, unit: str, disable: bool) -> None:
+        self.desc, self.unit, self.disable = desc, unit, disable
+        self.bar: tqdm | None = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None or self.bar.total != total or done < self.bar.n:
+            self.close()
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, disable=self.disable)
+        self.bar.update(done - self.bar.n)
+        if done == total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

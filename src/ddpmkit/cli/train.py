@@ -1,0 +1,87 @@
+"""``ddpmkit train``: a preset and/or config file, then ``--section.key`` overrides -> a run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ddpmkit.cli.progress import ProgressBar
+from ddpmkit.config.parsing import (
+    add_config_flags,
+    from_dict,
+    merge,
+    overrides_from_args,
+    read_config_file,
+    upgrade,
+)
+from ddpmkit.config.presets import PRESETS
+from ddpmkit.config.schema import RunConfig
+
+DESCRIPTION = (
+    "Train a diffusion model. Settings are applied in order: defaults, --preset, --config, then "
+    "each --section.key VALUE flag. Tuples are comma-separated (1,2,2)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a named starting configuration")
+    parser.add_argument("--config", type=Path, help="a .toml, .yaml or .json config file")
+    parser.add_argument("--out", type=Path, help="run folder (default: a new runs/<preset>[-N])")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(parser, RunConfig)
+    parser.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
+    """Defaults <- the resumed run's config <- preset <- config file <- flags, checked key by key."""
+    values: dict[str, Any] = {}
+    if args.resume and (run_dir / "config.json").is_file():
+        values = upgrade(read_config_file(run_dir / "config.json"))
+    if args.preset:
+        values = merge(values, PRESETS[args.preset])
+    if args.config:
+        values = merge(values, read_config_file(args.config))
+    values = merge(values, overrides_from_args(args))
+    return from_dict(RunConfig, values, str(args.config or "config"))
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    """--out, or the first of runs/NAME, runs/NAME-2, … that is free (a new run never overwrites)."""
+    if args.out is not None:
+        return args.out
+    if args.resume:
+        raise ValueError("--resume needs --out RUN_FOLDER, the run to continue")
+    base = Path("runs") / (args.preset or "run")
+    candidates = (base.with_name(f"{base.name}-{i}") if i > 1 else base for i in range(1, 10_000))
+    return next(path for path in candidates if not path.exists())
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ddpmkit.core.precision import describe_precision
+    from ddpmkit.training.loop import Trainer
+
+    run_dir = run_folder(args)
+    config = config_from_args(args, run_dir)
+    trainer = Trainer(config, run_dir, resume=args.resume)
+    parameters = sum(p.numel() for p in trainer.network.parameters())
+    precision = describe_precision(config.train.precision, trainer.device)
+    print(
+        f"ddpmkit: training in {run_dir} on {trainer.device}, {precision}, {parameters:,} parameters"
+    )
+    bar = tqdm(total=config.train.steps, initial=trainer.step, disable=args.quiet, desc="train")
+    with bar, ProgressBar("sample", "step", disable=args.quiet) as sampling:
+
+        def on_step(step: int, metrics: dict[str, float]) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+
+        checkpoint = trainer.fit(on_step, sampling)
+    print(f"ddpmkit: checkpoint {checkpoint}")
+    for picture in sorted((run_dir / "samples").glob("*.png")):
+        print(f"ddpmkit: samples   {picture}")
+    print(f"ddpmkit: log       {run_dir / 'log.csv'}")
+    return 0
