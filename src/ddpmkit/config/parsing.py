@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import inspect
 import json
 import sys
 import types
@@ -37,7 +36,8 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a table of options, got {values!r}")
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    names = list(fields)
     kwargs = {}
     for key, value in values.items():
         if key not in names:
@@ -47,10 +47,18 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
             )
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
         kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
+        _check_choices(kwargs[key], fields[key], f"{where}.{key}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+def _check_choices(value: Any, f: dataclasses.Field[Any], where: str) -> None:
+    """A value outside a field's ``choices`` metadata is an error naming the valid values."""
+    choices = f.metadata.get("choices")
+    if choices is not None and value is not None and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -161,23 +169,77 @@ def _coerce_scalar(value: Any, kind: type, where: str) -> Any:
     raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """One ``--section.key VALUE`` flag per leaf option of ``cls``, help from the field comments."""
+def field_choices(f: dataclasses.Field[Any], hint: Any) -> tuple[Any, ...] | None:
+    """The values a field accepts: its ``choices`` metadata or its Literal's values (None: any)."""
+    if "choices" in f.metadata:
+        return tuple(f.metadata["choices"])
+    literals = [a for a in _union_members(hint) if get_origin(a) is typing.Literal]
+    return tuple(v for a in literals for v in get_args(a)) if literals else None
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    prefix: str = "",
+    *,
+    defaults_from: str | None = None,
+) -> None:
+    """One ``--section.key VALUE`` flag per leaf option of ``cls``, documented by its field.
+
+    The help is the field's ``help`` metadata, its choices (a Literal's values or the ``choices``
+    metadata) and its default. The default shown is the value a run uses: the dataclass default,
+    or a text where something else decides it: the field's ``default_text`` metadata, or the
+    enclosing section's ``default_texts`` (the network's input channels come from the data).
+    Where the options default to values stored elsewhere (``ddpmkit sample`` reads them from the
+    checkpoint), ``defaults_from`` names that place, e.g. ``"the checkpoint"``, and the default
+    above is shown as the one a new run gets.
+    """
+    _add_flags(parser, cls, prefix, defaults_from, {})
+
+
+def _add_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    prefix: str,
+    defaults_from: str | None,
+    default_texts: dict[str, str],
+) -> None:
     hints = get_type_hints(cls)
-    comments = _field_comments(cls)
     for f in dataclasses.fields(cls):
         name, hint = f"{prefix}{f.name}", hints[f.name]
         if dataclasses.is_dataclass(hint):
-            add_config_flags(parser, hint, f"{name}.")  # type: ignore[arg-type]
+            section: Any = hint
+            _add_flags(
+                parser, section, f"{name}.", defaults_from, f.metadata.get("default_texts", {})
+            )
             continue
-        default = f.default if f.default is not dataclasses.MISSING else None
+        choices = field_choices(f, hint)
+        text = f.metadata.get("help", "")
+        if choices is not None:
+            text += f"; one of {', '.join(_choice_names(hint, choices))}"
+        default = (
+            default_texts.get(f.name) or f.metadata.get("default_text") or format_value(_default(f))
+        )
+        if defaults_from is not None:
+            default = f"{defaults_from}'s; {default} for a new run"
         parser.add_argument(
             f"--{name}",
             dest=f"config:{name}",
             default=argparse.SUPPRESS,
-            metavar=_metavar(hint),
-            help=f"{comments.get(f.name, '')} (default: {default!r})".strip(),
+            metavar=_metavar(hint, choices),
+            help=f"{text} (default: {default})".replace("%", "%%"),
         )
+
+
+def format_value(value: Any) -> str:
+    """An option's value as it is written on the command line: none, true, 1,2,2, linear."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(format_value, value))
+    return str(value)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -194,25 +256,39 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return nested
 
 
-def _metavar(hint: Any) -> str:
-    args = get_args(hint)
-    if get_origin(hint) is typing.Literal:
-        return "{" + ",".join(map(str, args)) + "}"
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        return get_args(hint)
+    return (hint,)
+
+
+def _choice_names(hint: Any, choices: tuple[Any, ...]) -> list[str]:
+    """The choices as typed on the command line, and ``none`` where the option is Optional."""
+    optional = type(None) in _union_members(hint)
+    return [*map(format_value, choices), *(["none"] if optional else [])]
+
+
+def _metavar(hint: Any, choices: tuple[Any, ...] | None) -> str:
+    """``{a,b,none}`` for choices, else the type: ``INT``, ``FLOAT,FLOAT``, ``INT,...|none``."""
+    if choices is not None:
+        return "{" + ",".join(_choice_names(hint, choices)) + "}"
+    members = _union_members(hint)
+    names = [_type_metavar(m) if m is not type(None) else "none" for m in members]
+    return "|".join(sorted(names, key=lambda n: n == "none"))
+
+
+def _type_metavar(hint: Any) -> str:
     if get_origin(hint) is tuple:
-        return "A,B,..."
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"{_type_metavar(args[0])},..."
+        return ",".join(_type_metavar(a) for a in args)
     return getattr(hint, "__name__", "VALUE").upper()
-
-
-def _field_comments(cls: type) -> dict[str, str]:
-    """Trailing ``# comment`` of each field in the class source: the option's documentation."""
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return {}
-    comments = {}
-    for line in lines:
-        code, _, comment = line.partition("  # ")
-        name = code.strip().split(":")[0]
-        if comment and name.isidentifier():
-            comments[name] = comment.strip()
-    return comments

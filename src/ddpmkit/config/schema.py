@@ -13,22 +13,49 @@ from ddpmkit.core.grids import GridKind
 from ddpmkit.core.parameterization import Parameterization
 from ddpmkit.data.config import DataConfig
 from ddpmkit.networks import MLPConfig, UNetConfig
-from ddpmkit.samplers import ReverseVariance
+from ddpmkit.samplers import SAMPLERS, ReverseVariance
 from ddpmkit.training.losses import LossKind, LossWeighting, TimestepSampling
+
+_DATA_CLASSES = "the data's class count with class_conditional (+1 with label_dropout), else none"
+"""What a network's ``num_classes`` becomes in a run: it is set from the data, not by the user."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: Literal["unet", "mlp"] = (
-        "unet"  # the U-Net for images, the MLP for vectors and 2-D points
+    kind: Literal["unet", "mlp"] = field(
+        default="unet",
+        metadata={"help": "the network: the U-Net for images, the MLP for vectors and 2-D points"},
     )
-    class_conditional: bool = False  # add a class embedding; the classes come from the data
-    label_dropout: float = (
-        0.0  # share of training labels replaced by the null class ∅, for classifier-free guidance
+    class_conditional: bool = field(
+        default=False, metadata={"help": "add a class embedding; the classes come from the data"}
     )
-    unet: UNetConfig = field(default_factory=UNetConfig)  # in_channels follows the data
-    mlp: MLPConfig = field(default_factory=MLPConfig)  # dim follows the data
-    sample_shape: tuple[int, ...] | None = None  # per-sample data shape, filled in from the data
+    label_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of training labels replaced by the null class ∅, for classifier-free guidance"
+        },
+    )
+    unet: UNetConfig = field(
+        default_factory=UNetConfig,
+        metadata={
+            "help": "the U-Net; its input channels and classes come from the data",
+            "default_texts": {"in_channels": "the data's", "num_classes": _DATA_CLASSES},
+        },
+    )
+    mlp: MLPConfig = field(
+        default_factory=MLPConfig,
+        metadata={
+            "help": "the MLP; its input features and classes come from the data",
+            "default_texts": {"dim": "the data's", "num_classes": _DATA_CLASSES},
+        },
+    )
+    sample_shape: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "per-sample data shape; filled in from the data",
+            "default_text": "the data's",
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_dropout < 1.0:
@@ -39,25 +66,41 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    schedule: Literal["linear", "cosine", "sigmoid", "custom"] = "linear"  # β_t schedule
-    num_steps: int = 1000  # T; the linear range is rescaled by 1000/T (Improved DDPM)
-    beta_start: float = 1e-4  # linear schedule's β_1 at T = 1000
-    beta_end: float = 0.02  # linear schedule's β_T at T = 1000
-    betas: tuple[float, ...] | None = None  # β_1 … β_T for schedule = "custom"
-    cosine_s: float = 0.008  # cosine schedule's offset s
-    sigmoid_start: float = -3.0  # sigmoid schedule's start
-    sigmoid_end: float = 3.0  # sigmoid schedule's end
-    sigmoid_tau: float = 1.0  # sigmoid schedule's temperature
-    parameterization: Parameterization = "eps"  # what the network predicts: eps, x0 or v
-    loss_weighting: LossWeighting = "uniform"  # L_simple's uniform weights, or min-SNR-γ
-    min_snr_gamma: float = 5.0  # γ of the min-SNR weighting
-    learned_variance: bool = (
-        False  # the network also outputs Σ_θ between β_t and β̃_t (Improved DDPM)
+    schedule: Literal["linear", "cosine", "sigmoid", "custom"] = field(
+        default="linear", metadata={"help": "β_t schedule"}
     )
-    loss: LossKind = "simple"  # simple: L_simple; hybrid: L_simple + λ L_vlb; vlb: L_vlb alone
-    vlb_weight: float = 0.001  # λ of the hybrid loss
-    timestep_sampling: TimestepSampling = (
-        "uniform"  # t for the loss: uniform, or importance-sampled by √E[L_t²]
+    num_steps: int = field(
+        default=1000, metadata={"help": "T; the linear range is rescaled by 1000/T (Improved DDPM)"}
+    )
+    beta_start: float = field(default=1e-4, metadata={"help": "linear schedule's β_1 at T = 1000"})
+    beta_end: float = field(default=0.02, metadata={"help": "linear schedule's β_T at T = 1000"})
+    betas: tuple[float, ...] | None = field(
+        default=None, metadata={"help": "β_1 … β_T for schedule = custom"}
+    )
+    cosine_s: float = field(default=0.008, metadata={"help": "cosine schedule's offset s"})
+    sigmoid_start: float = field(default=-3.0, metadata={"help": "sigmoid schedule's start"})
+    sigmoid_end: float = field(default=3.0, metadata={"help": "sigmoid schedule's end"})
+    sigmoid_tau: float = field(default=1.0, metadata={"help": "sigmoid schedule's temperature"})
+    parameterization: Parameterization = field(
+        default="eps", metadata={"help": "what the network predicts: the noise ε, x_0, or v"}
+    )
+    loss_weighting: LossWeighting = field(
+        default="uniform",
+        metadata={"help": "the weights of L_simple over t: uniform, or min-SNR-γ"},
+    )
+    min_snr_gamma: float = field(default=5.0, metadata={"help": "γ of the min-SNR weighting"})
+    learned_variance: bool = field(
+        default=False,
+        metadata={"help": "the network also outputs Σ_θ between β_t and β̃_t (Improved DDPM)"},
+    )
+    loss: LossKind = field(
+        default="simple",
+        metadata={"help": "simple: L_simple; hybrid: L_simple + λ L_vlb; vlb: L_vlb alone"},
+    )
+    vlb_weight: float = field(default=0.001, metadata={"help": "λ of the hybrid loss"})
+    timestep_sampling: TimestepSampling = field(
+        default="uniform",
+        metadata={"help": "t for the loss: uniform, or importance-sampled by √E[L_t²]"},
     )
 
     def __post_init__(self) -> None:
@@ -84,26 +127,53 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 10000  # optimizer steps in total
-    batch_size: int = 128  # samples per step
-    lr: float = 2e-4  # peak learning rate of AdamW
-    warmup_steps: int = 5000  # linear learning-rate warm-up from 0
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (β1, β2)
-    grad_clip: float = 1.0  # clip the gradient's global norm to this (0 = off)
-    ema_decay: float = 0.9999  # EMA decay of the weights used for sampling
-    ema_warmup: bool = True  # decay min(ema_decay, (1+n)/(10+n)) for the n-th update
-    seed: int = 0  # seeds weights, data order, t, noise and dropout
-    checkpoint_every: int = 1000  # steps between checkpoints (the last step always saves)
-    sample_every: int = 1000  # steps between sample grids (0 = only at the end)
-    log_every: int = 50  # steps between rows of log.csv
-    num_workers: int = 0  # data-loading worker processes
-    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", …
-    bf16: bool = False  # run the network under bf16 autocast (fast on AMX CPUs and GPUs)
-    eval_every: int = (
-        0  # steps between held-out variational bounds (bits/dim) in log.csv; 0 = never
+    steps: int = field(default=10000, metadata={"help": "optimizer steps in total"})
+    batch_size: int = field(default=128, metadata={"help": "samples per step"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate of AdamW"})
+    warmup_steps: int = field(
+        default=5000, metadata={"help": "linear learning-rate warm-up from 0, in steps"}
     )
-    eval_samples: int = 32  # held-out items in that bound (each costs T network evaluations)
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW's decoupled weight decay"})
+    adam_betas: tuple[float, float] = field(
+        default=(0.9, 0.999), metadata={"help": "AdamW's (β1, β2)"}
+    )
+    grad_clip: float = field(
+        default=1.0, metadata={"help": "clip the gradient's global norm to this (0 = off)"}
+    )
+    ema_decay: float = field(
+        default=0.9999, metadata={"help": "EMA decay of the weights used for sampling"}
+    )
+    ema_warmup: bool = field(
+        default=True, metadata={"help": "decay min(ema_decay, (1+n)/(10+n)) for the n-th update"}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seeds weights, data order, t, noise and dropout"}
+    )
+    checkpoint_every: int = field(
+        default=1000, metadata={"help": "steps between checkpoints (the last step always saves)"}
+    )
+    sample_every: int = field(
+        default=1000, metadata={"help": "steps between sample grids (0 = only at the end)"}
+    )
+    log_every: int = field(default=50, metadata={"help": "steps between rows of log.csv"})
+    num_workers: int = field(default=0, metadata={"help": "data-loading worker processes"})
+    device: str = field(
+        default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, …"}
+    )
+    bf16: bool = field(
+        default=False,
+        metadata={"help": "run the network under bf16 autocast (fast on AMX CPUs and GPUs)"},
+    )
+    eval_every: int = field(
+        default=0,
+        metadata={
+            "help": "steps between held-out variational bounds (bits/dim) in log.csv; 0 = never"
+        },
+    )
+    eval_samples: int = field(
+        default=32,
+        metadata={"help": "held-out items in that bound (each costs T network evaluations)"},
+    )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -115,45 +185,82 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
 
 
-SamplerName = Literal[
-    "ancestral", "ddim", "euler-maruyama", "pc", "ode-euler", "ode-heun", "ode-rk45",
-    "dpm++2m", "dpm++3m", "edm-heun", "langevin",
-]  # fmt: skip
-
-
 @dataclass(frozen=True)
 class SampleConfig:
-    sampler: SamplerName = "ancestral"  # the sampling algorithm (see ddpmkit.samplers.SAMPLERS)
-    steps: int | None = None  # noise levels to visit; None: all T for ancestral, 50 otherwise
-    grid: GridKind | None = (
-        None  # linspace|leading|trailing|uniform_t|log_snr|karras; None: sampler's
+    sampler: str = field(
+        default="ancestral",
+        metadata={
+            "help": "the sampling algorithm (ddpmkit.samplers.SAMPLERS)",
+            "choices": tuple(SAMPLERS),
+        },
     )
-    rho: float = 7.0  # ρ of the Karras grid
-    timesteps: tuple[int, ...] | None = None  # a user list of training steps (replaces grid, steps)
-    variance: ReverseVariance = (
-        "auto"  # ancestral σ²_t: beta_tilde, beta, learned Σ_θ; auto = learned if there, else β̃
+    steps: int | None = field(
+        default=None,
+        metadata={"help": "noise levels to visit; none: all T for ancestral, 50 otherwise"},
     )
-    eta: float = 0.0  # ddim: 0 deterministic, 1 ancestral
-    churn: float = 0.0  # edm-heun: S_churn (0 = deterministic)
-    churn_min: float = 0.0  # edm-heun: S_tmin, lowest σ that gets churn
-    churn_max: float = 1e9  # edm-heun: S_tmax, highest σ that gets churn
-    churn_noise: float = 1.0  # edm-heun: S_noise
-    snr: float = 0.16  # pc: the Langevin corrector's signal-to-noise ratio r
-    corrector_steps: int = 1  # pc: corrector steps per level
-    langevin_steps: int = 5  # langevin: steps per noise level
-    langevin_step_size: float = 0.2  # langevin: c, the step at level i is c·σ_i²
-    rtol: float = 1e-4  # ode-rk45: relative tolerance
-    atol: float = 1e-4  # ode-rk45: absolute tolerance
-    label: int | None = None  # class of every sample; None: sample i gets class i mod K
-    guidance: float = 1.0  # classifier-free guidance scale w (1 = plain conditional, 0 = uncond.)
-    classifier: str | None = None  # a classifier folder (ddpmkit train-classifier) to guide with
-    classifier_scale: float = 1.0  # classifier guidance scale s on ∇log p_φ(y|x_t)
-    clip_x0: bool = True  # clip the predicted x_0 to [-1, 1] (image data)
-    dynamic_threshold: float | None = None  # Imagen's dynamic thresholding percentile, e.g. 0.995
-    num_samples: int = 64  # samples to draw
-    batch_size: int = 256  # samples per network call
-    seed: int = 0  # sample i uses seed + i, whatever the batch size
-    use_ema: bool = True  # sample with the EMA weights
+    grid: GridKind | None = field(
+        default=None, metadata={"help": "spacing of the noise levels; none: the sampler's own"}
+    )
+    rho: float = field(default=7.0, metadata={"help": "ρ of the karras grid"})
+    timesteps: tuple[int, ...] | None = field(
+        default=None, metadata={"help": "a user list of training steps (replaces grid and steps)"}
+    )
+    variance: ReverseVariance = field(
+        default="auto",
+        metadata={
+            "help": "ancestral σ²_t: beta_tilde, beta, learned Σ_θ; auto: learned if there, else β̃"
+        },
+    )
+    eta: float = field(default=0.0, metadata={"help": "ddim: 0 deterministic, 1 ancestral"})
+    churn: float = field(default=0.0, metadata={"help": "edm-heun: S_churn (0 = deterministic)"})
+    churn_min: float = field(
+        default=0.0, metadata={"help": "edm-heun: S_tmin, the lowest σ that gets churn"}
+    )
+    churn_max: float = field(
+        default=1e9, metadata={"help": "edm-heun: S_tmax, the highest σ that gets churn"}
+    )
+    churn_noise: float = field(default=1.0, metadata={"help": "edm-heun: S_noise"})
+    snr: float = field(
+        default=0.16, metadata={"help": "pc: the Langevin corrector's signal-to-noise ratio r"}
+    )
+    corrector_steps: int = field(
+        default=1, metadata={"help": "pc: corrector steps per noise level"}
+    )
+    langevin_steps: int = field(default=5, metadata={"help": "langevin: steps per noise level"})
+    langevin_step_size: float = field(
+        default=0.2, metadata={"help": "langevin: c; the step at level i is c·σ_i²"}
+    )
+    rtol: float = field(default=1e-4, metadata={"help": "ode-rk45: relative tolerance"})
+    atol: float = field(default=1e-4, metadata={"help": "ode-rk45: absolute tolerance"})
+    label: int | None = field(
+        default=None, metadata={"help": "class of every sample; none: sample i gets class i mod K"}
+    )
+    guidance: float = field(
+        default=1.0,
+        metadata={
+            "help": "classifier-free guidance scale w (1 = plain conditional, 0 = unconditional)"
+        },
+    )
+    classifier: str | None = field(
+        default=None,
+        metadata={"help": "a classifier folder (ddpmkit train-classifier) to guide with"},
+    )
+    classifier_scale: float = field(
+        default=1.0, metadata={"help": "classifier guidance scale s on ∇log p_φ(y|x_t)"}
+    )
+    clip_x0: bool = field(
+        default=True, metadata={"help": "clip the predicted x_0 to [-1, 1] (image data)"}
+    )
+    dynamic_threshold: float | None = field(
+        default=None,
+        metadata={"help": "Imagen's dynamic thresholding percentile, e.g. 0.995; none: off"},
+    )
+    num_samples: int = field(default=64, metadata={"help": "samples to draw"})
+    batch_size: int = field(default=256, metadata={"help": "samples per network call"})
+    seed: int = field(
+        default=0, metadata={"help": "sample i uses seed + i, whatever the batch size"}
+    )
+    use_ema: bool = field(default=True, metadata={"help": "sample with the EMA weights"})
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:
@@ -162,6 +269,10 @@ class SampleConfig:
             raise ValueError(f"sample.steps must be >= 1, got {self.steps}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"sample.eta must lie in [0, 1], got {self.eta}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(
+                f"sample.sampler: {self.sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}"
+            )
 
     def steps_for(self, num_steps: int) -> int:
         """The grid size: ``steps``, or T for ancestral sampling and 50 for the rest."""
@@ -172,8 +283,16 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    data: DataConfig = field(
+        default_factory=DataConfig, metadata={"help": "where the training data come from"}
+    )
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "the network"})
+    diffusion: DiffusionConfig = field(
+        default_factory=DiffusionConfig, metadata={"help": "the noise schedule and the loss"}
+    )
+    train: TrainConfig = field(
+        default_factory=TrainConfig, metadata={"help": "optimization, checkpoints and logs"}
+    )
+    sample: SampleConfig = field(
+        default_factory=SampleConfig, metadata={"help": "how samples are drawn"}
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SOURCES = ("digits", "toy2d", "folder", "array", "mnist", "cifar10")
@@ -16,29 +16,64 @@ _NEEDS_PATH = ("folder", "array", "mnist", "cifar10")
 class DataConfig:
     """Where the training data comes from and how it is shaped."""
 
-    # one of "digits" (bundled 8×8), "toy2d", "folder", "array" (.npy/.npz), "mnist", "cifar10"
-    source: str = "digits"
-    # image folder, .npy/.npz file, or torchvision root (required for folder/array/mnist/cifar10)
-    path: str | None = None
-    # resize + center-crop target (H, W), square if int; None keeps the native size
-    # (arrays, torchvision, digits); required for "folder"
-    image_size: int | tuple[int, int] | None = None
-    # folder images converted to 1 (L), 3 (RGB) or 4 (RGBA) channels; None means 3
-    channels: int | None = None
-    # random horizontal flip; stored here, applied by the trainer on batches (hflip_batch)
-    hflip: bool = False
-    # "folder" only: labels from first-level subfolder names (sorted -> 0, 1, ...)
-    labels_from_subfolders: bool = False
-    # "toy2d" only: one of "moons", "swiss_roll", "8gaussians", "checkerboard"
-    toy: str = "moons"
-    # "toy2d" only: points per split
-    toy_size: int = 10000
-    # "array" only: key of the data array in a .npz (None: the single non-label key)
-    array_key: str | None = None
-    # fraction held out for sources without a canonical split (folder, array), in [0, 1)
-    heldout_fraction: float = 0.1
-    # seed of the folder/array split and of the toy2d draw (held-out draw uses seed + 1)
-    seed: int = 0
+    source: str = field(
+        default="digits",
+        metadata={
+            "help": "where the data come from: the bundled 8×8 digits, 2-D toy points, an image "
+            "folder, a .npy/.npz array, or MNIST or CIFAR-10 (torchvision)",
+            "choices": SOURCES,
+        },
+    )
+    path: str | None = field(
+        default=None,
+        metadata={
+            "help": "image folder, .npy/.npz file, or torchvision root "
+            "(required for folder, array, mnist, cifar10)"
+        },
+    )
+    image_size: int | tuple[int, int] | None = field(
+        default=None,
+        metadata={
+            "help": "resize + center-crop target H,W, square if one int; required for folder; "
+            "none keeps the native size (array, mnist, cifar10, digits)"
+        },
+    )
+    channels: int | None = field(
+        default=None,
+        metadata={
+            "help": "folder images converted to 1 (L), 3 (RGB) or 4 (RGBA) channels; none: 3",
+            "choices": CHANNEL_COUNTS,
+        },
+    )
+    hflip: bool = field(
+        default=False,
+        metadata={"help": "random horizontal flip, applied by the trainer on batches"},
+    )
+    labels_from_subfolders: bool = field(
+        default=False,
+        metadata={"help": "folder only: labels from first-level subfolder names (sorted: 0, 1, …)"},
+    )
+    toy: str = field(
+        default="moons", metadata={"help": "toy2d only: the 2-D distribution", "choices": TOY_NAMES}
+    )
+    toy_size: int = field(default=10000, metadata={"help": "toy2d only: points per split"})
+    array_key: str | None = field(
+        default=None,
+        metadata={"help": "array only: key of the data in a .npz; none: the single non-label key"},
+    )
+    heldout_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "fraction held out, in [0, 1), for sources without a canonical split "
+            "(folder, array)"
+        },
+    )
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "seed of the folder/array split and of the toy2d draw (held-out: seed + 1)"
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.path, Path):

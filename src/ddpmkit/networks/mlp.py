@@ -6,7 +6,7 @@ two-layer time MLP, and a per-block projection of SiLU(temb) added to the hidden
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,13 +21,22 @@ __all__ = ["MLPConfig", "MLPDenoiser"]
 class MLPConfig:
     """Hyper-parameters of :class:`MLPDenoiser`."""
 
-    dim: int = 2  # features of x
-    hidden: int = 256  # width of the residual stream and of the time embedding
-    num_blocks: int = 4  # residual blocks
-    time_embed_dim: int = 128  # number of sinusoidal timestep features
-    dropout: float = 0.0  # dropout inside every residual block
-    num_classes: int | None = None  # size of the class embedding table; None -> unconditional
-    out_dim: int | None = None  # features of the output; None -> dim
+    dim: int = field(default=2, metadata={"help": "features of x"})
+    hidden: int = field(
+        default=256, metadata={"help": "width of the residual stream and of the time embedding"}
+    )
+    num_blocks: int = field(default=4, metadata={"help": "residual blocks"})
+    time_embed_dim: int = field(
+        default=128, metadata={"help": "number of sinusoidal timestep features"}
+    )
+    dropout: float = field(default=0.0, metadata={"help": "dropout inside every residual block"})
+    num_classes: int | None = field(
+        default=None,
+        metadata={"help": "size of the class embedding table; none: unconditional"},
+    )
+    out_dim: int | None = field(
+        default=None, metadata={"help": "features of the output; none: dim"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("dim", "hidden", "num_blocks", "time_embed_dim"):

@@ -8,7 +8,7 @@ public ``google/ddpm-*`` checkpoints (positional time embedding with ``flip_sin_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -24,27 +24,42 @@ __all__ = ["UNet", "UNetConfig"]
 class UNetConfig:
     """Hyper-parameters of :class:`UNet`; defaults: the CIFAR-10 model of Ho et al. (2020)."""
 
-    in_channels: int = 3  # channels of x_t
-    out_channels: int | None = (
-        None  # channels of the output; None -> in_channels (2x for learned variance)
+    in_channels: int = field(default=3, metadata={"help": "channels of x_t"})
+    out_channels: int | None = field(
+        default=None,
+        metadata={"help": "channels of the output; none: in_channels (2x for learned variance)"},
     )
-    sample_size: int = 32  # training resolution; only used to decide which levels get attention
-    base_channels: int = 128  # channels of the first level; the time embedding is 4x this wide
-    channel_mults: tuple[int, ...] = (
-        1,
-        2,
-        2,
-        2,
-    )  # level i has base_channels * channel_mults[i] channels
-    layers_per_block: int = 2  # resnets per down level (the up path has one more per level)
-    attention_resolutions: tuple[int, ...] = (
-        16,
-    )  # resolutions (at sample_size) with self-attention
-    dropout: float = 0.1  # dropout inside every residual block
-    norm_groups: int = 32  # GroupNorm groups; must divide every level's channel count
-    norm_eps: float = 1e-6  # GroupNorm epsilon
-    attention_head_dim: int | None = None  # width of one attention head; None -> a single head
-    num_classes: int | None = None  # size of the class embedding table; None -> unconditional
+    sample_size: int = field(
+        default=32,
+        metadata={"help": "training resolution; only used to decide which levels get attention"},
+    )
+    base_channels: int = field(
+        default=128,
+        metadata={"help": "channels of the first level; the time embedding is 4x this wide"},
+    )
+    channel_mults: tuple[int, ...] = field(
+        default=(1, 2, 2, 2),
+        metadata={"help": "level i has base_channels * channel_mults[i] channels"},
+    )
+    layers_per_block: int = field(
+        default=2,
+        metadata={"help": "resnets per down level (the up path has one more per level)"},
+    )
+    attention_resolutions: tuple[int, ...] = field(
+        default=(16,), metadata={"help": "resolutions (at sample_size) with self-attention"}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "dropout inside every residual block"})
+    norm_groups: int = field(
+        default=32, metadata={"help": "GroupNorm groups; must divide every level's channel count"}
+    )
+    norm_eps: float = field(default=1e-6, metadata={"help": "GroupNorm epsilon"})
+    attention_head_dim: int | None = field(
+        default=None, metadata={"help": "width of one attention head; none: a single head"}
+    )
+    num_classes: int | None = field(
+        default=None,
+        metadata={"help": "size of the class embedding table; none: unconditional"},
+    )
 
     def __post_init__(self) -> None:
         _check_positive(self)
