@@ -61,6 +61,16 @@ def _check_choices(value: Any, f: dataclasses.Field[Any], where: str) -> None:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
 
 
+def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """A stored config from an older ddpmkit in today's keys: ``train.bf16`` became ``precision``."""
+    train = values.get("train")
+    if isinstance(train, dict) and "bf16" in train:
+        train = {k: v for k, v in train.items() if k != "bf16"}
+        train["precision"] = "bf16" if values["train"]["bf16"] else "fp32"
+        return {**values, "train": train}
+    return values
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A dataclass as a nested dict of plain values (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config)))

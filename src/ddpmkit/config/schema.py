@@ -11,6 +11,7 @@ from typing import Literal
 
 from ddpmkit.core.grids import GridKind
 from ddpmkit.core.parameterization import Parameterization
+from ddpmkit.core.precision import Precision
 from ddpmkit.data.config import DataConfig
 from ddpmkit.networks import MLPConfig, UNetConfig
 from ddpmkit.samplers import SAMPLERS, ReverseVariance
@@ -160,9 +161,12 @@ class TrainConfig:
     device: str = field(
         default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, …"}
     )
-    bf16: bool = field(
-        default=False,
-        metadata={"help": "run the network under bf16 autocast (fast on AMX CPUs and GPUs)"},
+    precision: Precision = field(
+        default="fp32",
+        metadata={
+            "help": "the network's arithmetic; bf16 is autocast, auto is bf16 where the "
+            "device has bf16 units and fp32 elsewhere"
+        },
     )
     eval_every: int = field(
         default=0,
@@ -261,6 +265,13 @@ class SampleConfig:
         default=0, metadata={"help": "sample i uses seed + i, whatever the batch size"}
     )
     use_ema: bool = field(default=True, metadata={"help": "sample with the EMA weights"})
+    precision: Precision = field(
+        default="fp32",
+        metadata={
+            "help": "the network's arithmetic; bf16 is autocast, auto is bf16 where the "
+            "device has bf16 units and fp32 elsewhere"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:
