@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ddpmkit.data import load_data
-from ddpmkit.likelihood.report import NLLReport, evaluate_nll, quantization_levels
+from ddpmkit.likelihood.report import NLLReport, evaluate_nll
 from ddpmkit.pipeline.checkpoints import read_config, resolve_checkpoint
 from ddpmkit.pipeline.model import load_model
 
@@ -32,7 +32,7 @@ def evaluate(run: Path, method: str, variance: str, split: str, count: int | Non
     return evaluate_nll(
         model.denoiser, model.schedule, dataset, method,  # type: ignore[arg-type]
         num_samples=num_samples, batch_size=100,
-        num_levels=quantization_levels(model.config.data.source),
+        num_levels=model.config.data.levels,
         variance=variance,  # type: ignore[arg-type]
     )  # fmt: skip
 

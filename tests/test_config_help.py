@@ -14,7 +14,7 @@ from ddpmkit.config.parsing import (
     from_dict,
 )
 from ddpmkit.config.schema import RunConfig, SampleConfig
-from ddpmkit.data.config import SOURCES
+from ddpmkit.data.config import SOURCES, DataConfig
 from ddpmkit.samplers import SAMPLERS
 
 
@@ -37,7 +37,7 @@ LEAVES = list(leaves(RunConfig))
 
 def test_the_walk_reaches_data_unet_and_mlp_options():
     names = {name for name, *_ in LEAVES}
-    for name in ("data.source", "model.unet.channel_mults", "model.mlp.hidden"):
+    for name in ("data.source", "data.num_levels", "model.unet.channel_mults", "model.mlp.hidden"):
         assert name in names
     assert len(names) == len(LEAVES) > 80
 
@@ -106,3 +106,11 @@ def test_choices_metadata_is_checked_with_the_key():
         from_dict(RunConfig, {"data": {"source": "toy2d", "toy": "spiral"}})
     with pytest.raises(ConfigError, match=r"data\.channels: 2 is not one of 1, 3, 4"):
         from_dict(RunConfig, {"data": {"source": "folder", "path": "x", "channels": "2"}})
+
+
+def test_num_levels_defaults_to_the_sources_grey_levels():
+    assert DataConfig().levels == 17
+    assert DataConfig(source="mnist", path="data").levels == 256
+    assert DataConfig(num_levels=5).levels == 5
+    with pytest.raises(ValueError, match="num_levels"):
+        DataConfig(num_levels=1)

@@ -10,6 +10,8 @@ SOURCES = ("digits", "toy2d", "folder", "array", "mnist", "cifar10")
 TOY_NAMES = ("moons", "swiss_roll", "8gaussians", "checkerboard")
 CHANNEL_COUNTS = (1, 3, 4)
 _NEEDS_PATH = ("folder", "array", "mnist", "cifar10")
+NATIVE_LEVELS = {"digits": 17}
+"""Grey levels of the sources that are not 8-bit (the digits are 0 … 16); the rest have 256."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,13 @@ class DataConfig:
             "help": "seed of the folder/array split and of the toy2d draw (held-out: seed + 1)"
         },
     )
+    num_levels: int | None = field(
+        default=None,
+        metadata={
+            "help": "grey levels of the data, for the discretized decoder and dequantization; "
+            "none: 17 for the bundled digits, else 256"
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.path, Path):
@@ -84,6 +93,14 @@ class DataConfig:
         _check_image_options(self)
         _check_toy_options(self)
         _check_split_options(self)
+        _check_levels(self)
+
+    @property
+    def levels(self) -> int:
+        """Grey levels of the data: ``num_levels``, or the source's (the digits 17, else 256)."""
+        if self.num_levels is not None:
+            return self.num_levels
+        return NATIVE_LEVELS.get(self.source, 256)
 
     @property
     def image_hw(self) -> tuple[int, int] | None:
@@ -152,3 +169,8 @@ def _check_split_options(cfg: DataConfig) -> None:
         raise ValueError(f"heldout_fraction must be in [0, 1), got {fraction!r}")
     if not _is_int(cfg.seed) or cfg.seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {cfg.seed!r}")
+
+
+def _check_levels(cfg: DataConfig) -> None:
+    if cfg.num_levels is not None and (not _is_int(cfg.num_levels) or cfg.num_levels < 2):
+        raise ValueError(f"num_levels must be an int >= 2 or None, got {cfg.num_levels!r}")
