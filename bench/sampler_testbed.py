@@ -34,7 +34,7 @@ from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.evaluation.metrics import sliced_wasserstein
 from ddpmkit.evaluation.testbed import TESTBEDS, ExactDistribution, TimestepEpsModel
-from ddpmkit.samplers import SAMPLERS, SamplerSpec, sample
+from ddpmkit.samplers import SAMPLERS, Sampler, sample
 
 TOLERANCES = (1e-2, 1e-3, 1e-4, 1e-5)  # rtol = atol sweep for adaptive solvers
 DIFFUSERS_SCHEDULERS: dict[str, tuple[str, dict[str, Any], int]] = {
@@ -151,7 +151,7 @@ def runner(setup: Setup, name: str, steps: int, **options: Any) -> Runner:
     return run
 
 
-def steps_within(setup: Setup, name: str, spec: SamplerSpec, nfe: int) -> int:
+def steps_within(setup: Setup, name: str, spec: Sampler, nfe: int) -> int:
     """``spec.steps_for_nfe(nfe)``, checked on a two-sample probe and lowered if it overspends."""
     x_T, generator = setup.noises[0][:2], seeded(0)
     steps = spec.steps_for_nfe(nfe)
@@ -164,7 +164,7 @@ def steps_within(setup: Setup, name: str, spec: SamplerSpec, nfe: int) -> int:
 
 
 def fixed_step_row(
-    setup: Setup, name: str, spec: SamplerSpec, nfes: list[int], extra: list[int], limit: float
+    setup: Setup, name: str, spec: Sampler, nfes: list[int], extra: list[int], limit: float
 ) -> Row:
     """One row: the sampler at each target NFE, then at ``extra`` if still above ``limit``."""
     row = Row(name)
@@ -180,7 +180,7 @@ def fixed_step_row(
     return row
 
 
-def adaptive_row(setup: Setup, name: str, spec: SamplerSpec) -> Row:
+def adaptive_row(setup: Setup, name: str, spec: Sampler) -> Row:
     """An adaptive solver at a sweep of tolerances (its default alone if it takes none)."""
     row = Row(name, adaptive=True)
     sweep = TOLERANCES if {"rtol", "atol"} <= set(spec.options()) else (None,)

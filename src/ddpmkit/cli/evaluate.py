@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ddpmkit.cli.progress import ProgressBar
     from ddpmkit.data import load_data
-    from ddpmkit.likelihood.report import evaluate_nll, quantization_levels
+    from ddpmkit.likelihood.report import evaluate_nll
     from ddpmkit.outputs import refuse_existing, save_terms_plot
     from ddpmkit.pipeline.model import load_model
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     num_samples = min(args.num_samples, len(data.dataset))
     if num_samples < args.num_samples:
         print(f"ddpmkit: the data hold {num_samples} items; evaluating all of them")
-    levels = args.num_levels or quantization_levels(data_config.source)
+    levels = args.num_levels or data_config.levels
     with ProgressBar("eval", "item", disable=args.quiet) as progress:
         report = evaluate_nll(
             model.denoiser, model.schedule, data.dataset, args.nll, num_samples=num_samples,
@@ -108,7 +108,7 @@ def eval_data(
     if data is None:
         return config.data, split
     if data in SOURCES:
-        return dataclasses.replace(config.data, source=data, path=None), split
+        return dataclasses.replace(config.data, source=data, path=None, num_levels=None), split
     path = Path(data)
     if not path.exists():
         raise FileNotFoundError(f"--data {data}: no such file or folder (nor a source {SOURCES})")

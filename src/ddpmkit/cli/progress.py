@@ -15,7 +15,7 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         return self
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: float, total: int) -> None:
         if self.bar is None or self.bar.total != total or done < self.bar.n:
             self.close()
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, disable=self.disable)

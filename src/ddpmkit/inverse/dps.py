@@ -7,29 +7,24 @@ import itertools
 import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.randomness import Generator
 from ddpmkit.core.schedules import ReverseVariance, check_variance
 from ddpmkit.inverse.operators import MeasurementOperator
 from ddpmkit.samplers.ancestral import ancestral_step
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
+from ddpmkit.samplers.common import Sampler, SamplerRun
 
 
-@torch.no_grad()
-def dps(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def dps_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     measurement: Tensor,
     operator: MeasurementOperator,
     *,
     step_size: float,
     variance: ReverseVariance = "auto",
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """x_prev = μ̃(x_t, x̂_0) + σ_t z - ζ ∇_{x_t} ‖y - A(x̂_0(x_t))‖ on the grid (Algorithm 1).
 
     The step is the official code's: ζ times the gradient of the plain norm, which is the
@@ -40,9 +35,6 @@ def dps(
     noise level enters only through it. An approximation: p(y|x_t) ≈ p(y|x̂_0(x_t)).
     """
     check_variance(variance)
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
-    )
     for sigma, sigma_next in itertools.pairwise(grid):
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
@@ -53,4 +45,8 @@ def dps(
         x = ancestral_step(x, x0_hat.detach(), v, sigma, sigma_next, variance, generator)
         x = x - step_size * gradient
         run.record(x)
-    return run.result(x)
+    return x
+
+
+dps = Sampler(dps_loop, "linspace")
+"""DPS: ``dps(denoiser, sigmas, x_T, measurement, operator, step_size=ζ, generator=…)``."""

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import itertools
 
-import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.parameterization import alpha_bar_from_sigma
 from ddpmkit.core.randomness import Generator, randn_like
 from ddpmkit.core.schedules import ReverseVariance, check_variance
 from ddpmkit.inverse.common import replace_known
 from ddpmkit.samplers.ancestral import ancestral_step
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
+from ddpmkit.samplers.common import Sampler, SamplerRun
 
 
 def repaint_path(num_steps: int, jump_length: int, resamplings: int) -> list[int]:
@@ -45,22 +43,18 @@ def forward_step(x: Tensor, sigma: float, sigma_up: float, generator: Generator)
     return ratio**0.5 * x + (1.0 - ratio) ** 0.5 * randn_like(x, generator)
 
 
-@torch.no_grad()
-def repaint(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def repaint_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     known: Tensor,
     mask: Tensor,
     *,
     jump_length: int = 10,
     resamplings: int = 10,
     variance: ReverseVariance = "auto",
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """Replacement steps, resampled by jumping back with the forward kernel (Algorithm 1).
 
     ``repaint_path`` gives the schedule (j = 10, r = 10 in the paper); r = 1 is exactly
@@ -68,11 +62,8 @@ def repaint(
     equal y exactly. Every visited level is recorded and reported as a step.
     """
     check_variance(variance)
-    grid = levels(sigmas)
     path = repaint_path(len(grid) - 1, jump_length, resamplings)
-    run = SamplerRun(denoiser, class_labels, len(path) - 1, record_trajectory, callback)
-    run.record(x_T, step_done=False)
-    x = x_T
+    run.num_steps = len(path) - 1  # progress counts every visited level, jumps back included
     for here, there in itertools.pairwise(path):
         sigma, sigma_next = grid[here], grid[there]
         if there > here:
@@ -82,4 +73,8 @@ def repaint(
         else:
             x = forward_step(x, sigma, sigma_next, generator)
         run.record(x)
-    return run.result(x)
+    return x
+
+
+repaint = Sampler(repaint_loop, "linspace")
+"""RePaint: ``repaint(denoiser, sigmas, x_T, known, mask, jump_length=j, resamplings=r, …)``."""

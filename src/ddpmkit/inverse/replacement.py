@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import itertools
 
-import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.randomness import Generator
 from ddpmkit.core.schedules import ReverseVariance, check_variance
 from ddpmkit.inverse.common import replace_known
 from ddpmkit.samplers.ancestral import ancestral_step
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
+from ddpmkit.samplers.common import Sampler, SamplerRun
 
 
-@torch.no_grad()
-def inpaint_replacement(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def replacement_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     known: Tensor,
     mask: Tensor,
     *,
     variance: ReverseVariance = "auto",
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """Ancestral steps, each followed by x_prev^known ~ q(x_prev|y) (Lugmayr et al. 2022, §4.1).
 
     Song et al. (2021, App. I.2)'s imputation with the DDPM reverse step. ``known`` holds y where
@@ -37,12 +31,13 @@ def inpaint_replacement(
     independently noised copies of y, which carry less information than y itself.
     """
     check_variance(variance)
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
-    )
     for sigma, sigma_next in itertools.pairwise(grid):
         x0_hat, v = run.predict_vp(x, sigma)
         x = ancestral_step(x, x0_hat, v, sigma, sigma_next, variance, generator)
         x = replace_known(x, known, mask, sigma_next, generator)
         run.record(x)
-    return run.result(x)
+    return x
+
+
+inpaint_replacement = Sampler(replacement_loop, "linspace")
+"""Replacement: ``inpaint_replacement(denoiser, sigmas, x_T, known, mask, generator=…)``."""

@@ -59,11 +59,6 @@ class NLLReport:
         return rows
 
 
-def quantization_levels(source: str) -> int:
-    """Grey levels of a data source: the digits have 17 (0 … 16), images 256."""
-    return 17 if source == "digits" else 256
-
-
 def mean_ci95(values: Tensor) -> tuple[float, float]:
     """The mean and the half-width 1.96·s/√n of its 95% normal confidence interval."""
     n = values.numel()
@@ -82,7 +77,7 @@ def evaluate_nll(
     num_levels: int = 256,
     variance: ReverseVariance = "auto",
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> NLLReport:
     """Bits/dim of the first ``num_samples`` items: the full bound (all T terms) or the ODE."""
     generator = torch.Generator().manual_seed(seed)
@@ -92,9 +87,15 @@ def evaluate_nll(
     start = time.perf_counter()
     for x0, _ in loader:
         if method == "vlb":
+            on_rows = None
+            if progress is not None:  # the bar moves by items, in fractions of T terms each
+                share = len(x0) / schedule.num_steps
+                on_rows = lambda rows, done=done, share=share: progress(  # noqa: E731
+                    done + share * rows, num_samples
+                )
             bound = variational_bound(
                 denoiser, schedule, x0.double(), schedule_log_variance(schedule, variance),
-                generator=generator, decoder=decoder,
+                generator=generator, decoder=decoder, on_rows=on_rows,
             )  # fmt: skip
             per_sample.append(bound.total_bpd)
             terms.append(bound.sample_terms_bpd)

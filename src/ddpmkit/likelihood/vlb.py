@@ -190,8 +190,11 @@ def _all_terms(
     num_steps: int,
     generator: torch.Generator | None,
     max_batch: int,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Tensor:
-    """(B, T) every L_t, the noise of row t drawn for the whole batch in the order t = 0, 1, …"""
+    """(B, T) every L_t, the noise of row t drawn for the whole batch in the order t = 0, 1, …
+
+    ``on_rows`` is told how many of the T rows are done after each group of rows."""
     batch, columns = x0.shape[0], []
     for rows in _row_groups(num_steps, batch, max_batch):
         noise = torch.cat([randn_like(x0, generator) for _ in rows])  # t-major: (t, sample)
@@ -204,6 +207,8 @@ def _all_terms(
             piece_labels = None if labels is None else labels[piece]
             pieces.append(term(x0_rows[piece], t[piece], noise[piece], class_labels=piece_labels))
         columns.append(torch.cat(pieces).reshape(len(rows), batch).T)
+        if on_rows is not None:
+            on_rows(rows.stop)
     return torch.cat(columns, dim=1)
 
 
@@ -219,11 +224,13 @@ def variational_bound(
     decoder: DecoderLogLikelihood = discretized_gaussian_log_likelihood,
     class_labels: Tensor | None = None,
     max_batch: int = 1024,
+    on_rows: Callable[[int], None] | None = None,
 ) -> VariationalBound:
     """All T + 1 terms of eq. 5 for a batch x_0, each x_t drawn once from q(x_t|x_0) (eq. 4).
 
     The result does not depend on ``max_batch``, which only bounds how many (t, sample) pairs
-    go to the denoiser at once (rows of several t are stacked when the batch is small).
+    go to the denoiser at once (rows of several t are stacked when the batch is small);
+    ``on_rows(done)`` reports progress in rows t of the T.
     """
 
     term = partial(
@@ -234,7 +241,7 @@ def variational_bound(
         clip=clip,
         decoder=decoder,
     )
-    terms = _all_terms(term, x0, class_labels, schedule.num_steps, generator, max_batch)
+    terms = _all_terms(term, x0, class_labels, schedule.num_steps, generator, max_batch, on_rows)
     prior = prior_kl_bpd(schedule, x0)
     return VariationalBound(prior + terms.sum(dim=1), prior, terms, x0[0].numel())
 

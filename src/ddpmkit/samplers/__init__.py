@@ -2,19 +2,19 @@
 
 from ddpmkit.core.schedules import ReverseVariance
 from ddpmkit.samplers.ancestral import ancestral, ddpm_ancestral
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
+from ddpmkit.samplers.common import Sampler, SampleResult, SamplerRun, StepCallback
 from ddpmkit.samplers.ddim import ddim, ddim_invert
 from ddpmkit.samplers.dpm_solver import dpmpp_2m, dpmpp_3m
-from ddpmkit.samplers.ode import edm_heun, ode_euler, ode_rk45
-from ddpmkit.samplers.registry import SAMPLERS, SamplerSpec, sample
+from ddpmkit.samplers.ode import edm_heun, ode_euler, ode_heun, ode_rk45
+from ddpmkit.samplers.registry import SAMPLERS, sample
 from ddpmkit.samplers.sde import annealed_langevin, euler_maruyama, predictor_corrector
 
 __all__ = [
     "SAMPLERS",
     "ReverseVariance",
     "SampleResult",
+    "Sampler",
     "SamplerRun",
-    "SamplerSpec",
     "StepCallback",
     "ancestral",
     "annealed_langevin",
@@ -26,6 +26,7 @@ __all__ = [
     "edm_heun",
     "euler_maruyama",
     "ode_euler",
+    "ode_heun",
     "ode_rk45",
     "predictor_corrector",
     "sample",

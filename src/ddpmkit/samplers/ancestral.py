@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import torch
 from torch import Tensor
 
 from ddpmkit.core.denoisers import Denoiser
@@ -19,21 +18,17 @@ from ddpmkit.core.schedules import (
     choose_log_variance,
     posterior_coefficients,
 )
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
+from ddpmkit.samplers.common import Sampler, SampleResult, SamplerRun
 
 
-@torch.no_grad()
-def ancestral(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def ancestral_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     *,
     variance: ReverseVariance = "auto",
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """x_prev = μ̃(x_t, x̂_0) + σ z on the grid's levels, z = 0 at the last step (Algorithm 2).
 
     μ̃ is the posterior mean (eq. 7) at the denoiser's x̂_0, equal to eq. 11 for ε-models; σ² is
@@ -42,14 +37,14 @@ def ancestral(
     has one, else β̃.
     """
     check_variance(variance)
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
-    )
     for sigma, sigma_next in itertools.pairwise(grid):
         x0_hat, v = run.predict_vp(x, sigma)
         x = ancestral_step(x, x0_hat, v, sigma, sigma_next, variance, generator)
         run.record(x)
-    return run.result(x)
+    return x
+
+
+ancestral = Sampler(ancestral_loop, "linspace")
 
 
 def ancestral_step(

@@ -7,12 +7,16 @@ They return x_0, and record the trajectory in VP coordinates x_t = x/√(1 + σ�
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import Tensor
 
 from ddpmkit.core.denoisers import Denoiser, predict_with_variance
+from ddpmkit.core.randomness import Generator
 
 StepCallback = Callable[[int, int, Tensor], None]
 """Called with (steps done, steps in total, current x) after every step of a sampler."""
@@ -74,6 +78,13 @@ class SamplerRun:
             if self.callback is not None:
                 self.callback(self.steps_done, self.num_steps, x_t)
 
+    def advance_to(self, steps_done: int, x_t: Tensor) -> None:
+        """Report progress up to ``steps_done`` without recording (adaptive solvers)."""
+        if steps_done > self.steps_done:
+            self.steps_done = steps_done
+            if self.callback is not None:
+                self.callback(self.steps_done, self.num_steps, x_t)
+
     def record_ve(self, x: Tensor, sigma: float, step_done: bool = True) -> None:
         """``record`` for x in VE coordinates at level σ."""
         self.record(x / (1.0 + sigma**2) ** 0.5, step_done)
@@ -81,20 +92,64 @@ class SamplerRun:
     def result(self, x0: Tensor) -> SampleResult:
         return SampleResult(x0, self.trajectory, self.nfe)
 
-    @classmethod
-    def start(
-        cls,
+
+SamplerLoop = Callable[..., Tensor]
+"""loop(run, grid, x, generator, *inputs, **options) -> x_0: a sampler's mathematics alone."""
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler: its loop (the mathematics) and the facts the registry needs about it.
+
+    Calling it runs the part every sampler shares: the grid's levels, the bookkeeping of
+    ``SamplerRun`` (NFE, trajectory, progress), the start x = x_T (VP) or x_T·√(1 + σ_0²) (VE),
+    and ``no_grad``; ``inputs`` (a measurement, a mask, …) and ``options`` go to the loop.
+    """
+
+    loop: SamplerLoop
+    default_grid: str  # a ``grids.GridKind``
+    ve: bool = False  # the loop works in VE coordinates x = x_t·√(1 + σ²)
+    calls_per_level: int = 1  # Heun and predictor–corrector evaluate twice per level
+    saves_last_call: bool = False  # the step to σ = 0 costs one call, not calls_per_level
+    calls_per_level_option: str | None = None  # an option that sets calls_per_level (Langevin)
+    final_calls: int = 0  # calls after the last level (Langevin's denoising step)
+    adaptive: bool = False  # the solver picks its own steps (RK45); ``steps`` is ignored
+
+    def __call__(
+        self,
         denoiser: Denoiser,
         sigmas: Tensor,
         x_T: Tensor,
-        class_labels: Tensor | None,
-        record_trajectory: bool,
-        callback: StepCallback | None,
-        *,
-        ve: bool,
-    ) -> tuple[list[float], SamplerRun, Tensor]:
-        """The grid, a run over its steps, and the start x: x_T, or x_T·√(1 + σ_0²) in VE units."""
+        *inputs: Any,
+        generator: Generator = None,
+        class_labels: Tensor | None = None,
+        record_trajectory: bool = False,
+        callback: StepCallback | None = None,
+        **options: Any,
+    ) -> SampleResult:
         grid = levels(sigmas)
-        run = cls(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
+        run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
         run.record(x_T, step_done=False)
-        return grid, run, x_T * (1 + grid[0] ** 2) ** 0.5 if ve else x_T
+        x = x_T * (1 + grid[0] ** 2) ** 0.5 if self.ve else x_T
+        with torch.no_grad():
+            return run.result(self.loop(run, grid, x, generator, *inputs, **options))
+
+    def options(self) -> tuple[str, ...]:
+        """The keyword options the loop accepts (``eta``, ``variance``, ``churn``, …)."""
+        params = inspect.signature(self.loop).parameters.values()
+        return tuple(p.name for p in params if p.kind == p.KEYWORD_ONLY)
+
+    def nfe(self, steps: int, **options: Any) -> int:
+        """Network evaluations for a grid of ``steps`` noise levels with these ``options``."""
+        per_level = self.calls_per_level
+        if self.calls_per_level_option is not None:
+            default = inspect.signature(self.loop).parameters[self.calls_per_level_option].default
+            per_level = options.get(self.calls_per_level_option) or default
+        return steps * per_level - (per_level - 1) * self.saves_last_call + self.final_calls
+
+    def steps_for_nfe(self, nfe: int, **options: Any) -> int:
+        """The most grid levels whose cost stays within ``nfe`` evaluations (at least 1)."""
+        steps = 1
+        while self.nfe(steps + 1, **options) <= nfe:
+            steps += 1
+        return steps

@@ -10,7 +10,7 @@ from torch import Tensor
 from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.parameterization import alpha_bar_from_sigma, eps_from_x0
 from ddpmkit.core.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
+from ddpmkit.samplers.common import Sampler, SamplerRun, StepCallback, levels
 
 
 def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:
@@ -18,18 +18,9 @@ def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:
     return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)) ** 0.5
 
 
-@torch.no_grad()
-def ddim(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
-    *,
-    eta: float = 0.0,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+def ddim_loop(
+    run: SamplerRun, grid: list[float], x: Tensor, generator: Generator, *, eta: float = 0.0
+) -> Tensor:
     """x_prev = √ᾱ_prev x̂_0 + √(1-ᾱ_prev-σ_t²) ε̂ + σ_t z (Song et al. 2021, eq. 12).
 
     η = 0 is deterministic (Euler's method on the probability-flow ODE in VE coordinates);
@@ -37,9 +28,6 @@ def ddim(
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"DDIM's eta must lie in [0, 1], got {eta}")
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
-    )
     for sigma, sigma_next in itertools.pairwise(grid):
         alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         x0_hat = run.denoise_vp(x, sigma)
@@ -52,7 +40,10 @@ def ddim(
         if noise_scale > 0:
             x = x + noise_scale * randn_like(x, generator)
         run.record(x)
-    return run.result(x)
+    return x
+
+
+ddim = Sampler(ddim_loop, "linspace")
 
 
 @torch.no_grad()

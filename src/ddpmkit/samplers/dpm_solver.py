@@ -11,12 +11,10 @@ from __future__ import annotations
 import itertools
 import math
 
-import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.randomness import Generator
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback
+from ddpmkit.samplers.common import Sampler, SamplerRun
 
 
 def dpmpp_update(
@@ -45,54 +43,28 @@ def dpmpp_update(
     return x_next
 
 
-def _dpmpp_multistep(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
-    order: int,
-    class_labels: Tensor | None,
-    record_trajectory: bool,
-    callback: StepCallback | None,
-) -> SampleResult:
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=True
-    )
+def dpmpp_loop(
+    run: SamplerRun, grid: list[float], x: Tensor, generator: Generator, *, order: int
+) -> Tensor:
+    """Multistep DPM-Solver++ of ``order`` 2 or 3 over the grid; x̂_0 at the step to σ = 0."""
     history: list[tuple[float, Tensor]] = []
     for sigma, sigma_next in itertools.pairwise(grid):
         x0_hat = run.denoise(x, sigma)
-        history = (
-            [*history[-(order - 1) :], (-math.log(sigma), x0_hat)] if order > 1 else [(0.0, x0_hat)]
-        )
+        history = [*history[-(order - 1) :], (-math.log(sigma), x0_hat)]
         x = x0_hat if sigma_next == 0 else dpmpp_update(x, sigma, sigma_next, history, order)
         run.record_ve(x, sigma_next)
-    return run.result(x)
+    return x
 
 
-@torch.no_grad()
-def dpmpp_2m(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
-    *,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+def dpmpp_2m_loop(run: SamplerRun, grid: list[float], x: Tensor, generator: Generator) -> Tensor:
     """DPM-Solver++(2M): second-order multistep (Lu et al. 2022b, Algorithm 2)."""
-    return _dpmpp_multistep(denoiser, sigmas, x_T, 2, class_labels, record_trajectory, callback)
+    return dpmpp_loop(run, grid, x, generator, order=2)
 
 
-@torch.no_grad()
-def dpmpp_3m(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
-    *,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+def dpmpp_3m_loop(run: SamplerRun, grid: list[float], x: Tensor, generator: Generator) -> Tensor:
     """DPM-Solver++(3M): third-order multistep (Lu et al. 2022b, App. B; lower order at the start)."""
-    return _dpmpp_multistep(denoiser, sigmas, x_T, 3, class_labels, record_trajectory, callback)
+    return dpmpp_loop(run, grid, x, generator, order=3)
+
+
+dpmpp_2m = Sampler(dpmpp_2m_loop, "log_snr", ve=True)
+dpmpp_3m = Sampler(dpmpp_3m_loop, "log_snr", ve=True)

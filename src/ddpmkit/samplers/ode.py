@@ -10,12 +10,10 @@ import itertools
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
+from ddpmkit.samplers.common import Sampler, SamplerRun
 
 
 def ode_derivative(x: Tensor, x0_hat: Tensor, sigma: float) -> Tensor:
@@ -23,50 +21,30 @@ def ode_derivative(x: Tensor, x0_hat: Tensor, sigma: float) -> Tensor:
     return (x - x0_hat) / sigma
 
 
-@torch.no_grad()
-def ode_euler(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
-    *,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+def ode_euler_loop(run: SamplerRun, grid: list[float], x: Tensor, generator: Generator) -> Tensor:
     """Euler's method on the probability-flow ODE; the step to σ = 0 lands on D(x; σ)."""
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=True
-    )
     for sigma, sigma_next in itertools.pairwise(grid):
         x = x + (sigma_next - sigma) * ode_derivative(x, run.denoise(x, sigma), sigma)
         run.record_ve(x, sigma_next)
-    return run.result(x)
+    return x
 
 
-@torch.no_grad()
-def edm_heun(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def edm_heun_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     *,
     churn: float = 0.0,
     churn_min: float = 0.0,
     churn_max: float = float("inf"),
     churn_noise: float = 1.0,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """Heun's 2nd-order method with optional stochastic churn (Karras et al. 2022, Algorithm 2).
 
     With ``churn`` = 0 it is the deterministic Algorithm 1; otherwise each step first raises the
     noise level from σ to σ̂ = σ(1 + γ), γ = min(S_churn/N, √2 - 1) for σ in [S_tmin, S_tmax].
     """
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=True
-    )
     gamma_max = min(churn / run.num_steps, 2**0.5 - 1)
     for sigma, sigma_next in itertools.pairwise(grid):
         gamma = gamma_max if churn_min <= sigma <= churn_max else 0.0  # Alg. 2, line 4
@@ -80,38 +58,34 @@ def edm_heun(
             x_next = x + (sigma_next - sigma_hat) * (d + d_next) / 2
         x = x_next
         run.record_ve(x, sigma_next)
-    return run.result(x)
+    return x
 
 
-@torch.no_grad()
-def ode_rk45(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def ode_rk45_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     *,
     rtol: float = 1e-4,
     atol: float = 1e-4,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """Adaptive Runge–Kutta 4(5) (scipy's RK45) from the grid's first to its last non-zero level.
 
     Integrates dx/d log σ = x - D(x; σ), smooth over the many decades σ spans, then takes the final
-    step to σ = 0 as x̂_0 = D(x; σ_min), like the fixed-step solvers. Only the grid's ends are used;
-    the tolerances set the number of evaluations (Song et al. 2021, §4.3).
+    step to σ = 0 as x̂_0 = D(x; σ_min), like the fixed-step solvers. Only the grid's ends are used
+    (the tolerances set the number of evaluations, Song et al. 2021, §4.3); progress is reported
+    as the grid levels the solver has passed.
     """
-    grid = levels(sigmas)
+    from scipy.integrate import solve_ivp  # scipy.integrate loads slowly; only RK45 needs it
+
     sigma_max, sigma_min = grid[0], grid[-2]
-    run = SamplerRun(denoiser, class_labels, 1, record_trajectory, callback)
-    x = x_T * (1 + sigma_max**2) ** 0.5
-    run.record_ve(x, sigma_max, step_done=False)
     shape, dtype, device = x.shape, x.dtype, x.device
 
     def rhs(log_sigma: float, flat: np.ndarray) -> np.ndarray:
         state = torch.from_numpy(flat).reshape(shape).to(device, dtype)
         sigma = float(np.exp(log_sigma))
+        run.advance_to(sum(level > sigma for level in grid[1:-1]), state)
         return (state - run.denoise(state, sigma)).double().cpu().flatten().numpy()
 
     span = (float(np.log(sigma_max)), float(np.log(sigma_min)))
@@ -121,7 +95,14 @@ def ode_rk45(
     if not solution.success:
         raise RuntimeError(f"RK45 failed: {solution.message}")
     x = torch.from_numpy(solution.y[:, -1]).reshape(shape).to(device, dtype)
+    run.advance_to(run.num_steps - 1, x)
     run.record_ve(x, sigma_min, step_done=False)
     x = run.denoise(x, sigma_min)
     run.record(x)
-    return run.result(x)
+    return x
+
+
+ode_euler = Sampler(ode_euler_loop, "log_snr", ve=True)
+ode_heun = Sampler(edm_heun_loop, "log_snr", ve=True, calls_per_level=2, saves_last_call=True)
+edm_heun = Sampler(edm_heun_loop, "karras", ve=True, calls_per_level=2, saves_last_call=True)
+ode_rk45 = Sampler(ode_rk45_loop, "log_snr", ve=True, adaptive=True)

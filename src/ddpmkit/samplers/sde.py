@@ -13,10 +13,9 @@ import math
 import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.parameterization import alpha_bar_from_sigma, eps_from_x0, score_from_eps
 from ddpmkit.core.randomness import Generator, randn_like
-from ddpmkit.samplers.common import SampleResult, SamplerRun, StepCallback, levels
+from ddpmkit.samplers.common import Sampler, SamplerRun
 
 
 def vp_score(x_t: Tensor, x0_hat: Tensor, alpha_bar: float) -> Tensor:
@@ -42,25 +41,14 @@ def predictor_step(
     return reverse_vp_sde_step(x_t, score, math.log(alpha_bar_next / alpha_bar), generator)
 
 
-@torch.no_grad()
-def euler_maruyama(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
-    *,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+def euler_maruyama_loop(
+    run: SamplerRun, grid: list[float], x: Tensor, generator: Generator
+) -> Tensor:
     """The reverse VP SDE by Euler–Maruyama; the step to σ = 0 is the noise-free x̂_0 (Tweedie)."""
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
-    )
     for sigma, sigma_next in itertools.pairwise(grid):
         x = predictor_step(run, x, sigma, sigma_next, generator)
         run.record(x)
-    return run.result(x)
+    return x
 
 
 def langevin_step(x: Tensor, score: Tensor, step: Tensor | float, generator: Generator) -> Tensor:
@@ -78,27 +66,20 @@ def snr_step_size(snr: float, alpha: float, alpha_bar: float) -> float:
     return 2 * alpha * snr**2 * (1 - alpha_bar)
 
 
-@torch.no_grad()
-def predictor_corrector(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def predictor_corrector_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     *,
     snr: float = 0.16,
     corrector_steps: int = 1,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """PC sampling: Langevin corrector steps at each level, then a reverse-SDE predictor step.
 
     Song et al. (2021), Algorithms 2 and 5 (VP): the corrector's step size follows the target
     signal-to-noise ratio r = ``snr``, computed per sample so that batches do not interact.
     """
-    grid, run, x = SamplerRun.start(
-        denoiser, sigmas, x_T, class_labels, record_trajectory, callback, ve=False
-    )
     for sigma, sigma_next in itertools.pairwise(grid):
         alpha_bar, alpha_bar_prev = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         for _ in range(corrector_steps if sigma_next > 0 else 0):
@@ -107,22 +88,18 @@ def predictor_corrector(
             x = langevin_step(x, score, step, generator)
         x = predictor_step(run, x, sigma, sigma_next, generator)
         run.record(x)
-    return run.result(x)
+    return x
 
 
-@torch.no_grad()
-def annealed_langevin(
-    denoiser: Denoiser,
-    sigmas: Tensor,
-    x_T: Tensor,
+def annealed_langevin_loop(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
     *,
     langevin_steps: int = 5,
     langevin_step_size: float = 0.2,
-    generator: Generator = None,
-    class_labels: Tensor | None = None,
-    record_trajectory: bool = False,
-    callback: StepCallback | None = None,
-) -> SampleResult:
+) -> Tensor:
     """Annealed Langevin dynamics over the grid's levels (Song & Ermon 2019, Algorithm 1).
 
     At each σ_i, ``langevin_steps`` steps x ← x + (α_i/2)∇log p_σi(x) + √α_i z with
@@ -130,16 +107,25 @@ def annealed_langevin(
     c = 0.2), in VE coordinates where ∇log p_σ(x) = (D(x; σ) - x)/σ²; then the denoising step
     x̂_0 = D(x; σ_L) (Jolicoeur-Martineau et al. 2021).
     """
-    grid = levels(sigmas)[:-1]
-    run = SamplerRun(denoiser, class_labels, len(grid), record_trajectory, callback)
-    x = x_T * (1 + grid[0] ** 2) ** 0.5
-    run.record_ve(x, grid[0], step_done=False)
-    for sigma in grid:
+    for sigma in grid[:-1]:
         alpha = langevin_step_size * sigma**2
         for _ in range(langevin_steps):
             score = (run.denoise(x, sigma) - x) / sigma**2
             x = langevin_step(x, score, alpha / 2, generator)
         run.record_ve(x, sigma)
-    x = run.denoise(x, grid[-1])
+    x = run.denoise(x, grid[-2])
     run.record(x, step_done=False)
-    return run.result(x)
+    return x
+
+
+euler_maruyama = Sampler(euler_maruyama_loop, "linspace")
+predictor_corrector = Sampler(
+    predictor_corrector_loop, "linspace", calls_per_level=2, saves_last_call=True
+)
+annealed_langevin = Sampler(
+    annealed_langevin_loop,
+    "log_snr",
+    ve=True,
+    calls_per_level_option="langevin_steps",
+    final_calls=1,
+)

@@ -33,7 +33,6 @@ from ddpmkit.likelihood import (
     schedule_log_variance,
     variational_bound,
 )
-from ddpmkit.likelihood.report import quantization_levels
 from ddpmkit.pipeline.checkpoints import (
     TrainingState,
     checkpoint_name,
@@ -88,7 +87,7 @@ class Trainer:
         self.sampling_model = TrainedModel.of(self.config, self.ema.model)  # EMA weights, eval mode
         self.schedule = self.sampling_model.schedule
         self.denoiser = build_denoiser(self.network, self.schedule, self.config.diffusion)
-        levels = quantization_levels(self.config.data.source)
+        levels = self.config.data.levels
         self.loss = build_loss(self.config.diffusion, self.schedule, levels)
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(),
@@ -181,7 +180,7 @@ class Trainer:
             self._heldout = stack_items(data, count)[0]
         x0 = self._heldout.to(self.device, torch.float64)
         denoiser = self.sampling_model.denoiser
-        levels = quantization_levels(self.config.data.source)
+        levels = self.config.data.levels
         bound = variational_bound(
             denoiser, self.schedule, x0,
             schedule_log_variance(self.schedule, self.config.sample.variance),
