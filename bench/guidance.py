@@ -24,8 +24,8 @@ from ddpmkit.config.schema import SampleConfig
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation import assess_digits, train_digits_classifier
 from ddpmkit.evaluation.digits_classifier import DigitsClassifier
-from ddpmkit.pipeline.classifier import load_classifier
-from ddpmkit.pipeline.generation import Conditioning, generate
+from ddpmkit.pipeline.classifier import LoadedClassifier, load_classifier
+from ddpmkit.pipeline.generation import generate
 from ddpmkit.pipeline.model import TrainedModel, load_model
 
 
@@ -41,16 +41,13 @@ def class_spread(judge: DigitsClassifier, images: torch.Tensor, labels: torch.Te
 
 def row(
     model: TrainedModel,
-    conditioning: Conditioning,
+    classifier: LoadedClassifier | None,
     config: SampleConfig,
     judge: DigitsClassifier,
     real_spread: float,
 ) -> tuple[str, ...]:
     start = time.perf_counter()
-    samples = generate(
-        model.network, model.schedule, model.config.diffusion, config, model.shape,
-        conditioning=conditioning,
-    ).samples  # fmt: skip
+    samples = generate(model, config, classifier=classifier).samples
     seconds = time.perf_counter() - start
     labels = torch.arange(len(samples)) % 10
     with torch.no_grad():
@@ -91,15 +88,14 @@ def main() -> None:
     cfg = load_model(args.cfg_run)
     for scale in args.cfg_scales:
         config = SampleConfig(**{**base.__dict__, "guidance": scale})
-        cells = row(cfg, Conditioning.of(cfg.config.model), config, judge, real_spread)
+        cells = row(cfg, None, config, judge, real_spread)
         lines.append(f"| classifier-free | {scale:g} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     unconditional = load_model(args.classifier_run)
     classifier = load_classifier(args.classifier)
-    conditioning = Conditioning.of(unconditional.config.model, classifier, unconditional.schedule)
     for scale in args.classifier_scales:
         config = SampleConfig(**{**base.__dict__, "classifier_scale": scale})
-        cells = row(unconditional, conditioning, config, judge, real_spread)
+        cells = row(unconditional, classifier, config, judge, real_spread)
         lines.append(f"| classifier | {scale:g} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     args.out.write_text("\n".join(lines) + "\n")
