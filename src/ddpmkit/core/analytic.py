@@ -19,7 +19,9 @@ class GaussianDenoiser:
         self.mean = mean.to(torch.float64)
         self.eigenvalues, self.eigenvectors = torch.linalg.eigh(cov.to(torch.float64))
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
         sigma = per_sample_sigma(sigma, x).to(torch.float64)
         shrink = self.eigenvalues / (self.eigenvalues + sigma[:, None] ** 2)  # (B, D)
         residual = (x.to(torch.float64) - self.mean) @ self.eigenvectors  # in the eigenbasis

@@ -23,7 +23,9 @@ class X0Transform(ABC):
     def transform(self, x0_hat: Tensor) -> Tensor:
         """The new x̂_0 from the wrapped denoiser's."""
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
         return self.predict(x, sigma, class_labels)[0]
 
     def predict(

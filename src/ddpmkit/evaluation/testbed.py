@@ -138,7 +138,9 @@ class GaussianMixtureDenoiser:
     def __init__(self, mixture: GaussianMixture) -> None:
         self.mixture = mixture
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
         x64 = x.to(torch.float64)
         sigma = per_sample_sigma(sigma, x64)
         responsibilities = torch.softmax(self.mixture.component_log_joint(x64, sigma), dim=1)

@@ -50,7 +50,9 @@ class ClassifierFreeGuidance:
     def __init__(self, denoiser: Denoiser, scale: float, null_label: int) -> None:
         self.denoiser, self.scale, self.null_label = denoiser, scale, null_label
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
         return self.predict(x, sigma, class_labels)[0]
 
     def predict(
@@ -88,7 +90,9 @@ class ClassifierGuidance:
         self.denoiser, self.classifier, self.scale = denoiser, classifier, scale
         self.conditional = conditional  # False: the denoiser is unconditional and gets no labels
 
-    def __call__(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
         return self.predict(x, sigma, class_labels)[0]
 
     def predict(

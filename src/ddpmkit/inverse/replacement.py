@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-
 from torch import Tensor
 
 from ddpmkit.core.randomness import Generator
 from ddpmkit.core.schedules import ReverseVariance, check_variance
 from ddpmkit.inverse.common import replace_known
-from ddpmkit.samplers.ancestral import ancestral_step
+from ddpmkit.samplers.ancestral import ancestral_steps
 from ddpmkit.samplers.common import Sampler, SamplerRun
 
 
@@ -31,12 +29,11 @@ def replacement_loop(
     independently noised copies of y, which carry less information than y itself.
     """
     check_variance(variance)
-    for sigma, sigma_next in itertools.pairwise(grid):
-        x0_hat, v = run.predict_vp(x, sigma)
-        x = ancestral_step(x, x0_hat, v, sigma, sigma_next, variance, generator)
-        x = replace_known(x, known, mask, sigma_next, generator)
-        run.record(x)
-    return x
+
+    def put_back_known(x_prev: Tensor, sigma_next: float) -> Tensor:
+        return replace_known(x_prev, known, mask, sigma_next, generator)
+
+    return ancestral_steps(run, grid, x, generator, variance, put_back_known)
 
 
 inpaint_replacement = Sampler(replacement_loop, "linspace")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 from torch import Tensor
 
@@ -37,9 +38,24 @@ def ancestral_loop(
     has one, else β̃.
     """
     check_variance(variance)
+    return ancestral_steps(run, grid, x, generator, variance)
+
+
+def ancestral_steps(
+    run: SamplerRun,
+    grid: list[float],
+    x: Tensor,
+    generator: Generator,
+    variance: ReverseVariance,
+    after_step: Callable[[Tensor, float], Tensor] | None = None,
+) -> Tensor:
+    """Algorithm 2's loop over the grid; ``after_step(x_prev, σ_next)`` may then change x_prev
+    (inpainting by replacement puts the known pixels back there)."""
     for sigma, sigma_next in itertools.pairwise(grid):
         x0_hat, v = run.predict_vp(x, sigma)
         x = ancestral_step(x, x0_hat, v, sigma, sigma_next, variance, generator)
+        if after_step is not None:
+            x = after_step(x, sigma_next)
         run.record(x)
     return x
 

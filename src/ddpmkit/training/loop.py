@@ -48,7 +48,7 @@ from ddpmkit.training.batches import StepBatches
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
 
-StepCallback = Callable[[int, dict[str, float]], None]
+TrainStepCallback = Callable[[int, dict[str, float]], None]
 """Called after every step with (step, metrics); the CLI draws its progress bar with it."""
 
 LOG_COLUMNS = (
@@ -104,7 +104,7 @@ class Trainer:
             self._claim_run_dir()
 
     def fit(
-        self, on_step: StepCallback | None = None, on_sampling: ProgressCallback | None = None
+        self, on_step: TrainStepCallback | None = None, on_sampling: ProgressCallback | None = None
     ) -> Path:
         """Train until ``train.steps``; returns the last checkpoint folder.
 

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import NetworkDenoiser, broadcast_to
+from ddpmkit.core.denoisers import NetworkDenoiser, NetworkOutput, broadcast_to
 from ddpmkit.core.forward import posterior_mean
 from ddpmkit.core.parameterization import Parameterization, training_target
 from ddpmkit.core.randomness import randn_like
@@ -163,13 +163,24 @@ def loss_weights(
     raise ValueError(f"unknown loss weighting {weighting!r}; choose 'uniform' or 'min_snr'")
 
 
-def noised(
-    schedule: NoiseSchedule, x0: Tensor, t: Tensor, generator: torch.Generator
-) -> tuple[Tensor, Tensor, Tensor]:
-    """ε ~ N(0, I), σ_t (B,) float64, and x = x_0 + σ_t ε: q(x_t|x_0) (eq. 4) in VE coordinates."""
+def evaluate_noised(
+    denoiser: NetworkDenoiser,
+    timesteps: TimestepSampler,
+    x0: Tensor,
+    class_labels: Tensor | None,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor, NetworkOutput]:
+    """t ~ p(t) with its importance weight, ε ~ N(0, I), and the network at x = x_0 + σ_t ε.
+
+    Lines 2–5 of Algorithm 1 (Ho et al. 2020): q(x_t|x_0) (eq. 4) in VE coordinates, evaluated
+    through the denoiser, which feeds the network x_t = x/√(1 + σ_t²) and t.
+    """
+    t, importance = timesteps.sample(x0.shape[0], generator)
+    t, importance = t.to(x0.device), importance.to(x0.device)
     eps = randn_like(x0, generator)
-    sigma = schedule.sigmas.to(x0.device)[t]
-    return eps, sigma, x0 + broadcast_to(sigma, x0).to(x0.dtype) * eps
+    sigma = denoiser.schedule.sigmas.to(x0.device)[t]
+    x = x0 + broadcast_to(sigma, x0).to(x0.dtype) * eps
+    return t, importance, eps, denoiser.evaluate(x, sigma, class_labels)
 
 
 class SimpleLoss:
@@ -197,10 +208,9 @@ class SimpleLoss:
         class_labels: Tensor | None,
         generator: torch.Generator,
     ) -> LossOutput:
-        t, importance = self.timesteps.sample(x0.shape[0], generator)
-        t, importance = t.to(x0.device), importance.to(x0.device)
-        eps, sigma, x = noised(self.schedule, x0, t, generator)
-        output = denoiser.evaluate(x, sigma, class_labels)
+        t, importance, eps, output = evaluate_noised(
+            denoiser, self.timesteps, x0, class_labels, generator
+        )
         target = training_target(denoiser.parameterization, x0, eps, output.alpha_bar)
         per_sample = (target - output.prediction.float()).pow(2).flatten(1).mean(1)
         if self.weights is not None:
@@ -244,10 +254,9 @@ class HybridLoss:
     ) -> LossOutput:
         if not denoiser.learned_variance:
             raise ValueError("the hybrid and vlb losses need a denoiser with learned variances")
-        t, importance = self.timesteps.sample(x0.shape[0], generator)
-        t, importance = t.to(x0.device), importance.to(x0.device)
-        eps, sigma, x = noised(self.schedule, x0, t, generator)
-        output = denoiser.evaluate(x, sigma, class_labels)
+        t, importance, eps, output = evaluate_noised(
+            denoiser, self.timesteps, x0, class_labels, generator
+        )
         prediction, v = output.prediction.float(), output.v
         assert v is not None
         mean_prediction = prediction if self.vlb_only else prediction.detach()  # eq. 16
