@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 RUN ?= runs/digits-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install demo test lint
+.PHONY: install demo test test-all lint
 
 $(BIN)/ddpmkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,17 @@ demo: install
 	$(BIN)/ddpmkit train --preset digits --out $(RUN)
 	$(BIN)/python bench/digits_quality.py $(RUN)
 
+# One process per core, one PyTorch thread each (tests/conftest.py): two threads in one process
+# spin-wait for each other whenever another program holds a core. --dist loadfile keeps a module
+# in one process, so a module-scoped fixture (a trained model) is built once.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+# Everything, the slow tests (the full digits run of the README) included.
+test-all: install
+	$(PYTEST) -m "slow or not slow"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,11 +1,26 @@
-"""Shared fixtures: tiny configurations that train in seconds on the CPU."""
+"""Shared fixtures: tiny configurations that train in seconds on the CPU.
 
+Every test process runs PyTorch on one thread: ``make test`` runs the suite as one process per
+core (pytest-xdist), and two intra-op threads in one process spin-wait for each other whenever
+another process holds a core (a 16 s test took 440 s next to one busy process). The variables
+are exported too, for the subprocesses of the CLI tests.
+"""
+
+import contextlib
 import dataclasses
+import os
 
 import pytest
+import torch
 
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from ddpmkit.networks import UNetConfig
+
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_variable] = "1"
+torch.set_num_threads(1)
+with contextlib.suppress(RuntimeError):  # raised once inter-op work has started: nothing to do
+    torch.set_num_interop_threads(1)
 
 
 def tiny_digits_config(**train_overrides) -> RunConfig:
