@@ -197,15 +197,22 @@ def test_class_labels_without_class_embedding_raise() -> None:
 # --- (e) batch independence -----------------------------------------------------------------------
 
 
+# In float64: CPU kernels chosen by batch size round differently, by ~1e-6 here in float32 (as
+# much as perturbing every weight by float32's ε) but ~1e-15 in float64; a layer that mixes the
+# samples of a batch (a norm over it) moves outputs of size ~1 by far more than 1e-12.
+BATCH_ATOL = 1e-12
+
+
 def test_unet_samples_are_independent_in_eval_mode() -> None:
-    model = _eval(replace(SMALL, num_classes=3))
-    x = torch.randn(4, 3, 16, 8)
+    model = _eval(replace(SMALL, num_classes=3)).double()
+    x = torch.randn(4, 3, 16, 8, dtype=torch.float64)
     t = torch.tensor([0.0, 10.5, 500.0, 999.0])
     labels = torch.tensor([0, 1, 2, 1])
     with torch.no_grad():
         batched = model(x, t, labels)
         single = torch.cat([model(x[i : i + 1], t[i : i + 1], labels[i : i + 1]) for i in range(4)])
-    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    assert batched.dtype == torch.float64
+    torch.testing.assert_close(batched, single, atol=BATCH_ATOL, rtol=0)
 
 
 def test_dropout_is_active_only_in_train_mode() -> None:
@@ -244,9 +251,13 @@ def test_mlp_gradients_and_class_conditioning() -> None:
     model.eval()
     with torch.no_grad():
         assert not torch.allclose(model(x, t, labels), model(x, t, (labels + 1) % 3))
-        batched = model(x, t, labels)
-        single = torch.cat([model(x[i : i + 1], t[i : i + 1], labels[i : i + 1]) for i in range(6)])
-    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+        model.double()
+        batched = model(x.double(), t, labels)
+        single = torch.cat(
+            [model(x[i : i + 1].double(), t[i : i + 1], labels[i : i + 1]) for i in range(6)]
+        )
+    assert batched.dtype == torch.float64
+    torch.testing.assert_close(batched, single, atol=BATCH_ATOL, rtol=0)
     with pytest.raises(ValueError, match="num_classes=None"):
         MLPDenoiser(MLPConfig(hidden=8, time_embed_dim=8))(x, t, labels)
 
