@@ -180,7 +180,9 @@ def test_breakdown_sums_to_the_total_and_rows_match_vlb_term():
     chunked = variational_bound(
         data.denoiser(), schedule, x0, variance, generator=_gen(5), max_batch=7, **options
     )
-    assert torch.equal(chunked.sample_terms_bpd, bound.sample_terms_bpd)
+    # Equal up to rounding: the denoiser's matrix products see other batch sizes, which CPU
+    # kernels may sum in another order (x̂_0 off by 2 ulp moves a term by 8e-15 relative).
+    assert torch.allclose(chunked.sample_terms_bpd, bound.sample_terms_bpd, rtol=1e-12, atol=0)
     g = _gen(5)  # row t's noise is the t-th draw for the whole batch
     for t in range(12):
         noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype)

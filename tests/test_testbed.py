@@ -112,7 +112,8 @@ def test_per_sample_sigma_matches_one_sigma_at_a_time():
     x = noisy_points(dist, 1.0, n=4)
     sigmas = torch.tensor([0.01, 0.3, 2.0, 50.0], dtype=torch.float64)
     rows = [dist.denoiser()(x[i : i + 1], sigmas[i]) for i in range(4)]
-    assert torch.allclose(dist.denoiser()(x, sigmas), torch.cat(rows), atol=1e-14)
+    # Up to rounding in other batch shapes: log-joints off by 2 ulp move D by up to 1e-14 here.
+    assert torch.allclose(dist.denoiser()(x, sigmas), torch.cat(rows), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(TESTBEDS))
