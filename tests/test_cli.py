@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpmkit.cli.main import build_parser, main
+from ddpmkit.cli import build_parser, main
 
 TINY = [
     "--model.unet.base_channels", "16", "--model.unet.channel_mults", "1,2",
     "--model.unet.layers_per_block", "1", "--model.unet.norm_groups", "8",
     "--diffusion.num_steps", "60", "--train.steps", "4", "--train.batch_size", "8",
-    "--train.checkpoint_every", "2", "--sample.num_samples", "5", "--train.bf16", "false",
+    "--train.checkpoint_every", "2", "--sample.num_samples", "5", "--train.precision", "fp32",
 ]  # fmt: skip
 
 

@@ -18,7 +18,7 @@ TINY = [
     "--model.unet.base_channels", "16", "--model.unet.channel_mults", "1,2",
     "--model.unet.layers_per_block", "1", "--model.unet.norm_groups", "8",
     "--diffusion.num_steps", "60", "--train.steps", "3", "--train.batch_size", "8",
-    "--sample.num_samples", "4", "--train.bf16", "false",
+    "--sample.num_samples", "4", "--train.precision", "fp32",
 ]  # fmt: skip
 
 
