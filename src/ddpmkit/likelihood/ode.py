@@ -32,7 +32,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 from torch import Tensor
 
 from ddpmkit.core.denoisers import Denoiser
@@ -140,6 +139,8 @@ def ode_log_likelihood(
     σ_min and σ_max default to the schedule's first and last σ; RK45 (scipy) over log σ with
     state [x, Δlog p] and the given tolerances. The probes come from ``generator``.
     """
+    from scipy.integrate import solve_ivp  # loads slowly; only the ODE likelihood needs it
+
     sigma_min = float(schedule.sigmas[0]) if sigma_min is None else sigma_min
     sigma_max = float(schedule.sigmas[-1]) if sigma_max is None else sigma_max
     divergence = _divergence(estimator, x, generator)
