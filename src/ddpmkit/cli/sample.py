@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     seconds = time.perf_counter() - start
     batches = -(-sample.num_samples // sample.batch_size)
+    calls = f" ({result.nfe} network calls in {batches} batches)" if batches > 1 else ""
     print(
-        f"ddpmkit: {sample.num_samples} samples by {sample.sampler}: {result.nfe // batches} NFE "
-        f"per sample ({result.nfe} network calls in {batches} batches), {seconds:.1f} s"
+        f"ddpmkit: {sample.num_samples} samples by {sample.sampler}: "
+        f"{result.nfe // batches} NFE per sample{calls}, {seconds:.1f} s"
     )
     print(f"ddpmkit: samples {save_picture(result.samples, out)}")
     print(f"ddpmkit: arrays  {save_npz(result.samples, npz)}")
