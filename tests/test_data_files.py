@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from ddpmkit.data import (
+    ArrayDataset,
     DataConfig,
     ImageFolderDataset,
     array_dataset,
@@ -356,3 +357,24 @@ def test_folder_reads_16_bit_and_webp(tmp_path: Path) -> None:
     assert torch.equal(data[0][0], torch.ones(3, 4, 4))  # 16-bit white stays white
     if len(data) == 2:
         assert torch.equal(data[1][0][2], torch.ones(4, 4))
+
+
+@pytest.mark.parametrize(
+    ("value_range", "image_size", "labelled"),
+    [("uint8", None, True), ("unit", (5, 7), False), ("signed", (12, 12), True)],
+)
+def test_array_batch_equals_stacked_items(
+    value_range: str, image_size: tuple[int, int] | None, labelled: bool
+) -> None:
+    """The trainer's one-go batch is exactly the stack of the items it replaces."""
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 256, (9, 3, 8, 10), generator=generator, dtype=torch.uint8)
+    if value_range != "uint8":
+        data = data.float() / 255
+    labels = torch.arange(9) % 4 if labelled else None
+    dataset = ArrayDataset(data, labels, value_range, image_size)
+    indices = [7, 2, 2, 5]
+    x, y = dataset.batch(indices)
+    items = [dataset[i] for i in indices]
+    torch.testing.assert_close(x, torch.stack([item[0] for item in items]), rtol=0, atol=1e-6)
+    assert torch.equal(y, torch.stack([item[1] for item in items]))

@@ -10,7 +10,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ddpmkit.networks import MLPConfig, MLPDenoiser, UNet, UNetConfig, unet_config_from_diffusers
+from ddpmkit.networks import (
+    MLPConfig,
+    MLPDenoiser,
+    UNet,
+    UNetConfig,
+    diffusers_config_from,
+    unet_config_from_diffusers,
+)
 from ddpmkit.networks.embeddings import TimestepEmbedding, timestep_embedding
 
 # a 2-level U-Net small enough to run in milliseconds; attention at the second level (8x8 of 16x16)
@@ -356,3 +363,19 @@ def test_unet_config_from_diffusers_cifar10() -> None:
 def test_unet_config_from_diffusers_rejects_unsupported(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         unet_config_from_diffusers({**DDPM_CIFAR10_CONFIG, **changes})
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        UNetConfig(),
+        UNetConfig(
+            in_channels=1, sample_size=28, base_channels=32, channel_mults=(1, 2, 2),
+            layers_per_block=1, attention_resolutions=(14,), attention_head_dim=16, num_classes=10,
+        ),
+    ],
+)  # fmt: skip
+def test_diffusers_config_round_trip(config: UNetConfig) -> None:
+    """Our config written as UNet2DModel arguments reads back as the same network."""
+    back = unet_config_from_diffusers(diffusers_config_from(config))
+    assert back == replace(config, out_channels=config.output_channels)

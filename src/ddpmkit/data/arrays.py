@@ -63,16 +63,27 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        x = self.data[index].float()
+    def _convert(self, x: Tensor) -> Tensor:
+        """Stored values, one item or a batch of them, as float32 in [-1, 1] at image_size."""
+        x = x.float()
         if self.value_range == "uint8":
             x = x / 127.5 - 1.0
         elif self.value_range == "unit":
             x = x * 2.0 - 1.0
         if self.image_size is not None:
             x = resize_center_crop_tensor(x, self.image_size)
+        return x
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         label = -1 if self.labels is None else int(self.labels[index])
-        return x, torch.tensor(label, dtype=torch.int64)
+        return self._convert(self.data[index]), torch.tensor(label, dtype=torch.int64)
+
+    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The items at ``indices`` as one (B, ...) tensor and (B,) labels, converted in one go:
+        what stacking ``self[i]`` would give, without a Python call per item."""
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        labels = torch.full((len(idx),), -1) if self.labels is None else self.labels[idx]
+        return self._convert(self.data[idx]), labels
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ArrayDataset:
         """The same dataset restricted to the given indices."""
@@ -82,15 +93,18 @@ class ArrayDataset(Dataset):
 
 
 def resize_center_crop_tensor(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """(C, h, w) in [-1, 1] scaled to cover size = (H, W) (bicubic), center-cropped, clamped."""
+    """(C, h, w) or (B, C, h, w) in [-1, 1] scaled to cover size = (H, W) (bicubic),
+    center-cropped, clamped."""
     height, width = size
     scale = max(height / x.shape[-2], width / x.shape[-1])
     new_h = max(height, round(x.shape[-2] * scale))
     new_w = max(width, round(x.shape[-1] * scale))
     if (new_h, new_w) != tuple(x.shape[-2:]):
-        x = F.interpolate(x[None], size=(new_h, new_w), mode="bicubic", antialias=True)[0]
+        batch = x if x.ndim == 4 else x[None]
+        batch = F.interpolate(batch, size=(new_h, new_w), mode="bicubic", antialias=True)
+        x = batch if x.ndim == 4 else batch[0]
     top, left = (new_h - height) // 2, (new_w - width) // 2
-    return x[:, top : top + height, left : left + width].clamp(-1.0, 1.0)
+    return x[..., top : top + height, left : left + width].clamp(-1.0, 1.0)
 
 
 def image_layout(shape: tuple[int, ...], where: str) -> str:

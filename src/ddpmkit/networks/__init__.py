@@ -4,8 +4,15 @@ Networks know nothing about noise schedules: they map ``(x, t, class_labels)`` t
 parameterization (epsilon, x_0 or v) interprets. This subpackage imports nothing else from ddpmkit.
 """
 
-from ddpmkit.networks.diffusers_compat import unet_config_from_diffusers
+from ddpmkit.networks.diffusers_compat import diffusers_config_from, unet_config_from_diffusers
 from ddpmkit.networks.mlp import MLPConfig, MLPDenoiser
 from ddpmkit.networks.unet import UNet, UNetConfig
 
-__all__ = ["MLPConfig", "MLPDenoiser", "UNet", "UNetConfig", "unet_config_from_diffusers"]
+__all__ = [
+    "MLPConfig",
+    "MLPDenoiser",
+    "UNet",
+    "UNetConfig",
+    "diffusers_config_from",
+    "unet_config_from_diffusers",
+]

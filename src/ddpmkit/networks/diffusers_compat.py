@@ -1,4 +1,4 @@
-"""Translate a diffusers ``UNet2DModel`` config (its ``config.json`` as a dict) into a
+"""Translate between a diffusers ``UNet2DModel`` config (its ``config.json`` as a dict) and a
 :class:`UNetConfig`.
 
 Only the DDPM-style subset that :class:`UNet` reproduces exactly is accepted (the ``google/ddpm-*``
@@ -14,7 +14,7 @@ from typing import Any
 
 from ddpmkit.networks.unet import UNetConfig
 
-__all__ = ["unet_config_from_diffusers"]
+__all__ = ["diffusers_config_from", "unet_config_from_diffusers"]
 
 # keys whose value must be exactly this (the diffusers default where the key is absent)
 _REQUIRED: dict[str, tuple[Any, Any]] = {  # key: (required value, diffusers default)
@@ -90,3 +90,26 @@ def unet_config_from_diffusers(
         attention_head_dim=config.get("attention_head_dim", 8),
         num_classes=config.get("num_class_embeds"),
     )
+
+
+def diffusers_config_from(config: UNetConfig) -> dict[str, Any]:
+    """The ``UNet2DModel`` keyword arguments of the same network: the inverse of
+    :func:`unet_config_from_diffusers`."""
+    levels = config.attention_levels
+    down = ["AttnDownBlock2D" if a else "DownBlock2D" for a in levels]
+    up = ["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)]
+    required = {key: value for key, (value, _default) in _REQUIRED.items()}
+    return required | {
+        "sample_size": config.sample_size,
+        "in_channels": config.in_channels,
+        "out_channels": config.output_channels,
+        "block_out_channels": list(config.level_channels),
+        "down_block_types": down,
+        "up_block_types": up,
+        "layers_per_block": config.layers_per_block,
+        "dropout": config.dropout,
+        "norm_num_groups": config.norm_groups,
+        "norm_eps": config.norm_eps,
+        "attention_head_dim": config.attention_head_dim,
+        "num_class_embeds": config.num_classes,
+    }

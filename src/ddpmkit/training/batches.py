@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class StepBatches(Sampler[list[int]]):
@@ -36,3 +37,23 @@ class StepBatches(Sampler[list[int]]):
             for i in range(position, self.batches_per_epoch):
                 yield order[i * self.batch_size : (i + 1) * self.batch_size].tolist()
             step = (epoch + 1) * self.batches_per_epoch
+
+
+def batch_stream(
+    dataset: Dataset, order: StepBatches, num_workers: int = 0, pin_memory: bool = False
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """(x_0, labels) batches in ``order``: sliced and converted in one go when the dataset holds
+    its items in memory (it has ``batch(indices)``), else read item by item through a DataLoader
+    with ``num_workers`` processes (pinned memory for a fast copy to a GPU)."""
+    batch = getattr(dataset, "batch", None)
+    if batch is not None:
+        for indices in order:
+            yield batch(indices)
+        return
+    yield from DataLoader(
+        dataset,
+        batch_sampler=order,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),  # its own seed draw must not advance the global RNG
+    )

@@ -44,9 +44,12 @@ from ddpmkit.pipeline.checkpoints import (
 )
 from ddpmkit.pipeline.generation import ProgressCallback, write_samples
 from ddpmkit.pipeline.model import TrainedModel
-from ddpmkit.training.batches import StepBatches
+from ddpmkit.training.batches import StepBatches, batch_stream
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
+
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
+"""Devices with a fused AdamW kernel (one pass over all parameters instead of one per operation)."""
 
 TrainStepCallback = Callable[[int, dict[str, float]], None]
 """Called after every step with (step, metrics); the CLI draws its progress bar with it."""
@@ -94,6 +97,7 @@ class Trainer:
             lr=train.lr,
             betas=train.adam_betas,
             weight_decay=train.weight_decay,
+            fused=self.device.type in FUSED_OPTIMIZER_DEVICES,
         )
         self.generator = torch.Generator(self.device).manual_seed(train.seed)
         self.step = 0
@@ -111,17 +115,14 @@ class Trainer:
         ``on_step`` is called after every step, ``on_sampling`` as the sample grids are drawn.
         """
         train = self.config.train
-        loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_sampler=StepBatches(len(self.dataset), train.batch_size, train.seed, self.step),
-            num_workers=train.num_workers,
-            generator=torch.Generator(),  # its own seed draw must not advance the global RNG
+        order = StepBatches(len(self.dataset), train.batch_size, train.seed, self.step)
+        batches = batch_stream(
+            self.dataset, order, train.num_workers, pin_memory=self.device.type == "cuda"
         )
         log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
-        batches = iter(loader)
         while self.step < train.steps:
             x0, labels = next(batches)
-            metrics, output = self._train_step(x0, labels)
+            metrics, output = self.train_step(x0, labels)
             self.step += 1
             log.add(self.step, metrics, output)
             if train.eval_every > 0 and self.step % train.eval_every == 0:
@@ -133,11 +134,12 @@ class Trainer:
             self._periodic_outputs(on_sampling)
         return self.latest_checkpoint()
 
-    def _train_step(
+    def train_step(
         self, x0: torch.Tensor, labels: torch.Tensor
     ) -> tuple[dict[str, float], LossOutput]:
+        """One step of Algorithm 1 (Ho et al. 2020) on a batch: loss, backward, AdamW, EMA."""
         train = self.config.train
-        x0 = x0.to(self.device)
+        x0 = x0.to(self.device, non_blocking=True)
         if self.config.data.hflip:
             x0 = hflip_batch(x0, self.generator)
         class_labels = self._class_labels(labels)
