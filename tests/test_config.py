@@ -37,7 +37,7 @@ def test_unknown_key_is_an_error_that_names_it_and_suggests_a_fix():
     ("values", "message"),
     [
         ({"train": {"steps": "many"}}, "train.steps: expected int"),
-        ({"train": {"precision": "fp16"}}, "train.precision: 'fp16' is not one of"),
+        ({"train": {"precision": "fp8"}}, "train.precision: 'fp8' is not one of"),
         ({"diffusion": {"schedule": "quadratic"}}, "'quadratic' is not one of"),
         ({"model": {"unet": {"channel_mults": [1, "x"]}}}, r"channel_mults\[1\]"),
         ({"train": {"ema_decay": 1.5}}, "ema_decay"),

@@ -10,6 +10,7 @@ from ddpmkit.core.precision import (
     cpu_flags,
     describe_precision,
     fast_bf16,
+    needs_grad_scaler,
     resolve_precision,
 )
 
@@ -42,8 +43,20 @@ def test_explicit_precisions_are_kept_and_auto_follows_the_machine():
     expected = "bf16" if fast_bf16(CPU) else "fp32"
     assert resolve_precision("auto", CPU) == expected
     assert describe_precision("auto", CPU).startswith(f"{expected} (auto: ")
-    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
-        resolve_precision("fp16", CPU)  # type: ignore[arg-type]
+    assert resolve_precision("fp16", CPU) == "fp16"
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", CPU)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("bf16_units", "expected"), [(True, "bf16"), (False, "fp16")])
+def test_auto_on_a_gpu_is_bf16_or_else_fp16_with_a_gradient_scaler(
+    monkeypatch, bf16_units, expected
+):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16_units)
+    gpu = torch.device("cuda")
+    assert resolve_precision("auto", gpu) == expected
+    assert needs_grad_scaler("auto", gpu) == (expected == "fp16")
+    assert not needs_grad_scaler("auto", CPU) and needs_grad_scaler("fp16", CPU)
 
 
 def test_autocast_runs_the_network_in_the_resolved_dtype():
@@ -51,6 +64,8 @@ def test_autocast_runs_the_network_in_the_resolved_dtype():
     x = torch.randn(2, 4)
     with autocast("bf16", CPU):
         assert layer(x).dtype == torch.bfloat16
+    with autocast("fp16", CPU):
+        assert layer(x).dtype == torch.float16
     with autocast("fp32", CPU):
         assert layer(x).dtype == torch.float32
 

@@ -25,9 +25,15 @@ def _state(trainer):
     return tensors
 
 
-def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_config):
-    # Periodic held-out bounds run on the way and must not disturb any random stream.
-    train = dataclasses.replace(tiny_config.train, eval_every=2, eval_samples=3)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(
+    tmp_path, tiny_config, precision
+):
+    # Periodic held-out bounds run on the way and must not disturb any random stream; in fp16
+    # the gradient scaler's loss scale is part of the state that resumes.
+    train = dataclasses.replace(
+        tiny_config.train, eval_every=2, eval_samples=3, precision=precision
+    )
     tiny_config = dataclasses.replace(tiny_config, train=train)
     whole = Trainer(tiny_config, tmp_path / "whole")
     whole.fit()
@@ -43,6 +49,11 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(tmp_path, 
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert torch.equal(whole.generator.get_state(), resumed.generator.get_state())
+    assert whole.scaler.state_dict() == resumed.scaler.state_dict()
+    if precision == "fp16":  # the scale (on overflow) or its growth count changed after step 3
+        state = whole.scaler.state_dict()
+        assert whole.scaler.is_enabled()
+        assert state["scale"] < 2.0**16 or state["_growth_tracker"] > 3
 
 
 def test_resume_refuses_a_changed_config(tmp_path, tiny_config):

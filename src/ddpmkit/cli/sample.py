@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     sample = from_dict(
         SampleConfig, merge(to_dict(model.config.sample), overrides), "sample options"
     )
+    model = model.with_sample(sample)
     assert model.checkpoint is not None
     default_out = (
         model.checkpoint.parent.parent

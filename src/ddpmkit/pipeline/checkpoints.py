@@ -34,6 +34,7 @@ class TrainingState:
     optimizer: dict[str, Any]
     rng: dict[str, Tensor]
     timesteps: dict[str, Tensor] = field(default_factory=dict)  # the timestep sampler's history
+    grad_scaler: dict[str, Any] = field(default_factory=dict)  # fp16 loss scale (empty otherwise)
 
 
 def checkpoint_name(step: int) -> str:
@@ -57,6 +58,8 @@ def save_checkpoint(
     tensors |= {f"timesteps.{name}": value for name, value in state.timesteps.items()}
     save_file(_contiguous(tensors), partial / "training.safetensors")
     meta |= {"step": state.step, "ema_updates": state.ema_updates}
+    if state.grad_scaler:
+        meta["grad_scaler"] = state.grad_scaler
     (partial / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
     partial.rename(folder)
     return folder
@@ -85,7 +88,9 @@ def load_training_state(checkpoint: Path) -> TrainingState:
     rng = _with_prefix(tensors, "rng.")
     optimizer = _unflatten_optimizer(tensors, meta["optimizer_param_groups"])
     timesteps = _with_prefix(tensors, "timesteps.")
-    return TrainingState(meta["step"], meta["ema_updates"], optimizer, rng, timesteps)
+    return TrainingState(
+        meta["step"], meta["ema_updates"], optimizer, rng, timesteps, meta.get("grad_scaler", {})
+    )
 
 
 def _with_prefix(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

@@ -3,6 +3,7 @@ restoration take whole (network, schedule, denoiser, data shape and the resolved
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -11,9 +12,10 @@ import torch
 from torch import nn
 
 from ddpmkit.config.builders import build_denoiser, build_network, build_schedule, pick_device
-from ddpmkit.config.schema import RunConfig
+from ddpmkit.config.schema import RunConfig, SampleConfig
 from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.networks.execution import accelerate
 from ddpmkit.pipeline.checkpoints import load_weights, read_config, resolve_checkpoint
 
 
@@ -42,8 +44,14 @@ class TrainedModel:
                 f"{checkpoint or 'config'}: no model.sample_shape; was it trained by ddpmkit?"
             )
         schedule = build_schedule(config.diffusion)
-        denoiser = build_denoiser(network, schedule, config.diffusion)
+        fast_network = accelerate(network, compile=config.sample.compile)
+        denoiser = build_denoiser(fast_network, schedule, config.diffusion)
         return cls(config, network, schedule, denoiser, config.model.sample_shape, checkpoint)
+
+    def with_sample(self, sample: SampleConfig) -> TrainedModel:
+        """The same weights with other sample options (``compile`` rebuilds the denoiser)."""
+        config = dataclasses.replace(self.config, sample=sample)
+        return TrainedModel.of(config, self.network, self.checkpoint)
 
 
 def load_model(

@@ -26,13 +26,14 @@ from ddpmkit.config.builders import (
 )
 from ddpmkit.config.parsing import to_dict
 from ddpmkit.config.schema import RunConfig
-from ddpmkit.core.precision import autocast
+from ddpmkit.core.precision import autocast, needs_grad_scaler
 from ddpmkit.data import hflip_batch, load_data, stack_items
 from ddpmkit.likelihood import (
     discretized_gaussian_log_likelihood,
     schedule_log_variance,
     variational_bound,
 )
+from ddpmkit.networks.execution import accelerate
 from ddpmkit.pipeline.checkpoints import (
     TrainingState,
     checkpoint_name,
@@ -86,10 +87,11 @@ class Trainer:
         train = self.config.train
         torch.manual_seed(train.seed)
         self.network = build_network(self.config.model).to(self.device)
+        fast_network = accelerate(self.network, compile=train.compile)
         self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
         self.sampling_model = TrainedModel.of(self.config, self.ema.model)  # EMA weights, eval mode
         self.schedule = self.sampling_model.schedule
-        self.denoiser = build_denoiser(self.network, self.schedule, self.config.diffusion)
+        self.denoiser = build_denoiser(fast_network, self.schedule, self.config.diffusion)
         levels = self.config.data.levels
         self.loss = build_loss(self.config.diffusion, self.schedule, levels)
         self.optimizer = torch.optim.AdamW(
@@ -98,6 +100,9 @@ class Trainer:
             betas=train.adam_betas,
             weight_decay=train.weight_decay,
             fused=self.device.type in FUSED_OPTIMIZER_DEVICES,
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=needs_grad_scaler(train.precision, self.device)
         )
         self.generator = torch.Generator(self.device).manual_seed(train.seed)
         self.step = 0
@@ -150,10 +155,12 @@ class Trainer:
         with autocast(train.precision, self.device):
             output = self.loss(self.denoiser, x0, class_labels, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
+        self.scaler.scale(output.loss).backward()  # the identity unless precision is fp16
+        self.scaler.unscale_(self.optimizer)
         max_norm = train.grad_clip if train.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
+        self.scaler.update()
         self.ema.update(self.network)
         return {
             "loss": float(output.loss.detach()),
@@ -211,6 +218,7 @@ class Trainer:
             self.optimizer.state_dict(),
             rng,
             self.loss.timesteps.state_dict(),
+            self.scaler.state_dict(),
         )
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.step)
         return save_checkpoint(folder, self.config, self.network, self.ema.model, state)
@@ -240,6 +248,8 @@ class Trainer:
         self.ema.num_updates = state.ema_updates
         if state.timesteps:
             self.loss.timesteps.load_state_dict(state.timesteps)
+        if state.grad_scaler:
+            self.scaler.load_state_dict(state.grad_scaler)
         torch.set_rng_state(state.rng["torch"])
         self.generator.set_state(state.rng["train"])
         if "cuda" in state.rng and self.device.type == "cuda":
