@@ -20,6 +20,8 @@ import argparse
 import dataclasses
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -60,11 +62,12 @@ def device_line(device: torch.device) -> str:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"{props.name}, {props.total_memory / 2**30:.0f} GiB, torch {torch.__version__}"
-    model = next(
-        (line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
+    info = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    model = info.get("model name", platform.processor())
+    model += f" (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
     flags = cpu_flags()
     units = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags]
     amx = "AMX present" if "amx_bf16" in flags else "no AMX"
@@ -111,22 +114,43 @@ def peak_rates(device: torch.device, dtype: torch.dtype) -> tuple[float, float]:
 # Memory
 
 
-def peak_mib(fn: Callable[[], object], device: torch.device, *held: object) -> float:
-    """Peak memory (MiB) of one call: CUDA's allocator peak, or on a CPU the peak of live tensors
-    that PyTorch's MemTracker sees (``held``: the modules and optimizers whose state counts)."""
+def peak_mib(network: str, precision: str, batch: int, task: str, device: torch.device) -> float:
+    """Peak memory (MiB) of one workload call with everything it holds (weights, optimizer, EMA,
+    activations): CUDA's allocator peak, or on a CPU the growth of the resident set's high-water
+    mark in a fresh process (``--memory-probe``), where no freed memory hides the peak."""
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        from torch.distributed._tools.mem_tracker import MemTracker
-    except ImportError:
-        return float("nan")
-    tracker = MemTracker()
-    tracker.track_external(*held)
-    with tracker:
-        fn()
-    return tracker.get_tracker_snapshot("peak")[device]["Total"] / 2**20
+        base = torch.cuda.memory_allocated(device)
+        with tempfile.TemporaryDirectory() as tmp:
+            workload = _probe_workload(network, precision, batch, device, Path(tmp))
+            getattr(workload, task)()
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    probe = [sys.executable, __file__, "--memory-probe", network, precision, str(batch), task]
+    done = subprocess.run(probe, capture_output=True, text=True, check=False)
+    return float(done.stdout.split()[-1]) if done.returncode == 0 else float("nan")
+
+
+def _probe_workload(
+    network: str, precision: str, batch: int, device: torch.device, folder: Path
+) -> DdpmkitWorkload:
+    data = synthetic_data(folder, network, batch)
+    return DdpmkitWorkload(run_config(network, precision, batch, data, str(device)), folder)
+
+
+def memory_probe(network: str, precision: str, batch: int, task: str) -> None:
+    """Print this process's high-water-mark growth (MiB) over building and calling a workload."""
+    base = _status_kib("VmRSS")
+    with tempfile.TemporaryDirectory() as tmp:
+        getattr(_probe_workload(network, precision, batch, torch.device("cpu"), Path(tmp)), task)()
+    print((_status_kib("VmHWM") - base) / 1024)
+
+
+def _status_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {key}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,12 +201,7 @@ class DdpmkitWorkload(Workload):
         self.sample = lambda: generate(model, config.sample)
         x_t = torch.randn(batch, *shape, device=device)
         denoiser = model.denoiser
-        self.forward = lambda: denoiser(x_t, 1.0)
-        trainer = self.trainer
-        self.held = {
-            "train": (trainer.network, trainer.optimizer, trainer.ema.model),
-            "sample": (trainer.ema.model,),
-        }
+        self.forward = torch.no_grad()(lambda: denoiser(x_t, 1.0))  # as the sampler calls it
 
 
 class DiffusersWorkload(Workload):
@@ -301,13 +320,22 @@ def measure(
         ours["ddpmkit+compile"] = DdpmkitWorkload(compiled, folder)
     theirs = DiffusersWorkload(config, device) if args.diffusers else None
     eager = ours["ddpmkit"]
+    if args.profile:
+        for task in ("train", "sample"):
+            print(f"\nprofile: {network} {precision} batch {batch} {task}")
+            print(profile_table(eager, task))
     rows = []
     for task in ("train", "sample"):
-        memory = peak_mib(getattr(eager, task), device, *eager.held[task])
+        memory = peak_mib(network, precision, batch, task, device)
         work = {name: getattr(workload, task) for name, workload in ours.items()}
         if theirs is not None:
             work["diffusers"] = getattr(theirs, task)
+        if task == "sample":  # the bare network, for the share of time the sampler loop adds
+            work["network"] = lambda: [eager.forward() for _ in range(SAMPLE_STEPS)]
         times = interleaved(work, device, args.rounds)
+        if task == "sample":
+            loop = 1 - statistics.median(times.pop("network")) / statistics.median(times["ddpmkit"])
+            print(f"<!-- sampler loop outside the network: {loop:.1%} of the time -->")
         if task == "train":
             work_flops, items = flops(eager.train), batch
         else:
@@ -329,6 +357,22 @@ def measure(
     return rows
 
 
+def profile_table(workload: DdpmkitWorkload, task: str, rows: int = 12) -> str:
+    """torch.profiler's operators by self time over two calls: where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    call = getattr(workload, task)
+    call()
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as profiler:
+        call()
+        call()
+    key = "self_cuda_time_total" if len(activities) > 1 else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=50)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -346,6 +390,11 @@ def parse_args() -> argparse.Namespace:
         help="more batch sizes to try; the table marks the fastest of all as the best",
     )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per side (median)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print torch.profiler tables of ddpmkit's train step and sampling at each size",
+    )
     parser.add_argument(
         "--compile",
         action="store_true",
@@ -373,6 +422,9 @@ def default_precisions(device: torch.device) -> list[str]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--memory-probe"]:
+        network, precision, batch, task = sys.argv[2:6]
+        return memory_probe(network, precision, int(batch), task)
     args = parse_args()
     device = torch.device(args.device)
     precisions = args.precisions.split(",") if args.precisions else default_precisions(device)
@@ -387,7 +439,8 @@ def main() -> None:
         )
     print(
         f"\nsampling: {SAMPLER}, {SAMPLE_STEPS} steps; ratio = diffusers time / ddpmkit time; "
-        "fraction = achieved GFLOP/s over the convolution peak; memory = peak MiB of ddpmkit"
+        "fraction = achieved GFLOP/s over the convolution peak; MiB = peak memory of ddpmkit's "
+        "eager workload"
     )
     print(
         "| network | precision | batch | task | variant | throughput | GFLOP/s | of peak | "

@@ -56,7 +56,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch) -> No
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(torch, "compile", lambda network: broken)
+    monkeypatch.setattr(torch, "compile", lambda network, **options: broken)
     torch.manual_seed(0)
     network = UNet(CONFIG)
     compiled = accelerate(network, compile=True)
@@ -73,7 +73,8 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch) -> No
 
 
 def test_errors_of_the_network_itself_still_surface(monkeypatch) -> None:
-    monkeypatch.setattr(torch, "compile", lambda network: network)  # a "compiler" that works
+    # a "compiler" that works
+    monkeypatch.setattr(torch, "compile", lambda network, **options: network)
     compiled = accelerate(UNet(CONFIG), compile=True)
     x, t = _inputs()
     compiled(x, t)

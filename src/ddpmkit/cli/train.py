@@ -73,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
         f"ddpmkit: training in {run_dir} on {trainer.device}, {precision}, {parameters:,} parameters"
     )
     bar = tqdm(total=config.train.steps, initial=trainer.step, disable=args.quiet, desc="train")
+    first_step = trainer.step + 1
     with bar, ProgressBar("sample", "step", disable=args.quiet) as sampling:
 
-        def on_step(step: int, metrics: dict[str, float]) -> None:
+        def on_step(step: int, metrics: dict) -> None:
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+            if step % config.train.log_every == 0 or step == first_step:  # reading waits
+                bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
 
         checkpoint = trainer.fit(on_step, sampling)
     print(f"ddpmkit: checkpoint {checkpoint}")

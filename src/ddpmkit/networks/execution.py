@@ -30,7 +30,10 @@ class CompiledNetwork(nn.Module):
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
-        object.__setattr__(self, "_compiled", torch.compile(network))  # not a second submodule
+        # dynamic=False: one graph per input shape. Symbolic shapes fail in Inductor for odd
+        # sizes such as 28 → 14 → 7, and the networks of a run see few distinct shapes.
+        compiled = torch.compile(network, dynamic=False)
+        object.__setattr__(self, "_compiled", compiled)  # not a second submodule
         self._proven = False  # a compiled call has succeeded: later errors are the network's own
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

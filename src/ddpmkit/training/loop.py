@@ -52,7 +52,10 @@ from ddpmkit.training.losses import LossOutput
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 """Devices with a fused AdamW kernel (one pass over all parameters instead of one per operation)."""
 
-TrainStepCallback = Callable[[int, dict[str, float]], None]
+StepMetrics = dict[str, torch.Tensor | float]
+"""loss and grad_norm as 0-dim tensors on the device (reading one waits for the device), lr."""
+
+TrainStepCallback = Callable[[int, StepMetrics], None]
 """Called after every step with (step, metrics); the CLI draws its progress bar with it."""
 
 LOG_COLUMNS = (
@@ -139,9 +142,7 @@ class Trainer:
             self._periodic_outputs(on_sampling)
         return self.latest_checkpoint()
 
-    def train_step(
-        self, x0: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[dict[str, float], LossOutput]:
+    def train_step(self, x0: torch.Tensor, labels: torch.Tensor) -> tuple[StepMetrics, LossOutput]:
         """One step of Algorithm 1 (Ho et al. 2020) on a batch: loss, backward, AdamW, EMA."""
         train = self.config.train
         x0 = x0.to(self.device, non_blocking=True)
@@ -162,11 +163,7 @@ class Trainer:
         self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
         self.scaler.update()
         self.ema.update(self.network)
-        return {
-            "loss": float(output.loss.detach()),
-            "lr": lr,
-            "grad_norm": float(grad_norm),
-        }, output
+        return {"loss": output.loss.detach(), "lr": lr, "grad_norm": grad_norm.detach()}, output
 
     def _class_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
         """The batch's labels, each replaced by ∅ with probability model.label_dropout (Ho &
@@ -275,7 +272,11 @@ def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -
 
 
 class _LossLog:
-    """Rows of log.csv: the mean loss since the last row, overall and per quarter of the t range."""
+    """Rows of log.csv: the mean loss since the last row, overall and per quarter of the t range.
+
+    Steps add device tensors; only writing a row reads them back, so a GPU is not made to wait
+    for the host after every step.
+    """
 
     def __init__(self, path: Path, num_steps: int) -> None:
         self.path, self.num_steps = path, num_steps
@@ -283,22 +284,29 @@ class _LossLog:
         self._reset()
 
     def _reset(self) -> None:
-        self.sums, self.counts = torch.zeros(4, dtype=torch.float64), torch.zeros(4)
-        self.losses: list[float] = []
+        self.sums: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+        self.losses: list[torch.Tensor] = []
         self.heldout_bpd: float | None = None
 
-    def add(self, step: int, metrics: dict[str, float], output: LossOutput) -> None:
-        quarter = (output.t.cpu() * 4 // self.num_steps).clamp(max=3).long()
-        self.sums.index_add_(0, quarter, output.per_sample.cpu().double())
-        self.counts.index_add_(0, quarter, torch.ones(len(quarter)))
-        self.losses.append(metrics["loss"])
+    def add(self, step: int, metrics: StepMetrics, output: LossOutput) -> None:
+        per_sample = output.per_sample.detach().double()
+        if self.sums is None or self.counts is None:
+            self.sums = per_sample.new_zeros(4)
+            self.counts = per_sample.new_zeros(4)
+        quarter = (output.t * 4 // self.num_steps).clamp(max=3).long().to(per_sample.device)
+        self.sums.index_add_(0, quarter, per_sample)
+        self.counts.index_add_(0, quarter, torch.ones_like(per_sample))
+        self.losses.append(torch.as_tensor(metrics["loss"]))
         self.row = {"step": step, "lr": metrics["lr"], "grad_norm": metrics["grad_norm"]}
 
     def write(self) -> None:
+        assert self.sums is not None and self.counts is not None  # write() follows add()
         quarters = (self.sums / self.counts.clamp(min=1)).tolist()
-        row = self.row | {f"loss_q{i}": q for i, q in enumerate(quarters)}
+        row = {k: float(v) for k, v in self.row.items() if k != "step"}
+        row |= {f"loss_q{i}": q for i, q in enumerate(quarters)}
         row |= {
-            "loss": sum(self.losses) / len(self.losses),
+            "loss": float(torch.stack(self.losses).double().mean()),
             "seconds": time.perf_counter() - self.start,
         }
         if self.heldout_bpd is not None:
@@ -308,5 +316,6 @@ class _LossLog:
             writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
             if new:
                 writer.writeheader()
-            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+            formatted = {k: f"{v:.6g}" for k, v in row.items()}
+            writer.writerow({"step": self.row["step"], **formatted})
         self._reset()
