@@ -192,3 +192,33 @@ def test_hybrid_model_samples_and_evaluates_with_its_learned_variance(tmp_path, 
     assert main([*args, "--quiet"]) == 2
     assert "wide.npz" in capsys.readouterr().err
     assert main(["eval", str(run), "--data", str(tmp_path / "missing"), "--quiet"]) == 2
+
+
+def test_a_diverging_run_stops_with_the_step_named(tmp_path, capsys):
+    """The toy preset at lr 1e6 produced NaN from the first step and wrote NaN checkpoints."""
+    run = tmp_path / "toy"
+    args = ["train", "--preset", "toy2d", "--out", str(run), "--quiet", "--train.lr", "1e6",
+            "--train.warmup_steps", "0", "--train.steps", "40", "--train.checkpoint_every", "20"]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "the loss or gradient is NaN/Inf, training stopped" in error
+    assert "no checkpoint was written" in error
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--train.checkpoint_every", "0", "train.checkpoint_every must be >= 1, got 0"),
+        ("--train.lr", "inf", "train.lr must be positive and finite, got inf"),
+        ("--train.warmup_steps", "-1", "train.warmup_steps must be >= 0, got -1"),
+        ("--train.grad_clip", "-1", "train.grad_clip must be >= 0 and finite"),
+        ("--train.keep_checkpoints", "-2", "train.keep_checkpoints must be >= 0"),
+    ],
+)
+def test_out_of_range_training_options_are_errors_before_a_run_folder(
+    tmp_path, capsys, flag, value, message
+):
+    assert main(["train", "--out", str(tmp_path / "r"), flag, value]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -2,7 +2,9 @@
 
 import csv
 import dataclasses
+import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_digits_config
@@ -169,3 +171,139 @@ def test_hybrid_run_with_importance_sampling_resumes_bit_for_bit(tmp_path):
     assert torch.equal(whole.loss.timesteps.history, resumed.loss.timesteps.history)
     probabilities = whole.loss.timesteps.probabilities()
     assert not torch.allclose(probabilities, torch.full_like(probabilities, 1 / 6))
+
+
+class _PoisonedLoss:
+    """The trainer's loss, made NaN at the given (1-based) steps, as a diverging run would be."""
+
+    def __init__(self, trainer: Trainer, bad_steps: set[int]) -> None:
+        self.loss, self.trainer, self.bad_steps = trainer.loss, trainer, bad_steps
+
+    def __getattr__(self, name: str):
+        return getattr(self.loss, name)
+
+    def __call__(self, denoiser, x0, labels, generator):
+        output = self.loss(denoiser, x0, labels, generator)
+        if self.trainer.step + 1 in self.bad_steps:
+            return dataclasses.replace(output, loss=output.loss * float("nan"))
+        return output
+
+
+def _poison_step(trainer: Trainer, bad_steps: set[int]) -> None:
+    trainer.loss = _PoisonedLoss(trainer, bad_steps)
+
+
+def test_a_nonfinite_step_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config):
+    config = dataclasses.replace(
+        tiny_config, train=dataclasses.replace(tiny_config.train, checkpoint_every=2, log_every=1)
+    )
+    trainer = Trainer(config, tmp_path / "run")
+    _poison_step(trainer, {5})
+    with pytest.raises(
+        FloatingPointError, match=r"step 5: .*last good checkpoint is .*step-0000004"
+    ):
+        trainer.fit()
+    assert [p.name for p in find_checkpoints(tmp_path / "run")] == ["step-0000002", "step-0000004"]
+    resumed = Trainer(config, tmp_path / "run", resume=True)  # and the run goes on from there
+    assert resumed.step == 4
+    assert all(torch.isfinite(p).all() for p in resumed.network.parameters())
+
+
+def test_skip_nonfinite_skips_and_counts_the_bad_steps(tmp_path, tiny_config):
+    train = dataclasses.replace(tiny_config.train, skip_nonfinite=True, log_every=3)
+    trainer = Trainer(dataclasses.replace(tiny_config, train=train), tmp_path / "run")
+    _poison_step(trainer, {2, 3})
+    trainer.fit()
+    assert all(torch.isfinite(p).all() for p in trainer.network.parameters())
+    with (tmp_path / "run" / "log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["skipped"] for row in rows] == ["2", ""]
+    assert all(math.isfinite(float(row["loss"])) for row in rows)
+
+
+class _Stop(Exception):
+    """Stands for a kill at a chosen step."""
+
+
+def _stop_at(step: int):
+    def on_step(done: int, metrics) -> None:
+        if done == step:
+            raise _Stop
+
+    return on_step
+
+
+def _rows(run) -> list[dict[str, str]]:
+    with (run / "log.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _config(tiny_config, **train):
+    return dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, **train))
+
+
+def test_resume_rewrites_the_outputs_of_the_lost_steps(tmp_path, tiny_config):
+    """Samples every 2 steps, checkpoints every 3: a stop at step 5 leaves step-4 samples and log
+    rows past the checkpoint; resuming writes them again, once, identical to an unbroken run."""
+    config = _config(tiny_config, sample_every=2, log_every=1)
+    whole = Trainer(config, tmp_path / "whole")
+    whole.fit()
+    with pytest.raises(_Stop):
+        Trainer(config, tmp_path / "run").fit(on_step=_stop_at(5))
+    assert (tmp_path / "run" / "samples" / "step-0000004.png").exists()
+    resumed = Trainer(config, tmp_path / "run", resume=True)
+    assert resumed.step == 3
+    resumed.fit()
+    assert [row["step"] for row in _rows(tmp_path / "run")] == ["1", "2", "3", "4", "5", "6"]
+    for name in ("step-0000004.npz", "step-0000006.npz"):
+        a = np.load(tmp_path / "whole" / "samples" / name)["samples"]
+        b = np.load(tmp_path / "run" / "samples" / name)["samples"]
+        assert np.array_equal(a, b), name
+
+
+def test_resume_before_the_first_checkpoint_starts_the_run_over(tmp_path, tiny_config):
+    with pytest.raises(_Stop):
+        Trainer(tiny_config, tmp_path / "run").fit(on_step=_stop_at(2))  # checkpoint_every is 3
+    assert find_checkpoints(tmp_path / "run") == []
+    resumed = Trainer(tiny_config, tmp_path / "run", resume=True)
+    assert resumed.step == 0
+    resumed.fit()
+    whole = Trainer(tiny_config, tmp_path / "whole")
+    whole.fit()
+    a, b = _state(whole), _state(resumed)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert [row["step"] for row in _rows(tmp_path / "run")] == ["2", "4", "6"]
+
+
+def test_final_samples_missing_after_the_last_checkpoint_are_written_on_resume(
+    tmp_path, tiny_config
+):
+    Trainer(tiny_config, tmp_path / "run").fit()
+    final = tmp_path / "run" / "samples" / "step-0000006"
+    for suffix in (".png", ".npz"):
+        final.with_suffix(suffix).unlink()
+    Trainer(tiny_config, tmp_path / "run", resume=True).fit()
+    assert final.with_suffix(".png").exists() and final.with_suffix(".npz").exists()
+
+
+@pytest.mark.parametrize("damaged", ["training.safetensors", "training.json", "ema.safetensors"])
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_config, damaged):
+    whole = Trainer(tiny_config, tmp_path / "whole")
+    whole.fit()
+    Trainer(tiny_config, tmp_path / "run").fit()
+    latest = tmp_path / "run" / "checkpoints" / "step-0000006"
+    data = (latest / damaged).read_bytes()
+    (latest / damaged).write_bytes(data[: len(data) // 2])  # a write cut short
+    with pytest.warns(RuntimeWarning, match="step-0000006 is unreadable"):
+        resumed = Trainer(tiny_config, tmp_path / "run", resume=True)
+    assert resumed.step == 3 and (latest.parent / "step-0000006.unreadable").is_dir()
+    resumed.fit()
+    a, b = _state(whole), _state(resumed)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_keep_checkpoints_keeps_the_newest(tmp_path, tiny_config):
+    config = _config(tiny_config, checkpoint_every=1, keep_checkpoints=2)
+    Trainer(config, tmp_path / "run").fit()
+    names = [p.name for p in find_checkpoints(tmp_path / "run")]
+    assert names == ["step-0000005", "step-0000006"]

@@ -108,6 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(requested if requested in COMMANDS else "").parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as error:
         print(f"ddpmkit {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ Config files (TOML, YAML or JSON) and command-line flags are read into these cla
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -157,6 +158,16 @@ class TrainConfig:
         default=1000, metadata={"help": "steps between sample grids (0 = only at the end)"}
     )
     log_every: int = field(default=50, metadata={"help": "steps between rows of log.csv"})
+    keep_checkpoints: int = field(
+        default=0, metadata={"help": "keep only the newest K checkpoints (0 = keep all)"}
+    )
+    skip_nonfinite: bool = field(
+        default=False,
+        metadata={
+            "help": "skip a step whose loss or gradient is NaN/Inf (counted in log.csv) instead "
+            "of stopping the run"
+        },
+    )
     num_workers: int = field(default=0, metadata={"help": "data-loading worker processes"})
     device: str = field(
         default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, …"}
@@ -187,13 +198,26 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every"):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "sample_every", "num_workers", "eval_every", "eval_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(
+                f"train.keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"train.lr must be positive and finite, got {self.lr}")
+        if not 0 <= self.grad_clip < math.inf:
+            raise ValueError(
+                f"train.grad_clip must be >= 0 and finite (0 = off), got {self.grad_clip}"
+            )
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"train.weight_decay must be >= 0 and finite, got {self.weight_decay}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ so a crash never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +63,34 @@ def save_checkpoint(
     if state.grad_scaler:
         meta["grad_scaler"] = state.grad_scaler
     (partial / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _fsync_folder(partial)
     partial.rename(folder)
+    _fsync(folder.parent)  # the rename itself survives a power loss
     return folder
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk."""
+    for path in folder.iterdir():
+        _fsync(path)
+    _fsync(folder)
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` complete checkpoints (keep = 0: none); returns them."""
+    found = find_checkpoints(run_dir)
+    doomed = found[:-keep] if 0 < keep < len(found) else []
+    for folder in doomed:
+        shutil.rmtree(folder)
+    return doomed
 
 
 def read_config(checkpoint: Path) -> RunConfig:
@@ -99,12 +127,16 @@ def _with_prefix(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 
 def find_checkpoints(run_dir: Path) -> list[Path]:
-    """The complete checkpoints of a run folder, oldest first."""
+    """The complete checkpoints of a run folder (folders named ``step-NNNNNNN``), oldest first."""
     folder = Path(run_dir) / "checkpoints"
-    found = [
-        p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.suffix != ".partial"
-    ]
+    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and step_of(p.name)]
     return sorted(found, key=lambda p: p.name)
+
+
+def step_of(name: str) -> int | None:
+    """N of a name ``step-NNNNNNN`` (a checkpoint folder, a sample file's stem); None otherwise."""
+    match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", name)
+    return int(match.group(1)) if match else None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -10,11 +10,13 @@ import csv
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from ddpmkit.config.builders import (
     build_denoiser,
@@ -35,13 +37,16 @@ from ddpmkit.likelihood import (
 )
 from ddpmkit.networks.execution import accelerate
 from ddpmkit.pipeline.checkpoints import (
+    CHECKPOINT_PREFIX,
     TrainingState,
     checkpoint_name,
     find_checkpoints,
     load_training_state,
     load_weights,
+    prune_checkpoints,
     read_config,
     save_checkpoint,
+    step_of,
 )
 from ddpmkit.pipeline.generation import ProgressCallback, write_samples
 from ddpmkit.pipeline.model import TrainedModel
@@ -69,6 +74,7 @@ LOG_COLUMNS = (
     "grad_norm",
     "seconds",
     "heldout_bpd",
+    "skipped",
 )
 
 
@@ -109,6 +115,9 @@ class Trainer:
         )
         self.generator = torch.Generator(self.device).manual_seed(train.seed)
         self.step = 0
+        # the first step whose loss or gradient was NaN/Inf (-1: none), kept on the device so
+        # that checking it costs a host read only where outputs are written
+        self._first_nonfinite = torch.tensor(-1, device=self.device)
         self._heldout: torch.Tensor | None = None
         if resume:
             self._restore()
@@ -136,10 +145,14 @@ class Trainer:
             if train.eval_every > 0 and self.step % train.eval_every == 0:
                 log.heldout_bpd = self.heldout_bound()
             if self.step % train.log_every == 0 or self.step == train.steps:
+                self.check_finite()
                 log.write()
             if on_step is not None:
                 on_step(self.step, metrics)
             self._periodic_outputs(on_sampling)
+        final = self.run_dir / "samples" / checkpoint_name(self.step)
+        if not final.with_suffix(".png").exists():  # a run stopped right after its last checkpoint
+            write_samples(self.sampling_model, final, on_sampling)
         return self.latest_checkpoint()
 
     def train_step(self, x0: torch.Tensor, labels: torch.Tensor) -> tuple[StepMetrics, LossOutput]:
@@ -160,10 +173,33 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         max_norm = train.grad_clip if train.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
+        metrics: StepMetrics = {"loss": output.loss.detach(), "lr": lr, "grad_norm": grad_norm}
+        finite = torch.isfinite(metrics["loss"])
+        if not self.scaler.is_enabled():  # with fp16 the scaler skips overflowing steps itself
+            finite &= torch.isfinite(grad_norm)
+        if train.skip_nonfinite and not bool(finite):  # a host read per step, in this mode only
+            self.optimizer.zero_grad(set_to_none=True)
+            return metrics | {"skipped": 1.0}, output
+        first = self._first_nonfinite
+        self._first_nonfinite = torch.where(~finite & (first < 0), self.step + 1, first)
         self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed
         self.scaler.update()
         self.ema.update(self.network)
-        return {"loss": output.loss.detach(), "lr": lr, "grad_norm": grad_norm.detach()}, output
+        return metrics, output
+
+    def check_finite(self) -> None:
+        """Stop with the first step whose loss or gradient was NaN/Inf, before anything of it is
+        written: the last checkpoint on disk stays the last good one."""
+        step = int(self._first_nonfinite)
+        if step < 0:
+            return
+        found = find_checkpoints(self.run_dir)
+        last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written"
+        raise FloatingPointError(
+            f"step {step}: the loss or gradient is NaN/Inf, training stopped; {last}. "
+            "Lower train.lr, set train.grad_clip, check the noise schedule, or pass "
+            "--train.skip_nonfinite true to skip such steps"
+        )
 
     def _class_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
         """The batch's labels, each replaced by ∅ with probability model.label_dropout (Ho &
@@ -198,9 +234,13 @@ class Trainer:
     def _periodic_outputs(self, on_sampling: ProgressCallback | None) -> None:
         train, step = self.config.train, self.step
         last = step == train.steps
-        if last or step % train.checkpoint_every == 0:
+        checkpoint = last or step % train.checkpoint_every == 0
+        samples = last or (train.sample_every > 0 and step % train.sample_every == 0)
+        if checkpoint or samples:
+            self.check_finite()
+        if checkpoint:
             self.save()
-        if last or (train.sample_every > 0 and step % train.sample_every == 0):
+        if samples:
             stem = self.run_dir / "samples" / checkpoint_name(step)
             write_samples(self.sampling_model, stem, on_sampling)
 
@@ -218,7 +258,9 @@ class Trainer:
             self.scaler.state_dict(),
         )
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.step)
-        return save_checkpoint(folder, self.config, self.network, self.ema.model, state)
+        saved = save_checkpoint(folder, self.config, self.network, self.ema.model, state)
+        prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
+        return saved
 
     def latest_checkpoint(self) -> Path:
         return find_checkpoints(self.run_dir)[-1]
@@ -233,11 +275,30 @@ class Trainer:
         (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
 
     def _restore(self) -> None:
+        """Continue from the newest readable checkpoint (falling back past corrupt ones), or from
+        step 0 when the run stopped before its first; outputs of later steps are discarded."""
         found = find_checkpoints(self.run_dir)
-        if not found:
-            raise FileNotFoundError(f"cannot resume: {self.run_dir} holds no checkpoint")
-        checkpoint = found[-1]
-        _check_resumable(read_config(checkpoint), self.config, checkpoint)
+        if not found and (self.run_dir / "config.json").is_file():
+            _check_resumable(read_config(self.run_dir), self.config, self.run_dir)
+            self._discard_outputs_after(0)
+            return
+        for checkpoint in reversed(found):
+            try:
+                saved = read_config(checkpoint)
+            except (json.JSONDecodeError, OSError) as error:
+                _set_aside(checkpoint, error)
+                continue
+            _check_resumable(saved, self.config, checkpoint)
+            try:
+                self._load(checkpoint)
+            except (SafetensorError, json.JSONDecodeError, OSError, KeyError) as error:
+                _set_aside(checkpoint, error)
+                continue
+            self._discard_outputs_after(self.step)
+            return
+        raise FileNotFoundError(f"cannot resume: {self.run_dir} holds no readable checkpoint")
+
+    def _load(self, checkpoint: Path) -> None:
         load_weights(self.network, checkpoint, "model")
         load_weights(self.ema.model, checkpoint, "ema")
         state = load_training_state(checkpoint)
@@ -252,6 +313,31 @@ class Trainer:
         if "cuda" in state.rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(state.rng["cuda"], self.device)
         self.step = state.step
+
+    def _discard_outputs_after(self, step: int) -> None:
+        """Remove log rows and sample files of steps after ``step``: the resumed run writes them
+        again, identically."""
+        log = self.run_dir / "log.csv"
+        if log.is_file():
+            lines = log.read_text().splitlines(keepends=True)
+            kept = [lines[0], *(row for row in lines[1:] if int(row.split(",")[0]) <= step)]
+            log.write_text("".join(kept))
+        for path in (self.run_dir / "samples").glob(f"{CHECKPOINT_PREFIX}*"):
+            written_at = step_of(path.stem)  # None for `ddpmkit sample`'s own outputs
+            if written_at is not None and written_at > step:
+                path.unlink()
+
+
+def _set_aside(checkpoint: Path, error: Exception) -> None:
+    """Rename an unreadable checkpoint to ``….unreadable`` (kept, out of the resumed run's way)."""
+    aside = checkpoint.with_name(checkpoint.name + ".unreadable")
+    checkpoint.rename(aside)
+    warnings.warn(
+        f"checkpoint {checkpoint} is unreadable ({type(error).__name__}: {error}); kept as "
+        f"{aside.name}, resuming from the one before it",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -> None:
@@ -281,6 +367,7 @@ class _LossLog:
     def __init__(self, path: Path, num_steps: int) -> None:
         self.path, self.num_steps = path, num_steps
         self.start = time.perf_counter()
+        self.step = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -288,8 +375,14 @@ class _LossLog:
         self.counts: torch.Tensor | None = None
         self.losses: list[torch.Tensor] = []
         self.heldout_bpd: float | None = None
+        self.skipped = 0
+        self.last: dict[str, torch.Tensor | float] = {}
 
     def add(self, step: int, metrics: StepMetrics, output: LossOutput) -> None:
+        self.step = step
+        if "skipped" in metrics:  # its loss and gradient are not finite: counted, not averaged
+            self.skipped += 1
+            return
         per_sample = output.per_sample.detach().double()
         if self.sums is None or self.counts is None:
             self.sums = per_sample.new_zeros(4)
@@ -298,17 +391,17 @@ class _LossLog:
         self.sums.index_add_(0, quarter, per_sample)
         self.counts.index_add_(0, quarter, torch.ones_like(per_sample))
         self.losses.append(torch.as_tensor(metrics["loss"]))
-        self.row = {"step": step, "lr": metrics["lr"], "grad_norm": metrics["grad_norm"]}
+        self.last = {"lr": metrics["lr"], "grad_norm": metrics["grad_norm"]}
 
     def write(self) -> None:
-        assert self.sums is not None and self.counts is not None  # write() follows add()
-        quarters = (self.sums / self.counts.clamp(min=1)).tolist()
-        row = {k: float(v) for k, v in self.row.items() if k != "step"}
-        row |= {f"loss_q{i}": q for i, q in enumerate(quarters)}
-        row |= {
-            "loss": float(torch.stack(self.losses).double().mean()),
-            "seconds": time.perf_counter() - self.start,
-        }
+        row: dict[str, float] = {"seconds": time.perf_counter() - self.start}
+        if self.skipped:
+            row["skipped"] = self.skipped
+        if self.losses and self.sums is not None and self.counts is not None:
+            quarters = (self.sums / self.counts.clamp(min=1)).tolist()
+            row |= {k: float(v) for k, v in self.last.items()}
+            row |= {f"loss_q{i}": q for i, q in enumerate(quarters)}
+            row["loss"] = float(torch.stack(self.losses).double().mean())
         if self.heldout_bpd is not None:
             row["heldout_bpd"] = self.heldout_bpd
         new = not self.path.exists()
@@ -317,5 +410,5 @@ class _LossLog:
             if new:
                 writer.writeheader()
             formatted = {k: f"{v:.6g}" for k, v in row.items()}
-            writer.writerow({"step": self.row["step"], **formatted})
+            writer.writerow({"step": self.step, **formatted})
         self._reset()
