@@ -61,6 +61,20 @@ def test_train_then_sample(tmp_path, capsys):
     # The same command again would overwrite: refused, naming the file.
     assert main(["sample", str(run), "--num_samples", "3", "--seed", "5", "--quiet"]) == 2
     assert "step-0000004-seed5.png already exists" in capsys.readouterr().err
+    # Outputs that could not be written are errors before any sampling, with nothing left behind.
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    x, y, z = (str(tmp_path / name) for name in ("x.npz", "y.png", "z.png"))
+    bad_outputs = [
+        (["--out", x], f"--out {x}: this output is written as .png"),
+        (["--out", y, "--npz", y], f"--npz {y}: this output is written as .npz"),
+        (["--out", z, "--trajectory", z[:-4] + ".npz"], "--trajectory and --npz both name"),
+        (["--out", str(blocked / "w.png")], "cannot make its folder"),
+    ]
+    for flags, message in bad_outputs:
+        assert main(["sample", str(run), "--num_samples", "2", "--quiet", *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "run", "traj.npz"]
 
 
 def test_resume_extends_training(tmp_path):
@@ -222,3 +236,42 @@ def test_out_of_range_training_options_are_errors_before_a_run_folder(
     assert main(["train", "--out", str(tmp_path / "r"), flag, value]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "run", "--num_samples", "0"], "argument --num_samples: must be >= 1, got 0"),
+        (["eval", "run", "--num_levels", "1"], "argument --num_levels: must be >= 2, got 1"),
+        (["inpaint", "run", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    ],
+)
+def test_out_of_range_command_flags_are_errors(args, message, capsys):
+    with pytest.raises(SystemExit):
+        main(args)
+    assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_says_how_to_continue_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+    """A KeyboardInterrupt traceback, and a folder neither --resume nor a new run accepted."""
+    from ddpmkit.training.loop import Trainer
+
+    fit = Trainer.fit
+
+    def interrupted_fit(self, on_step=None, on_sampling=None):
+        def stop_at_two(step, metrics):
+            on_step(step, metrics)
+            if step == 2:
+                raise KeyboardInterrupt
+
+        return fit(self, stop_at_two, on_sampling)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(Trainer, "fit", interrupted_fit)
+    assert main(["train", "--preset", "digits", "--out", str(run), "--quiet", *TINY]) == 130
+    error = capsys.readouterr().err
+    assert "interrupted at step 2; no checkpoint yet" in error
+    assert f"Continue with: ddpmkit train --resume --out {run}" in error
+    monkeypatch.setattr(Trainer, "fit", fit)
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+    assert (run / "samples" / "step-0000004.png").exists()

@@ -2,13 +2,14 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
 from ddpmkit.config.builders import build_loss, resolve_for_data
 from ddpmkit.config.parsing import ConfigError, from_dict, read_config_file, to_dict
 from ddpmkit.config.presets import PRESETS
-from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig
 from ddpmkit.core.schedules import NoiseSchedule
 
 
@@ -97,3 +98,25 @@ def test_learned_variance_doubles_the_network_output():
     assert resolve_for_data(mlp_config, (5,), None).model.mlp.output_dim == 10
     plain = resolve_for_data(RunConfig(), (3, 32, 32), None).model.unet
     assert plain.output_channels == 3
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"steps": 100_000_000}, "sample.steps = 100000000 is more than 100,000"),
+        ({"rho": 0}, "sample.rho must be positive and finite, got 0"),
+        ({"snr": -1}, "sample.snr must be positive and finite, got -1"),
+        ({"rtol": 0}, "sample.rtol must be positive and finite, got 0"),
+        ({"churn": -10}, "sample.churn must be >= 0 and finite, got -10"),
+        (
+            {"churn_min": 5, "churn_max": 1},
+            "sample.churn_min (5.0) must not exceed churn_max (1.0)",
+        ),
+        ({"langevin_steps": 0}, "sample.langevin_steps must be >= 1"),
+        ({"guidance": float("nan")}, "sample.guidance must be finite"),
+    ],
+)
+def test_out_of_range_sample_options_are_errors(values, message):
+    """Options that used to hang (rtol 0), exhaust memory (10^8 steps) or divide by zero (rho 0)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        from_dict(SampleConfig, values)

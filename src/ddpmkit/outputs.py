@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,33 @@ def refuse_existing(*paths: Path | None) -> None:
     for path in paths:
         if path is not None and Path(path).exists():
             raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose --out)")
+
+
+def check_outputs(outputs: Mapping[str, tuple[Path | None, str]]) -> None:
+    """Before any work: every output (keyed by its flag, with the suffix its writer produces) is
+    new, has that suffix, differs from the others, and its folder can be made and written to."""
+    seen: dict[Path, str] = {}
+    for flag, (path, suffix) in outputs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        if path.suffix.lower() != suffix:
+            raise ValueError(
+                f"{flag} {path}: this output is written as {suffix}; name it *{suffix}"
+            )
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ValueError(
+                f"{flag} and {seen[resolved]} both name {path}; give them different files"
+            )
+        seen[resolved] = flag
+        refuse_existing(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"{flag} {path}: cannot make its folder ({error.strerror})") from None
+        if not os.access(path.parent, os.W_OK):
+            raise ValueError(f"{flag} {path}: its folder {path.parent} is not writable")
 
 
 def save_picture(samples: Tensor, path: Path) -> Path:

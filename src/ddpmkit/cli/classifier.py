@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet
+from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
 
 DESCRIPTION = (
     "Trains a noisy classifier (Dhariwal & Nichol 2021) on the labelled training data of a run, "
@@ -16,10 +16,12 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint(parser)
-    parser.add_argument("--steps", type=int, default=2000, help="optimizer steps")
-    parser.add_argument("--batch_size", type=int, default=128, help="items per step")
+    parser.add_argument("--steps", type=at_least(1), default=2000, help="optimizer steps")
+    parser.add_argument("--batch_size", type=at_least(1), default=128, help="items per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    parser.add_argument("--base_channels", type=int, default=32, help="width of the classifier")
+    parser.add_argument(
+        "--base_channels", type=at_least(4), default=32, help="width of the classifier"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds weights, batches and noise")
     parser.add_argument("--out", type=Path, help="classifier folder (default: <run>/classifier)")
     add_device_and_quiet(parser)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet
+from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
 
 if TYPE_CHECKING:
     from ddpmkit.config.schema import RunConfig
@@ -33,11 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split", choices=("heldout", "train"), default="heldout", help="split of the run's data"
     )
-    parser.add_argument("--num_samples", type=int, default=100, help="items of the split to use")
-    parser.add_argument("--batch_size", type=int, default=100, help="items per batch")
+    parser.add_argument(
+        "--num_samples", type=at_least(1), default=100, help="items of the split to use"
+    )
+    parser.add_argument("--batch_size", type=at_least(1), default=100, help="items per batch")
     parser.add_argument(
         "--num_levels",
-        type=int,
+        type=at_least(2),
         help="quantization levels (default: the data's; digits 17, else 256)",
     )
     parser.add_argument(
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ddpmkit.cli.progress import ProgressBar
     from ddpmkit.data import load_data
     from ddpmkit.likelihood.report import evaluate_nll
-    from ddpmkit.outputs import refuse_existing, save_terms_plot
+    from ddpmkit.outputs import check_outputs, save_terms_plot
     from ddpmkit.pipeline.model import load_model
 
     model = load_model(args.checkpoint, args.device)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     )
     out = args.out or default_out
     plot = out.with_suffix(".png")
-    refuse_existing(out, plot)
+    check_outputs({"--out": (out, ".json"), "the plot beside it": (plot, ".png")})
     data_config, split = eval_data(model.config, args.data, args.split, model.shape)
     data = load_data(data_config, split)
     if data.shape != model.shape:

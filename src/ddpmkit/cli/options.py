@@ -1,8 +1,10 @@
-"""Options several commands share: the checkpoint argument, --device and --quiet."""
+"""Options several commands share: the checkpoint argument, --device and --quiet, and integer
+flags with a lower bound."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda, cuda:1, …"
@@ -15,3 +17,19 @@ def add_checkpoint(parser: argparse.ArgumentParser) -> None:
 def add_device_and_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse

@@ -9,9 +9,9 @@ from typing import Any
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet
+from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
-from ddpmkit.outputs import refuse_existing
+from ddpmkit.outputs import check_outputs
 from ddpmkit.pipeline.checkpoints import resolve_checkpoint
 from ddpmkit.pipeline.model import load_model
 from ddpmkit.pipeline.restoration import METHODS, read_image, read_mask, restore, save_panel
@@ -62,7 +62,7 @@ def add_restore(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method", help="inpaint: replacement (default), repaint or dps; others: dps"
     )
-    parser.add_argument("--scale", type=int, default=2, help="super-resolution factor")
+    parser.add_argument("--scale", type=at_least(2), default=2, help="super-resolution factor")
     parser.add_argument(
         "--low_res",
         type=Path,
@@ -100,10 +100,10 @@ def _add_common(parser: argparse.ArgumentParser, task: str, image_required: bool
         "overwritten",
     )
     parser.add_argument(
-        "--steps", type=int, help="ancestral steps on the T training steps (default: all T)"
+        "--steps", type=at_least(1), help="ancestral steps on the T training steps (default: all T)"
     )
     parser.add_argument("--seed", type=int, default=0, help="restoration i uses seed + i")
-    parser.add_argument("--num_samples", type=int, default=1, help="restorations to draw")
+    parser.add_argument("--num_samples", type=at_least(1), default=1, help="restorations to draw")
     add_device_and_quiet(parser)
 
 
@@ -121,8 +121,8 @@ def _add_inverse(parser: argparse.ArgumentParser) -> None:
         "--noise_std", type=float, default=0.0, help="std of the noise added to the measurement"
     )
     parser.add_argument("--step_size", type=float, default=1.0, help="dps: the step ζ")
-    parser.add_argument("--jump_length", type=int, default=10, help="repaint: j")
-    parser.add_argument("--resamplings", type=int, default=10, help="repaint: r")
+    parser.add_argument("--jump_length", type=at_least(1), default=10, help="repaint: j")
+    parser.add_argument("--resamplings", type=at_least(1), default=10, help="repaint: r")
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace, task: str, **options: Any) -> int:
     out = args.out or (
         checkpoint.parent.parent / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
     )
-    refuse_existing(out)
+    check_outputs({"--out": (out, ".png")})
     model = load_model(checkpoint, args.device)
     if args.image is not None:
         image = read_image(args.image, model.shape)

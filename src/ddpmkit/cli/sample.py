@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ddpmkit.core.precision import describe_precision
-    from ddpmkit.outputs import refuse_existing, save_npz, save_picture
+    from ddpmkit.outputs import check_outputs, save_npz, save_picture
     from ddpmkit.pipeline.classifier import load_classifier
     from ddpmkit.pipeline.generation import generate
     from ddpmkit.pipeline.model import load_model
@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     )
     out = args.out or default_out
     npz = args.npz or out.with_suffix(".npz")
-    refuse_existing(out, npz, args.trajectory)
+    check_outputs(
+        {"--out": (out, ".png"), "--npz": (npz, ".npz"), "--trajectory": (args.trajectory, ".npz")}
+    )
     classifier = load_classifier(sample.classifier) if sample.classifier is not None else None
     print(
         f"ddpmkit: sampling on {model.device}, {describe_precision(sample.precision, model.device)}"

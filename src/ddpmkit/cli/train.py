@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,20 @@ def run_folder(args: argparse.Namespace) -> Path:
     return next(path for path in candidates if not path.exists())
 
 
+def interrupted(step: int, checkpoints: list[Path], run_dir: Path) -> str:
+    """What a Ctrl-C left behind, and the command that continues the run."""
+    saved = f"its last checkpoint is {checkpoints[-1].name}" if checkpoints else "no checkpoint yet"
+    return (
+        f"ddpmkit train: interrupted at step {step}; {saved}. "
+        f"Continue with: ddpmkit train --resume --out {run_dir}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ddpmkit.core.precision import describe_precision
+    from ddpmkit.pipeline.checkpoints import find_checkpoints
     from ddpmkit.training.loop import Trainer
 
     run_dir = run_folder(args)
@@ -81,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
             if step % config.train.log_every == 0 or step == first_step:  # reading waits
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
 
-        checkpoint = trainer.fit(on_step, sampling)
+        try:
+            checkpoint = trainer.fit(on_step, sampling)
+        except KeyboardInterrupt:
+            bar.close()
+            print(interrupted(trainer.step, find_checkpoints(run_dir), run_dir), file=sys.stderr)
+            return 130  # the shell's code for a stop by Ctrl-C (128 + SIGINT)
     print(f"ddpmkit: checkpoint {checkpoint}")
     for picture in sorted((run_dir / "samples").glob("*.png")):
         print(f"ddpmkit: samples   {picture}")

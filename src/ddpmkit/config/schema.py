@@ -220,6 +220,10 @@ class TrainConfig:
             raise ValueError(f"train.weight_decay must be >= 0 and finite, got {self.weight_decay}")
 
 
+MAX_SAMPLE_STEPS = 100_000
+"""The most grid levels a sampler may be asked for (T = 1000 needs at most 1000)."""
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     sampler: str = field(
@@ -316,8 +320,36 @@ class SampleConfig:
             raise ValueError("sample.num_samples and sample.batch_size must be >= 1")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"sample.steps must be >= 1, got {self.steps}")
+        if self.steps is not None and self.steps > MAX_SAMPLE_STEPS:
+            raise ValueError(
+                f"sample.steps = {self.steps} is more than {MAX_SAMPLE_STEPS:,}: no sampler needs "
+                "that many levels, and their grid alone would not fit in memory"
+            )
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"sample.eta must lie in [0, 1], got {self.eta}")
+        positive = ("rho", "snr", "langevin_step_size", "rtol", "atol")
+        non_negative = ("churn", "churn_min", "churn_max", "churn_noise")
+        for name in positive:
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(
+                    f"sample.{name} must be positive and finite, got {getattr(self, name)}"
+                )
+        for name in non_negative:
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(
+                    f"sample.{name} must be >= 0 and finite, got {getattr(self, name)}"
+                )
+        if self.churn_min > self.churn_max:
+            raise ValueError(
+                f"sample.churn_min ({self.churn_min}) must not exceed churn_max ({self.churn_max})"
+            )
+        if self.langevin_steps < 1 or self.corrector_steps < 0:
+            raise ValueError(
+                "sample.langevin_steps must be >= 1 and sample.corrector_steps >= 0, got "
+                f"{self.langevin_steps} and {self.corrector_steps}"
+            )
+        if not math.isfinite(self.guidance):
+            raise ValueError(f"sample.guidance must be finite, got {self.guidance}")
         if self.sampler not in SAMPLERS:
             raise ValueError(
                 f"sample.sampler: {self.sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}"
