@@ -1,5 +1,6 @@
 """The ``ddpmkit`` command as a user runs it: train, sample, presets, help, and its errors."""
 
+import json
 import subprocess
 import sys
 
@@ -275,3 +276,30 @@ def test_ctrl_c_says_how_to_continue_and_the_run_resumes(tmp_path, capsys, monke
     monkeypatch.setattr(Trainer, "fit", fit)
     assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
     assert (run / "samples" / "step-0000004.png").exists()
+
+
+def test_tampered_checkpoints_are_named_errors(tmp_path, capsys):
+    """A hand-edited config.json or a damaged weights file: one line naming it, no traceback."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--out", str(run), "--quiet", *TINY]) == 0
+    capsys.readouterr()
+    checkpoint = run / "checkpoints" / "step-0000004"
+    config_path = checkpoint / "config.json"
+    original = json.loads(config_path.read_text())
+
+    def sample_with(edit) -> str:
+        config = json.loads(json.dumps(original))
+        edit(config)
+        config_path.write_text(json.dumps(config))
+        assert main(["sample", str(checkpoint), "--num_samples", "2", "--quiet"]) == 2
+        return capsys.readouterr().err
+
+    wider = sample_with(lambda c: c["model"]["unet"].update(base_channels=64))
+    assert "the weights do not fit the network its config.json describes" in wider
+    bigger = sample_with(lambda c: c["model"].update(sample_shape=[1, 16, 16]))
+    assert "model.sample_shape (1, 16, 16) does not fit the network (in_channels 1" in bigger
+    config_path.write_text(json.dumps(original))
+    weights = checkpoint / "ema.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["sample", str(checkpoint), "--num_samples", "2", "--quiet"]) == 2
+    assert f"{weights} is not a readable safetensors file" in capsys.readouterr().err

@@ -144,3 +144,21 @@ def class_labels_of(model: ModelConfig) -> tuple[int | None, int | None]:
     if model.label_dropout > 0:
         return table - 1, table - 1
     return table, None
+
+
+def check_sample_shape(model: ModelConfig, where: str) -> None:
+    """The stored per-sample shape must be the one the network was built for (a ``config.json``
+    edited by hand could otherwise sample another size without a word)."""
+    shape = model.sample_shape
+    if model.kind == "unet":
+        expected = (model.unet.in_channels, model.unet.sample_size)
+        fits = shape is not None and len(shape) == 3 and tuple(shape[:2]) == expected
+        network = f"in_channels {expected[0]}, sample_size {expected[1]}"
+    else:
+        fits = shape is not None and tuple(shape) == (model.mlp.dim,)
+        network = f"dim {model.mlp.dim}"
+    if not fits:
+        raise ValueError(
+            f"{where}: model.sample_shape {shape} does not fit the network ({network}); "
+            "was config.json edited?"
+        )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -37,6 +38,10 @@ class TrainingState:
     rng: dict[str, Tensor]
     timesteps: dict[str, Tensor] = field(default_factory=dict)  # the timestep sampler's history
     grad_scaler: dict[str, Any] = field(default_factory=dict)  # fp16 loss scale (empty otherwise)
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint file that is truncated or not what its name says (the resumed run skips it)."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -106,12 +111,28 @@ def load_weights(module: nn.Module, checkpoint: Path, which: str = "ema") -> Non
     path = Path(checkpoint) / f"{which}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint} has no {path.name}")
-    module.load_state_dict(load_file(path, device="cpu"), strict=True)
+    try:
+        tensors = load_file(path, device="cpu")
+    except SafetensorError as error:
+        raise UnreadableCheckpointError(
+            f"{path} is not a readable safetensors file ({error})"
+        ) from None
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:  # missing, unexpected or mis-shaped weights
+        first = str(error).strip().splitlines()[1:2] or [str(error)]
+        raise ValueError(
+            f"{path}: the weights do not fit the network its config.json describes "
+            f"({first[0].strip()}); was config.json edited?"
+        ) from None
 
 
 def load_training_state(checkpoint: Path) -> TrainingState:
     """Optimizer moments, RNG states and counters of a checkpoint."""
-    tensors = load_file(Path(checkpoint) / "training.safetensors", device="cpu")
+    try:
+        tensors = load_file(Path(checkpoint) / "training.safetensors", device="cpu")
+    except SafetensorError as error:
+        raise UnreadableCheckpointError(f"{checkpoint}/training.safetensors: {error}") from None
     meta = json.loads((Path(checkpoint) / "training.json").read_text())
     rng = _with_prefix(tensors, "rng.")
     optimizer = _unflatten_optimizer(tensors, meta["optimizer_param_groups"])

@@ -11,7 +11,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ddpmkit.config.builders import build_denoiser, build_network, build_schedule, pick_device
+from ddpmkit.config.builders import (
+    build_denoiser,
+    build_network,
+    build_schedule,
+    check_sample_shape,
+    pick_device,
+)
 from ddpmkit.config.schema import RunConfig, SampleConfig
 from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.schedules import NoiseSchedule
@@ -43,6 +49,7 @@ class TrainedModel:
             raise ValueError(
                 f"{checkpoint or 'config'}: no model.sample_shape; was it trained by ddpmkit?"
             )
+        check_sample_shape(config.model, str(checkpoint or "config"))
         schedule = build_schedule(config.diffusion)
         fast_network = accelerate(network, compile=config.sample.compile)
         denoiser = build_denoiser(fast_network, schedule, config.diffusion)

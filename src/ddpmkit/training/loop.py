@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 
 from ddpmkit.config.builders import (
     build_denoiser,
@@ -39,6 +38,7 @@ from ddpmkit.networks.execution import accelerate
 from ddpmkit.pipeline.checkpoints import (
     CHECKPOINT_PREFIX,
     TrainingState,
+    UnreadableCheckpointError,
     checkpoint_name,
     find_checkpoints,
     load_training_state,
@@ -291,7 +291,7 @@ class Trainer:
             _check_resumable(saved, self.config, checkpoint)
             try:
                 self._load(checkpoint)
-            except (SafetensorError, json.JSONDecodeError, OSError, KeyError) as error:
+            except (UnreadableCheckpointError, json.JSONDecodeError, OSError, KeyError) as error:
                 _set_aside(checkpoint, error)
                 continue
             self._discard_outputs_after(self.step)
