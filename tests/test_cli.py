@@ -110,6 +110,8 @@ def test_toy2d_writes_a_scatter_plot(tmp_path):
     [
         (["train", "--train.bach_size", "3"], "unrecognized arguments: --train.bach_size"),
         (["train", "--preset", "imagenet"], "invalid choice: 'imagenet'"),
+        (["train", "--train.step", "3"], "unrecognized arguments: --train.step 3"),  # no prefixes
+        (["train", "--model.unet.base", "8"], "unrecognized arguments: --model.unet.base 8"),
     ],
 )
 def test_mistyped_options_are_errors(args, message, capsys):

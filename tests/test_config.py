@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ddpmkit.config.builders import build_loss, resolve_for_data
-from ddpmkit.config.parsing import ConfigError, from_dict, read_config_file, to_dict
+from ddpmkit.config.parsing import ConfigError, from_dict, merge, read_config_file, to_dict
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig
 from ddpmkit.core.schedules import NoiseSchedule
@@ -120,3 +120,19 @@ def test_out_of_range_sample_options_are_errors(values, message):
     """Options that used to hang (rtol 0), exhaust memory (10^8 steps) or divide by zero (rho 0)."""
     with pytest.raises(ValueError, match=re.escape(message)):
         from_dict(SampleConfig, values)
+
+
+def test_an_empty_or_malformed_section_never_resets_the_preset(tmp_path):
+    """YAML `train:` with its lines commented out, then a flag of that section: the preset's other
+    train keys stay (they used to fall back to the dataclass defaults, 10,000 steps)."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("train:\n  # steps: 5\n")
+    values = merge(merge(PRESETS["digits"], read_config_file(empty)), {"train": {"lr": 1e-3}})
+    config = from_dict(RunConfig, values)
+    assert config.train.steps == PRESETS["digits"]["train"]["steps"] and config.train.lr == 1e-3
+    listed = tmp_path / "list.yaml"
+    listed.write_text("train:\n  - 1\n")
+    with pytest.raises(ConfigError, match=r"train: a section must be a table of keys, got \[1\]"):
+        merge(PRESETS["digits"], read_config_file(listed))
+    with pytest.raises(ConfigError, match="train: a section must be a table of keys"):
+        merge(read_config_file(listed), {"train": {"lr": 1e-3}})

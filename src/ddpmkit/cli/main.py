@@ -91,11 +91,13 @@ COMMANDS: dict[str, tuple[str, AddArguments]] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser with every command's arguments, or only those of command ``only`` (lazily)."""
     parser = argparse.ArgumentParser(
-        prog="ddpmkit", description="Denoising diffusion probabilistic models: train and sample."
+        prog="ddpmkit",
+        description="Denoising diffusion probabilistic models: train and sample.",
+        allow_abbrev=False,  # --train.step must not silently mean --train.steps
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (summary, add_arguments) in COMMANDS.items():
-        command = commands.add_parser(name, help=summary, description=summary)
+        command = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
         if only is None or only == name:
             add_arguments(command)
     return parser

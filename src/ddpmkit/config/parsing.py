@@ -76,12 +76,23 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Nested dicts merged key by key; ``update`` wins."""
+def merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Nested dicts merged key by key; ``update`` wins. An empty section (YAML's ``train:`` with
+    nothing under it) sets nothing; a section given as anything but a table is an error, never a
+    silent replacement of the whole section."""
     merged = dict(base)
     for key, value in update.items():
-        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = merge(merged[key], value) if both_dicts else value
+        name = f"{where}{key}"
+        old = merged.get(key)
+        if isinstance(old, dict) and value is None:
+            continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = merge(old, value, f"{name}.")
+        elif isinstance(old, dict) or (isinstance(value, dict) and old is not None):
+            wrong = value if isinstance(old, dict) else old
+            raise ConfigError(f"{name}: a section must be a table of keys, got {wrong!r}")
+        else:
+            merged[key] = value
     return merged
 
 
@@ -104,7 +115,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot parse: {error}") from error
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table of sections")
-    return data
+    return {section: keys for section, keys in data.items() if keys is not None}  # `train:` alone
 
 
 def coerce(value: Any, hint: Any, where: str) -> Any:
