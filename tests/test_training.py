@@ -3,11 +3,13 @@
 import csv
 import dataclasses
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_digits_config
+from safetensors.torch import load_file, save_file
 
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from ddpmkit.data import DataConfig
@@ -307,3 +309,23 @@ def test_keep_checkpoints_keeps_the_newest(tmp_path, tiny_config):
     Trainer(config, tmp_path / "run").fit()
     names = [p.name for p in find_checkpoints(tmp_path / "run")]
     assert names == ["step-0000005", "step-0000006"]
+
+
+def test_an_unwritable_or_full_run_folder_is_an_error_before_training(
+    tmp_path, tiny_config, monkeypatch
+):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="a-file/run: cannot write there"):
+        Trainer(tiny_config, tmp_path / "a-file" / "run")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    with pytest.raises(ValueError, match=r"0 MiB free on its disk, but two checkpoints"):
+        Trainer(tiny_config, tmp_path / "full")
+
+
+def test_a_model_with_nonfinite_weights_is_refused_for_sampling(tmp_path, tiny_config):
+    checkpoint = Trainer(tiny_config, tmp_path / "run").fit()
+    weights = load_file(checkpoint / "ema.safetensors")
+    save_file({k: v * float("nan") for k, v in weights.items()}, checkpoint / "ema.safetensors")
+    with pytest.raises(ValueError, match="its ema weights hold NaN/Inf"):
+        load_model(checkpoint, "cpu")

@@ -73,5 +73,10 @@ def load_model(
     network = build_network(config.model)
     weights = which or ("ema" if config.sample.use_ema else "model")
     load_weights(network, checkpoint, weights)
+    if not all(torch.isfinite(p).all() for p in network.parameters()):
+        raise ValueError(
+            f"{checkpoint}: its {weights} weights hold NaN/Inf (the run diverged before this "
+            "checkpoint was written); sample an earlier checkpoint"
+        )
     network = network.to(pick_device(device, option="device")).eval()
     return TrainedModel.of(config, network, checkpoint)

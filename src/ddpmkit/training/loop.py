@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -271,8 +272,28 @@ class Trainer:
                 f"run folder {self.run_dir} is not empty; resume it with --resume "
                 "or choose a new folder with --out"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(
+                json.dumps(to_dict(self.config), indent=2) + "\n"
+            )
+        except OSError as error:
+            raise ValueError(
+                f"run folder {self.run_dir}: cannot write there ({error.strerror})"
+            ) from None
+        self._check_disk_space()
+
+    def _check_disk_space(self) -> None:
+        """Refuse to start when the run folder's disk cannot hold two checkpoints: the weights,
+        their average and AdamW's two moments, each as large as the network."""
+        weights = sum(p.numel() * p.element_size() for p in self.network.parameters())
+        needed = 2 * 4 * weights
+        free = shutil.disk_usage(self.run_dir).free
+        if free < needed:
+            raise ValueError(
+                f"run folder {self.run_dir}: {free / 2**20:,.0f} MiB free on its disk, but two "
+                f"checkpoints of this network need {needed / 2**20:,.0f} MiB"
+            )
 
     def _restore(self) -> None:
         """Continue from the newest readable checkpoint (falling back past corrupt ones), or from
