@@ -33,13 +33,13 @@ def test_label_dropout_adds_the_null_class_and_drops_labels_at_its_rate(tmp_path
     assert trainer.config.model.unet.num_classes == 11
     assert class_labels_of(trainer.config.model) == (10, 10)
     labels = torch.arange(20_000) % 10
-    dropped = trainer._class_labels(labels)
+    dropped = trainer._class_labels(labels, trainer.generator)
     share = (dropped == 10).double().mean().item()
     assert abs(share - 0.25) < 4 * (0.25 * 0.75 / 20_000) ** 0.5
     assert torch.equal(dropped[dropped != 10], labels[dropped != 10])
     plain = _conditional(tmp_path / "plain", dropout=0.0)
     assert class_labels_of(plain.config.model) == (10, None)
-    assert torch.equal(plain._class_labels(labels), labels)
+    assert torch.equal(plain._class_labels(labels, plain.generator), labels)
 
 
 def test_label_dropout_needs_a_class_conditional_model():

@@ -118,23 +118,29 @@ def test_split_indices_partition_and_determinism() -> None:
         split_indices(50, 0.0, 0, "heldout")
 
 
+def _coin_flips(count: int, seed: int) -> torch.Tensor:
+    return torch.rand(count, generator=torch.Generator().manual_seed(seed)) < 0.5
+
+
 def test_hflip_batch_is_deterministic_and_flips_about_half() -> None:
     x = torch.randn(1000, 2, 3, 5)
-    out = hflip_batch(x, torch.Generator().manual_seed(0))
-    again = hflip_batch(x, torch.Generator().manual_seed(0))
+    out = hflip_batch(x, _coin_flips(1000, 0))
+    again = hflip_batch(x, _coin_flips(1000, 0))
     assert torch.equal(out, again)
     same = (out == x).flatten(1).all(1)
     flipped = (out == x.flip(-1)).flatten(1).all(1)
     assert bool((same ^ flipped).all())  # every image is either untouched or mirrored
     assert 0.4 < flipped.float().mean().item() < 0.6
-    other = hflip_batch(x, torch.Generator().manual_seed(1))
+    other = hflip_batch(x, _coin_flips(1000, 1))
     assert not torch.equal(out, other)
 
 
 def test_hflip_batch_leaves_input_and_rejects_non_images() -> None:
     x = torch.arange(8.0).reshape(1, 1, 2, 4).repeat(16, 1, 1, 1)
     before = x.clone()
-    hflip_batch(x, torch.Generator().manual_seed(0))
+    hflip_batch(x, _coin_flips(16, 0))
     assert torch.equal(x, before)
     with pytest.raises(ValueError, match="B, C, H, W"):
-        hflip_batch(torch.zeros(4, 2), torch.Generator())
+        hflip_batch(torch.zeros(4, 2), _coin_flips(4, 0))
+    with pytest.raises(ValueError, match="a mask of 16 flags"):
+        hflip_batch(x, _coin_flips(3, 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,17 +76,21 @@ def run(args: argparse.Namespace) -> int:
     from ddpmkit.pipeline.checkpoints import find_checkpoints
     from ddpmkit.training.loop import Trainer
 
+    if args.out is None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ValueError("under torchrun every process must name the same run folder: pass --out")
     run_dir = run_folder(args)
     config = config_from_args(args, run_dir)
     trainer = Trainer(config, run_dir, resume=args.resume)
+    processes = trainer.processes
+    quiet = args.quiet or not processes.main  # one progress bar and one report, from rank 0
+    say = print if processes.main else _silent
     parameters = sum(p.numel() for p in trainer.network.parameters())
     precision = describe_precision(config.train.precision, trainer.device)
-    print(
-        f"ddpmkit: training in {run_dir} on {trainer.device}, {precision}, {parameters:,} parameters"
-    )
-    bar = tqdm(total=config.train.steps, initial=trainer.step, disable=args.quiet, desc="train")
+    where = f"{processes.world} processes" if processes.distributed else str(trainer.device)
+    say(f"ddpmkit: training in {run_dir} on {where}, {precision}, {parameters:,} parameters")
+    bar = tqdm(total=config.train.steps, initial=trainer.step, disable=quiet, desc="train")
     first_step = trainer.step + 1
-    with bar, ProgressBar("sample", "step", disable=args.quiet) as sampling:
+    with bar, ProgressBar("sample", "step", disable=quiet) as sampling:
 
         def on_step(step: int, metrics: dict) -> None:
             bar.update(1)
@@ -98,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
             print(interrupted(trainer.step, find_checkpoints(run_dir), run_dir), file=sys.stderr)
             return 130  # the shell's code for a stop by Ctrl-C (128 + SIGINT)
-    print(f"ddpmkit: checkpoint {checkpoint}")
+    say(f"ddpmkit: checkpoint {checkpoint}")
     for picture in sorted((run_dir / "samples").glob("*.png")):
-        print(f"ddpmkit: samples   {picture}")
-    print(f"ddpmkit: log       {run_dir / 'log.csv'}")
+        say(f"ddpmkit: samples   {picture}")
+    say(f"ddpmkit: log       {run_dir / 'log.csv'}")
     return 0
+
+
+def _silent(*_args: object, **_kwargs: object) -> None:
+    """print for the processes other than rank 0."""

@@ -1,7 +1,10 @@
-"""Explicit randomness: one generator for a batch, or one per sample (EDM's per-seed noise).
+"""Explicit randomness: one generator for a batch, one per sample (EDM's per-seed noise), or a
+process's rows of a batch split over processes.
 
 With ``PerSampleGenerator`` every sample draws its noise from its own seeded generator, so a
 sample depends only on its seed, never on which batch it was drawn in or how large that was.
+With ``BatchShard`` each process draws the whole batch's randomness and keeps its own rows, so
+distributed training draws for every sample what one process would have drawn.
 """
 
 from __future__ import annotations
@@ -29,7 +32,47 @@ class PerSampleGenerator:
         return torch.stack(rows).to(device=device, dtype=dtype)
 
 
-Generator = torch.Generator | PerSampleGenerator | None
+class BatchShard:
+    """Rows ``rows`` of a batch of ``total``: every draw is made for the whole batch from the
+    shared, identically seeded ``generator``, and only these rows are kept."""
+
+    def __init__(self, generator: torch.Generator, rows: slice, total: int) -> None:
+        self.generator, self.rows, self.total = generator, rows, total
+        self.size = len(range(total)[rows])
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.device
+
+    def whole(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The shape of the whole batch's draw for this process's ``shape``."""
+        if shape[0] != self.size:
+            raise ValueError(f"a draw of {shape[0]} rows from a shard of {self.size}")
+        return (self.total, *shape[1:])
+
+
+Generator = torch.Generator | PerSampleGenerator | BatchShard | None
+
+
+def rand_rows(count: int, generator: torch.Generator | BatchShard) -> Tensor:
+    """(count,) uniforms on [0, 1) on the generator's device."""
+    if isinstance(generator, BatchShard):
+        return rand_rows(generator.total, generator.generator)[generator.rows]
+    return torch.rand(count, generator=generator, device=generator.device)
+
+
+def randint_rows(high: int, count: int, generator: torch.Generator | BatchShard) -> Tensor:
+    """(count,) integers uniform on {0, …, high - 1} on the generator's device."""
+    if isinstance(generator, BatchShard):
+        return randint_rows(high, generator.total, generator.generator)[generator.rows]
+    return torch.randint(0, high, (count,), generator=generator, device=generator.device)
+
+
+def multinomial_rows(p: Tensor, count: int, generator: torch.Generator | BatchShard) -> Tensor:
+    """(count,) indices drawn with replacement with probabilities ``p``."""
+    if isinstance(generator, BatchShard):
+        return multinomial_rows(p, generator.total, generator.generator)[generator.rows]
+    return torch.multinomial(p.to(generator.device), count, replacement=True, generator=generator)
 
 
 def randn(
@@ -41,6 +84,8 @@ def randn(
     """Standard normal noise drawn from ``generator`` (the global RNG only when it is None)."""
     if isinstance(generator, PerSampleGenerator):
         return generator.randn(shape, dtype, torch.device(device))
+    if isinstance(generator, BatchShard):
+        return randn(generator.whole(shape), generator.generator, dtype, device)[generator.rows]
     gen_device = generator.device if generator is not None else device
     return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
 

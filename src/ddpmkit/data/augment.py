@@ -1,4 +1,5 @@
-"""Batch augmentation with an explicit generator (the trainer's deterministic random flips)."""
+"""Batch augmentation: mirrored images where a mask says (the trainer draws it from its seeded
+generator, so flips are reproducible)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import torch
 from torch import Tensor
 
 
-def hflip_batch(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Mirror each image of x (B, C, H, W) left-right with probability 1/2, drawn from generator.
+def hflip_batch(x: Tensor, flip: Tensor) -> Tensor:
+    """Mirror the images of x (B, C, H, W) left-right where the (B,) mask ``flip`` is True.
 
-    Draws exactly B uniforms from generator (on the generator's device), so a seeded generator
-    gives the same flips on every run. Returns a new tensor; x is not modified.
+    The caller draws the mask (the trainer: one uniform per image from its seeded generator, < 1/2),
+    so flips are reproducible. Returns a new tensor; x is not modified.
     """
     if x.ndim != 4:
         raise ValueError(f"hflip_batch expects images (B, C, H, W), got shape {tuple(x.shape)}")
-    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < 0.5
-    flip = flip.to(x.device)[:, None, None, None]
-    return torch.where(flip, x.flip(-1), x)
+    if flip.shape != (x.shape[0],):
+        raise ValueError(
+            f"hflip_batch: a mask of {x.shape[0]} flags, got shape {tuple(flip.shape)}"
+        )
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)

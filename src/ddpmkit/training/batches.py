@@ -14,15 +14,23 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class StepBatches(Sampler[list[int]]):
-    """Index lists for steps ``start_step``, ``start_step + 1``, … (incomplete batches dropped)."""
+    """Index lists for steps ``start_step``, ``start_step + 1``, … (incomplete batches dropped);
+    with ``rows``, this process's part of each global batch."""
 
-    def __init__(self, dataset_size: int, batch_size: int, seed: int, start_step: int = 0) -> None:
+    def __init__(
+        self,
+        dataset_size: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        rows: slice = slice(None),
+    ) -> None:
         if dataset_size < batch_size:
             raise ValueError(
                 f"the dataset has {dataset_size} samples, fewer than train.batch_size = {batch_size}"
             )
         self.dataset_size, self.batch_size = dataset_size, batch_size
-        self.seed, self.start_step = seed, start_step
+        self.seed, self.start_step, self.rows = seed, start_step, rows
         self.batches_per_epoch = dataset_size // batch_size
 
     def epoch_permutation(self, epoch: int) -> torch.Tensor:
@@ -35,7 +43,8 @@ class StepBatches(Sampler[list[int]]):
             epoch, position = divmod(step, self.batches_per_epoch)
             order = self.epoch_permutation(epoch)
             for i in range(position, self.batches_per_epoch):
-                yield order[i * self.batch_size : (i + 1) * self.batch_size].tolist()
+                batch = order[i * self.batch_size : (i + 1) * self.batch_size]
+                yield batch[self.rows].tolist()
             step = (epoch + 1) * self.batches_per_epoch
 
 

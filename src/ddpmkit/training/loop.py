@@ -29,6 +29,7 @@ from ddpmkit.config.builders import (
 from ddpmkit.config.parsing import to_dict
 from ddpmkit.config.schema import RunConfig
 from ddpmkit.core.precision import autocast, needs_grad_scaler
+from ddpmkit.core.randomness import BatchShard, rand_rows
 from ddpmkit.data import hflip_batch, load_data, stack_items
 from ddpmkit.likelihood import (
     discretized_gaussian_log_likelihood,
@@ -52,6 +53,7 @@ from ddpmkit.pipeline.checkpoints import (
 from ddpmkit.pipeline.generation import ProgressCallback, write_samples
 from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.training.batches import StepBatches, batch_stream
+from ddpmkit.training.distributed import Processes
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
 
@@ -93,11 +95,16 @@ class Trainer:
         self.dataset = data.dataset
         self.config = resolve_for_data(config, data.shape, data.num_classes)
         self.shape = data.shape
-        self.device = pick_device(self.config.train.device)
+        self.processes = Processes.from_environment()
+        self.device = self.processes.device(pick_device(self.config.train.device))
+        self.processes.start(self.device)
         train = self.config.train
+        self.rows = self.processes.rows(train.batch_size)
         torch.manual_seed(train.seed)
         self.network = build_network(self.config.model).to(self.device)
-        fast_network = accelerate(self.network, compile=train.compile)
+        accelerate(self.network)  # the device's layout before DistributedDataParallel copies it
+        parallel = self.processes.wrap(self.network, self.device)
+        fast_network = accelerate(parallel, compile=train.compile)
         self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
         self.sampling_model = TrainedModel.of(self.config, self.ema.model)  # EMA weights, eval mode
         self.schedule = self.sampling_model.schedule
@@ -122,8 +129,9 @@ class Trainer:
         self._heldout: torch.Tensor | None = None
         if resume:
             self._restore()
-        else:
+        elif self.processes.main:
             self._claim_run_dir()
+        self.processes.barrier()  # no process reads the run folder before it is claimed
 
     def fit(
         self, on_step: TrainStepCallback | None = None, on_sampling: ProgressCallback | None = None
@@ -133,7 +141,9 @@ class Trainer:
         ``on_step`` is called after every step, ``on_sampling`` as the sample grids are drawn.
         """
         train = self.config.train
-        order = StepBatches(len(self.dataset), train.batch_size, train.seed, self.step)
+        order = StepBatches(
+            len(self.dataset), train.batch_size, train.seed, self.step, rows=self.rows
+        )
         batches = batch_stream(
             self.dataset, order, train.num_workers, pin_memory=self.device.type == "cuda"
         )
@@ -143,32 +153,36 @@ class Trainer:
             metrics, output = self.train_step(x0, labels)
             self.step += 1
             log.add(self.step, metrics, output)
-            if train.eval_every > 0 and self.step % train.eval_every == 0:
+            main = self.processes.main
+            if main and train.eval_every > 0 and self.step % train.eval_every == 0:
                 log.heldout_bpd = self.heldout_bound()
             if self.step % train.log_every == 0 or self.step == train.steps:
                 self.check_finite()
-                log.write()
+                if main:
+                    log.write()
             if on_step is not None:
                 on_step(self.step, metrics)
             self._periodic_outputs(on_sampling)
         final = self.run_dir / "samples" / checkpoint_name(self.step)
-        if not final.with_suffix(".png").exists():  # a run stopped right after its last checkpoint
-            write_samples(self.sampling_model, final, on_sampling)
+        if self.processes.main and not final.with_suffix(".png").exists():
+            write_samples(self.sampling_model, final, on_sampling)  # stopped after the checkpoint
+        self.processes.barrier()
         return self.latest_checkpoint()
 
     def train_step(self, x0: torch.Tensor, labels: torch.Tensor) -> tuple[StepMetrics, LossOutput]:
         """One step of Algorithm 1 (Ho et al. 2020) on a batch: loss, backward, AdamW, EMA."""
         train = self.config.train
         x0 = x0.to(self.device, non_blocking=True)
+        generator = self._generator()
         if self.config.data.hflip:
-            x0 = hflip_batch(x0, self.generator)
-        class_labels = self._class_labels(labels)
+            x0 = hflip_batch(x0, rand_rows(len(x0), generator) < 0.5)
+        class_labels = self._class_labels(labels, generator)
         lr = learning_rate(self.step, train.lr, train.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.network.train()
         with autocast(train.precision, self.device):
-            output = self.loss(self.denoiser, x0, class_labels, self.generator)
+            output = self.loss(self.denoiser, x0, class_labels, generator)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(output.loss).backward()  # the identity unless precision is fp16
         self.scaler.unscale_(self.optimizer)
@@ -202,7 +216,15 @@ class Trainer:
             "--train.skip_nonfinite true to skip such steps"
         )
 
-    def _class_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
+    def _generator(self) -> torch.Generator | BatchShard:
+        """The run's generator; across processes, this process's rows of its whole-batch draws."""
+        if not self.processes.distributed:
+            return self.generator
+        return BatchShard(self.generator, self.rows, self.config.train.batch_size)
+
+    def _class_labels(
+        self, labels: torch.Tensor, generator: torch.Generator | BatchShard
+    ) -> torch.Tensor | None:
         """The batch's labels, each replaced by ∅ with probability model.label_dropout (Ho &
         Salimans 2022, Algorithm 1); None for an unconditional model."""
         model = self.config.model
@@ -212,7 +234,7 @@ class Trainer:
         _, null = class_labels_of(model)
         if null is None:
             return labels
-        drop = torch.rand(labels.shape, generator=self.generator, device=self.device)
+        drop = rand_rows(len(labels), generator)
         return torch.where(drop < model.label_dropout, torch.full_like(labels, null), labels)
 
     def heldout_bound(self) -> float:
@@ -237,13 +259,15 @@ class Trainer:
         last = step == train.steps
         checkpoint = last or step % train.checkpoint_every == 0
         samples = last or (train.sample_every > 0 and step % train.sample_every == 0)
-        if checkpoint or samples:
-            self.check_finite()
-        if checkpoint:
+        if not (checkpoint or samples):
+            return
+        self.check_finite()
+        if checkpoint and self.processes.main:
             self.save()
-        if samples:
+        if samples and self.processes.main:
             stem = self.run_dir / "samples" / checkpoint_name(step)
             write_samples(self.sampling_model, stem, on_sampling)
+        self.processes.barrier()  # no process runs ahead of a checkpoint being written
 
     def save(self) -> Path:
         """Write a checkpoint of the current step."""
@@ -301,7 +325,8 @@ class Trainer:
         found = find_checkpoints(self.run_dir)
         if not found and (self.run_dir / "config.json").is_file():
             _check_resumable(read_config(self.run_dir), self.config, self.run_dir)
-            self._discard_outputs_after(0)
+            if self.processes.main:
+                self._discard_outputs_after(0)
             return
         for checkpoint in reversed(found):
             try:
@@ -315,7 +340,8 @@ class Trainer:
             except (UnreadableCheckpointError, json.JSONDecodeError, OSError, KeyError) as error:
                 _set_aside(checkpoint, error)
                 continue
-            self._discard_outputs_after(self.step)
+            if self.processes.main:
+                self._discard_outputs_after(self.step)
             return
         raise FileNotFoundError(f"cannot resume: {self.run_dir} holds no readable checkpoint")
 

@@ -17,7 +17,12 @@ from torch import Tensor
 from ddpmkit.core.denoisers import NetworkDenoiser, NetworkOutput, broadcast_to
 from ddpmkit.core.forward import posterior_mean
 from ddpmkit.core.parameterization import Parameterization, training_target
-from ddpmkit.core.randomness import randn_like
+from ddpmkit.core.randomness import (
+    BatchShard,
+    multinomial_rows,
+    randint_rows,
+    randn_like,
+)
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
 from ddpmkit.likelihood.vlb import (
@@ -43,7 +48,9 @@ class LossOutput:
 class TimestepSampler(Protocol):
     """Draws t for a batch with importance weights 1/(T·p(t)); learns from observed losses."""
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]: ...
+    def sample(
+        self, batch_size: int, generator: torch.Generator | BatchShard
+    ) -> tuple[Tensor, Tensor]: ...
 
     def update(self, t: Tensor, losses: Tensor) -> None: ...
 
@@ -58,10 +65,10 @@ class UniformTimesteps:
     def __init__(self, num_steps: int) -> None:
         self.num_steps = num_steps
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        t = torch.randint(
-            0, self.num_steps, (batch_size,), generator=generator, device=generator.device
-        )
+    def sample(
+        self, batch_size: int, generator: torch.Generator | BatchShard
+    ) -> tuple[Tensor, Tensor]:
+        t = randint_rows(self.num_steps, batch_size, generator)
         return t, torch.ones(batch_size, device=generator.device)
 
     def update(self, t: Tensor, losses: Tensor) -> None:
@@ -96,11 +103,11 @@ class SecondMomentTimesteps:
         weights = weights / weights.sum()
         return (1.0 - self.uniform_share) * weights + self.uniform_share * uniform
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample(
+        self, batch_size: int, generator: torch.Generator | BatchShard
+    ) -> tuple[Tensor, Tensor]:
         p = self.probabilities()
-        t = torch.multinomial(
-            p.to(generator.device), batch_size, replacement=True, generator=generator
-        )
+        t = multinomial_rows(p, batch_size, generator)
         return t, (1.0 / (self.num_steps * p.to(t.device)[t])).float()
 
     def update(self, t: Tensor, losses: Tensor) -> None:
@@ -168,7 +175,7 @@ def evaluate_noised(
     timesteps: TimestepSampler,
     x0: Tensor,
     class_labels: Tensor | None,
-    generator: torch.Generator,
+    generator: torch.Generator | BatchShard,
 ) -> tuple[Tensor, Tensor, Tensor, NetworkOutput]:
     """t ~ p(t) with its importance weight, ε ~ N(0, I), and the network at x = x_0 + σ_t ε.
 
@@ -206,7 +213,7 @@ class SimpleLoss:
         denoiser: NetworkDenoiser,
         x0: Tensor,
         class_labels: Tensor | None,
-        generator: torch.Generator,
+        generator: torch.Generator | BatchShard,
     ) -> LossOutput:
         t, importance, eps, output = evaluate_noised(
             denoiser, self.timesteps, x0, class_labels, generator
@@ -250,7 +257,7 @@ class HybridLoss:
         denoiser: NetworkDenoiser,
         x0: Tensor,
         class_labels: Tensor | None,
-        generator: torch.Generator,
+        generator: torch.Generator | BatchShard,
     ) -> LossOutput:
         if not denoiser.learned_variance:
             raise ValueError("the hybrid and vlb losses need a denoiser with learned variances")

@@ -1,0 +1,76 @@
+"""Data-parallel training across processes started by ``torchrun`` (PyTorch's distributed engine).
+
+Every process holds the whole model and sees rows ``rows`` of each global batch; gradients are
+averaged by ``DistributedDataParallel`` (NCCL on GPUs, gloo on CPUs). Randomness is drawn for the
+whole batch from one identically seeded generator (``core.randomness.BatchShard``), so N processes
+compute what one process computes on the same global batch, up to the order of float sums.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place among ``world`` processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> Processes:
+        """torchrun's ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; a single process without them."""
+        return cls(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """The process that writes logs, checkpoints and samples."""
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """A CUDA device per local process; the CPU is shared."""
+        if self.distributed and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def start(self, device: torch.device) -> None:
+        """Join the process group: NCCL for CUDA, gloo for the CPU."""
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    def rows(self, batch_size: int) -> slice:
+        """This process's contiguous rows of a global batch."""
+        if batch_size % self.world:
+            raise ValueError(
+                f"train.batch_size = {batch_size} is the global batch; it must be divisible by "
+                f"the {self.world} processes"
+            )
+        size = batch_size // self.world
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+    def wrap(self, network: nn.Module, device: torch.device) -> nn.Module:
+        """``DistributedDataParallel(network)`` across processes; the network itself alone."""
+        if not self.distributed:
+            return network
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(network, device_ids=ids)
+
+    def barrier(self) -> None:
+        """Wait until every process arrives (e.g. until the main one has written a checkpoint)."""
+        if self.distributed:
+            dist.barrier()
