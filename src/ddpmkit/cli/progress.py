@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tqdm import tqdm
 
 
@@ -30,3 +32,12 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def reporter(main: bool) -> Callable[..., None]:
+    """``print`` for the process that reports (rank 0 under torchrun), a no-op for the others."""
+    return print if main else _silent
+
+
+def _silent(*_args: object, **_kwargs: object) -> None:
+    """Says nothing."""

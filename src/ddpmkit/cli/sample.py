@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet
-from ddpmkit.cli.progress import ProgressBar
+from ddpmkit.cli.progress import ProgressBar, reporter
 from ddpmkit.config.parsing import add_config_flags, from_dict, merge, overrides_from_args, to_dict
 from ddpmkit.config.schema import SampleConfig
+
+if TYPE_CHECKING:
+    from ddpmkit.samplers.common import SampleResult
+    from ddpmkit.training.distributed import Processes
 
 DESCRIPTION = (
     "Draw samples from a checkpoint (or a run folder's latest checkpoint). Sample options "
@@ -41,13 +46,18 @@ def run(args: argparse.Namespace) -> int:
     from ddpmkit.pipeline.classifier import load_classifier
     from ddpmkit.pipeline.generation import generate
     from ddpmkit.pipeline.model import load_model
+    from ddpmkit.training.distributed import Processes
 
     overrides = overrides_from_args(args)
     which = None  # the weights the checkpoint's sample.use_ema names, unless the flag says
     if "use_ema" in overrides:
         use_ema = from_dict(SampleConfig, {"use_ema": overrides["use_ema"]}, "--use_ema").use_ema
         which = "ema" if use_ema else "model"
-    model = load_model(args.checkpoint, args.device, which)
+    processes = Processes.from_environment()
+    device = args.device
+    if processes.distributed and device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{processes.local_rank}"
+    model = load_model(args.checkpoint, device, which)
     sample = from_dict(
         SampleConfig, merge(to_dict(model.config.sample), overrides), "sample options"
     )
@@ -63,20 +73,27 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(
         {"--out": (out, ".png"), "--npz": (npz, ".npz"), "--trajectory": (args.trajectory, ".npz")}
     )
+    rows = shard_rows(sample.num_samples, processes, args.trajectory)
+    processes.start(model.device)
+    say = reporter(processes.main)
     classifier = load_classifier(sample.classifier) if sample.classifier is not None else None
-    print(
-        f"ddpmkit: sampling on {model.device}, {describe_precision(sample.precision, model.device)}"
-    )
+    where = f"{processes.world} processes" if processes.distributed else str(model.device)
+    say(f"ddpmkit: sampling on {where}, {describe_precision(sample.precision, model.device)}")
     start = time.perf_counter()
-    with ProgressBar("sample", "step", disable=args.quiet) as progress:
+    quiet = args.quiet or not processes.main
+    with ProgressBar("sample", "step", disable=quiet) as progress:
         result = generate(
             model, sample, classifier=classifier, record_trajectory=args.trajectory is not None,
-            progress=progress,
+            progress=progress, rows=rows,
         )  # fmt: skip
+    if processes.distributed:
+        result = gather_shards(result, npz, processes)
+        if not processes.main:
+            return 0
     seconds = time.perf_counter() - start
     batches = -(-sample.num_samples // sample.batch_size)
     calls = f" ({result.nfe} network calls in {batches} batches)" if batches > 1 else ""
-    print(
+    say(
         f"ddpmkit: {sample.num_samples} samples by {sample.sampler}: "
         f"{result.nfe // batches} NFE per sample{calls}, {seconds:.1f} s"
     )
@@ -86,3 +103,38 @@ def run(args: argparse.Namespace) -> int:
         save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
         print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
     return 0
+
+
+def shard_rows(num_samples: int, processes: Processes, trajectory: Path | None) -> slice:
+    """This process's contiguous block of the samples (all of them in one process)."""
+    if not processes.distributed:
+        return slice(None)
+    if trajectory is not None:
+        raise ValueError("--trajectory is written by one process; sample it without torchrun")
+    if num_samples < processes.world:
+        raise ValueError(
+            f"--num_samples {num_samples} is fewer than the {processes.world} processes"
+        )
+    per = -(-num_samples // processes.world)
+    return slice(processes.rank * per, min((processes.rank + 1) * per, num_samples))
+
+
+def gather_shards(result: SampleResult, npz: Path, processes: Processes) -> SampleResult:
+    """Each process writes its block beside ``npz``; rank 0 joins them in rank order (the
+    samples of one process run, seed for seed) and removes the blocks."""
+    import numpy as np
+    import torch
+
+    from ddpmkit.outputs import save_npz
+    from ddpmkit.samplers.common import SampleResult
+
+    shard = npz.with_name(f"{npz.stem}.shard{processes.rank}.npz")
+    save_npz(result.samples, shard)
+    processes.barrier()
+    if not processes.main:
+        return result
+    shards = [npz.with_name(f"{npz.stem}.shard{rank}.npz") for rank in range(processes.world)]
+    samples = torch.cat([torch.from_numpy(np.load(path)["samples"]) for path in shards])
+    for path in shards:
+        path.unlink()
+    return SampleResult(samples, None, result.nfe * processes.world)

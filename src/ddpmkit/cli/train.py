@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddpmkit.cli.progress import ProgressBar
+from ddpmkit.cli.progress import ProgressBar, reporter
 from ddpmkit.config.parsing import (
     add_config_flags,
     from_dict,
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config, run_dir, resume=args.resume)
     processes = trainer.processes
     quiet = args.quiet or not processes.main  # one progress bar and one report, from rank 0
-    say = print if processes.main else _silent
+    say = reporter(processes.main)
     parameters = sum(p.numel() for p in trainer.network.parameters())
     precision = describe_precision(config.train.precision, trainer.device)
     where = f"{processes.world} processes" if processes.distributed else str(trainer.device)
@@ -108,7 +108,3 @@ def run(args: argparse.Namespace) -> int:
         say(f"ddpmkit: samples   {picture}")
     say(f"ddpmkit: log       {run_dir / 'log.csv'}")
     return 0
-
-
-def _silent(*_args: object, **_kwargs: object) -> None:
-    """print for the processes other than rank 0."""

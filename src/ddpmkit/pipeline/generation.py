@@ -64,9 +64,11 @@ def generate(
     class_labels: Tensor | None = None,
     record_trajectory: bool = False,
     progress: ProgressCallback | None = None,
+    rows: slice | None = None,
 ) -> SampleResult:
     """``config.num_samples`` samples of the model (its stored sample options by default);
-    sample i is seeded ``config.seed + i``.
+    sample i is seeded ``config.seed + i``. With ``rows`` only those samples are drawn (one
+    process's share), each exactly as in the whole set: its seed, its label.
 
     Batches of ``config.batch_size`` are drawn one after another; since every sample's noise comes
     from its own generator, the result does not depend on the batch size. With a class-conditional
@@ -80,11 +82,12 @@ def generate(
         class_labels = sample_labels(config, conditioning.num_classes)
     denoiser = wrap_denoiser(guided_denoiser(model.denoiser, config, conditioning), config)
     steps = config.steps_for(model.schedule.num_steps)
-    starts = range(0, config.num_samples, config.batch_size)
+    first, last, _ = (rows or slice(None)).indices(config.num_samples)
+    starts = range(first, last, config.batch_size)
     options = sampler_options(config)  # resolved once, not per batch
     results = []
     for batch_index, start in enumerate(starts):
-        stop = min(start + config.batch_size, config.num_samples)
+        stop = min(start + config.batch_size, last)
         generator = PerSampleGenerator(range(config.seed + start, config.seed + stop), device)
         labels = None if class_labels is None else class_labels[start:stop].to(device)
         callback = None
