@@ -4,6 +4,10 @@ import csv
 import dataclasses
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ import torch
 from conftest import tiny_digits_config
 from safetensors.torch import load_file, save_file
 
+from ddpmkit.cli import main
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from ddpmkit.data import DataConfig
 from ddpmkit.data.digits import digits_arrays
@@ -329,3 +334,28 @@ def test_a_model_with_nonfinite_weights_is_refused_for_sampling(tmp_path, tiny_c
     save_file({k: v * float("nan") for k, v in weights.items()}, checkpoint / "ema.safetensors")
     with pytest.raises(ValueError, match="its ema weights hold NaN/Inf"):
         load_model(checkpoint, "cpu")
+
+
+@pytest.mark.parametrize("kill_after", ["step-0000010", "step-0000020"])
+def test_a_sigkilled_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, kill_after):
+    """A real `ddpmkit train` process is killed with SIGKILL once a checkpoint has appeared (the
+    next one may be half-written), then resumed: the final weights equal an unbroken run's."""
+    flags = ["--preset", "toy2d", "--quiet", "--train.steps", "60", "--train.checkpoint_every",
+             "10", "--train.log_every", "5", "--diffusion.num_steps", "60",
+             "--sample.num_samples", "8"]  # fmt: skip
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "ddpmkit", "train", "--out", str(run), *flags]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / kill_after).exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "the run never reached its checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert main(["train", "--resume", "--out", str(run), *flags]) == 0
+    assert main(["train", "--out", str(tmp_path / "whole"), *flags]) == 0
+    name = "checkpoints/step-0000060/model.safetensors"
+    killed, whole = load_file(run / name), load_file(tmp_path / "whole" / name)
+    assert all(torch.equal(killed[k], whole[k]) for k in whole)
+    steps = [row["step"] for row in _rows(run)]
+    assert steps == sorted(set(steps), key=int)  # no duplicate or missing log rows
