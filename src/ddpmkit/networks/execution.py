@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CompiledNetwork", "accelerate", "prefers_channels_last"]
+__all__ = ["CompiledNetwork", "accelerate", "prefers_channels_last", "set_layout"]
 
 
 def prefers_channels_last(device: torch.device, compiled: bool) -> bool:
@@ -62,8 +62,13 @@ def accelerate(network: nn.Module, *, compile: bool = False) -> nn.Module:
     The layout is set in place (the weights' values, names and state dict are unchanged);
     the returned object is what the denoiser should call.
     """
+    set_layout(network, compiled=compile)
+    return CompiledNetwork(network) if compile else network
+
+
+def set_layout(network: nn.Module, *, compiled: bool) -> None:
+    """Put the weights, in place, in the layout ``prefers_channels_last`` picks for their device."""
     weight = next(network.parameters(), None)
     device = weight.device if weight is not None else torch.device("cpu")
-    channels_last = prefers_channels_last(device, compile)
+    channels_last = prefers_channels_last(device, compiled)
     network.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    return CompiledNetwork(network) if compile else network

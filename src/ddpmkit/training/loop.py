@@ -36,7 +36,7 @@ from ddpmkit.likelihood import (
     schedule_log_variance,
     variational_bound,
 )
-from ddpmkit.networks.execution import accelerate
+from ddpmkit.networks.execution import CompiledNetwork, set_layout
 from ddpmkit.pipeline.checkpoints import (
     CHECKPOINT_PREFIX,
     TrainingState,
@@ -102,9 +102,10 @@ class Trainer:
         self.rows = self.processes.rows(train.batch_size)
         torch.manual_seed(train.seed)
         self.network = build_network(self.config.model).to(self.device)
-        accelerate(self.network)  # the device's layout before DistributedDataParallel copies it
+        # the layout is set before DistributedDataParallel registers the parameters
+        set_layout(self.network, compiled=train.compile)
         parallel = self.processes.wrap(self.network, self.device)
-        fast_network = accelerate(parallel, compile=train.compile)
+        fast_network = CompiledNetwork(parallel) if train.compile else parallel
         self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
         self.sampling_model = TrainedModel.of(self.config, self.ema.model)  # EMA weights, eval mode
         self.schedule = self.sampling_model.schedule
@@ -148,12 +149,12 @@ class Trainer:
             self.dataset, order, train.num_workers, pin_memory=self.device.type == "cuda"
         )
         log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
+        main = self.processes.main
         while self.step < train.steps:
             x0, labels = next(batches)
             metrics, output = self.train_step(x0, labels)
             self.step += 1
             log.add(self.step, metrics, output)
-            main = self.processes.main
             if main and train.eval_every > 0 and self.step % train.eval_every == 0:
                 log.heldout_bpd = self.heldout_bound()
             if self.step % train.log_every == 0 or self.step == train.steps:
