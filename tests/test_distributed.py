@@ -45,8 +45,9 @@ def test_two_processes_train_what_one_process_trains_and_resume_with_one(tmp_pat
         name = f"checkpoints/step-0000020/{which}.safetensors"
         assert max_difference(tmp_path / "one" / name, tmp_path / "two" / name) < TOLERANCE
     # the data order and the randomness are functions of (seed, step): another process count
-    # continues the same run
-    half = ["--train.steps", "10", "--train.checkpoint_every", "10"]
+    # continues the same run, and so do micro-batches whose gradients stay local (no_sync) until
+    # the last one of the step
+    half = ["--train.steps", "10", "--train.checkpoint_every", "10", "--train.grad_accum", "2"]
     torchrun(2, "--out", str(tmp_path / "switch"), *TOY, *half)
     assert main(["train", "--resume", "--out", str(tmp_path / "switch"), *TOY, *steps]) == 0
     name = "checkpoints/step-0000020/model.safetensors"

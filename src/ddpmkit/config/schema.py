@@ -130,7 +130,17 @@ class DiffusionConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = field(default=10000, metadata={"help": "optimizer steps in total"})
-    batch_size: int = field(default=128, metadata={"help": "samples per step"})
+    batch_size: int = field(
+        default=128,
+        metadata={"help": "samples per optimizer step, over all processes and micro-batches"},
+    )
+    grad_accum: int = field(
+        default=1,
+        metadata={
+            "help": "micro-batches per step: each process's rows are fed in this many parts whose "
+            "gradients add up (less memory, the same step)"
+        },
+    )
     lr: float = field(default=2e-4, metadata={"help": "peak learning rate of AdamW"})
     warmup_steps: int = field(
         default=5000, metadata={"help": "linear learning-rate warm-up from 0, in steps"}
@@ -198,12 +208,17 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "sample_every", "num_workers", "eval_every", "eval_samples"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(
+                f"train.batch_size = {self.batch_size} must be divisible by "
+                f"train.grad_accum = {self.grad_accum}"
+            )
         if self.keep_checkpoints < 0:
             raise ValueError(
                 f"train.keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}"

@@ -4,12 +4,13 @@ process's rows of a batch split over processes.
 With ``PerSampleGenerator`` every sample draws its noise from its own seeded generator, so a
 sample depends only on its seed, never on which batch it was drawn in or how large that was.
 With ``BatchShard`` each process draws the whole batch's randomness and keeps its own rows, so
-distributed training draws for every sample what one process would have drawn.
+distributed training draws for every sample what one process would have drawn; micro-batches of
+one step (gradient accumulation) share those whole-batch draws instead of drawing again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -34,11 +35,24 @@ class PerSampleGenerator:
 
 class BatchShard:
     """Rows ``rows`` of a batch of ``total``: every draw is made for the whole batch from the
-    shared, identically seeded ``generator``, and only these rows are kept."""
+    shared, identically seeded ``generator``, and only these rows are kept.
 
-    def __init__(self, generator: torch.Generator, rows: slice, total: int) -> None:
+    With a ``shared`` list, the micro-batches of one step reuse the whole-batch draws: the first
+    to make its k-th draw stores it there, the others read it, so the step consumes the
+    generator exactly as one whole-batch step does.
+    """
+
+    def __init__(
+        self,
+        generator: torch.Generator,
+        rows: slice,
+        total: int,
+        shared: list[Tensor] | None = None,
+    ) -> None:
         self.generator, self.rows, self.total = generator, rows, total
         self.size = len(range(total)[rows])
+        self.shared = shared
+        self._draws = 0
 
     @property
     def device(self) -> torch.device:
@@ -50,6 +64,15 @@ class BatchShard:
             raise ValueError(f"a draw of {shape[0]} rows from a shard of {self.size}")
         return (self.total, *shape[1:])
 
+    def draw(self, whole_batch: Callable[[torch.Generator], Tensor]) -> Tensor:
+        """These rows of ``whole_batch(generator)``, drawn once per step when draws are shared."""
+        index, self._draws = self._draws, self._draws + 1
+        if self.shared is None:
+            return whole_batch(self.generator)[self.rows]
+        if index == len(self.shared):
+            self.shared.append(whole_batch(self.generator))
+        return self.shared[index][self.rows]
+
 
 Generator = torch.Generator | PerSampleGenerator | BatchShard | None
 
@@ -57,21 +80,21 @@ Generator = torch.Generator | PerSampleGenerator | BatchShard | None
 def rand_rows(count: int, generator: torch.Generator | BatchShard) -> Tensor:
     """(count,) uniforms on [0, 1) on the generator's device."""
     if isinstance(generator, BatchShard):
-        return rand_rows(generator.total, generator.generator)[generator.rows]
+        return generator.draw(lambda g: rand_rows(generator.total, g))
     return torch.rand(count, generator=generator, device=generator.device)
 
 
 def randint_rows(high: int, count: int, generator: torch.Generator | BatchShard) -> Tensor:
     """(count,) integers uniform on {0, …, high - 1} on the generator's device."""
     if isinstance(generator, BatchShard):
-        return randint_rows(high, generator.total, generator.generator)[generator.rows]
+        return generator.draw(lambda g: randint_rows(high, generator.total, g))
     return torch.randint(0, high, (count,), generator=generator, device=generator.device)
 
 
 def multinomial_rows(p: Tensor, count: int, generator: torch.Generator | BatchShard) -> Tensor:
     """(count,) indices drawn with replacement with probabilities ``p``."""
     if isinstance(generator, BatchShard):
-        return multinomial_rows(p, generator.total, generator.generator)[generator.rows]
+        return generator.draw(lambda g: multinomial_rows(p, generator.total, g))
     return torch.multinomial(p.to(generator.device), count, replacement=True, generator=generator)
 
 
@@ -85,7 +108,8 @@ def randn(
     if isinstance(generator, PerSampleGenerator):
         return generator.randn(shape, dtype, torch.device(device))
     if isinstance(generator, BatchShard):
-        return randn(generator.whole(shape), generator.generator, dtype, device)[generator.rows]
+        whole = generator.whole(shape)
+        return generator.draw(lambda g: randn(whole, g, dtype, device))
     gen_device = generator.device if generator is not None else device
     return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
 

@@ -9,6 +9,7 @@ compute what one process computes on the same global batch, up to the order of f
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -53,12 +54,12 @@ class Processes:
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
-    def rows(self, batch_size: int) -> slice:
-        """This process's contiguous rows of a global batch."""
-        if batch_size % self.world:
+    def rows(self, batch_size: int, parts: int = 1) -> slice:
+        """This process's contiguous rows of a global batch (fed in ``parts`` micro-batches)."""
+        if batch_size % (self.world * parts):
             raise ValueError(
                 f"train.batch_size = {batch_size} is the global batch; it must be divisible by "
-                f"the {self.world} processes"
+                f"the {self.world} processes × train.grad_accum = {parts} micro-batches"
             )
         size = batch_size // self.world
         return slice(self.rank * size, (self.rank + 1) * size)
@@ -69,6 +70,14 @@ class Processes:
             return network
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(network, device_ids=ids)
+
+    def accumulating(self, parallel: nn.Module, last: bool) -> AbstractContextManager[object]:
+        """Across processes, gradients of all but a step's ``last`` micro-batch are kept local
+        (``no_sync``): DistributedDataParallel averages the accumulated sum once."""
+        if self.distributed and not last:
+            assert isinstance(parallel, nn.parallel.DistributedDataParallel)
+            return parallel.no_sync()
+        return nullcontext()
 
     def barrier(self) -> None:
         """Wait until every process arrives (e.g. until the main one has written a checkpoint)."""

@@ -99,13 +99,13 @@ class Trainer:
         self.device = self.processes.device(pick_device(self.config.train.device))
         self.processes.start(self.device)
         train = self.config.train
-        self.rows = self.processes.rows(train.batch_size)
+        self.rows = self.processes.rows(train.batch_size, train.grad_accum)
         torch.manual_seed(train.seed)
         self.network = build_network(self.config.model).to(self.device)
         # the layout is set before DistributedDataParallel registers the parameters
         set_layout(self.network, compiled=train.compile)
-        parallel = self.processes.wrap(self.network, self.device)
-        fast_network = CompiledNetwork(parallel) if train.compile else parallel
+        self.parallel = self.processes.wrap(self.network, self.device)
+        fast_network = CompiledNetwork(self.parallel) if train.compile else self.parallel
         self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
         self.sampling_model = TrainedModel.of(self.config, self.ema.model)  # EMA weights, eval mode
         self.schedule = self.sampling_model.schedule
@@ -171,21 +171,29 @@ class Trainer:
         return self.latest_checkpoint()
 
     def train_step(self, x0: torch.Tensor, labels: torch.Tensor) -> tuple[StepMetrics, LossOutput]:
-        """One step of Algorithm 1 (Ho et al. 2020) on a batch: loss, backward, AdamW, EMA."""
+        """One step of Algorithm 1 (Ho et al. 2020) on a batch: loss, backward, AdamW, EMA.
+
+        The batch is fed in ``train.grad_accum`` micro-batches, each loss divided by their
+        count, so the gradients add up to the whole batch's mean-loss gradient.
+        """
         train = self.config.train
         x0 = x0.to(self.device, non_blocking=True)
-        generator = self._generator()
-        if self.config.data.hflip:
-            x0 = hflip_batch(x0, rand_rows(len(x0), generator) < 0.5)
-        class_labels = self._class_labels(labels, generator)
         lr = learning_rate(self.step, train.lr, train.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.network.train()
-        with autocast(train.precision, self.device):
-            output = self.loss(self.denoiser, x0, class_labels, generator)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(output.loss).backward()  # the identity unless precision is fp16
+        shared: list[torch.Tensor] = []  # the step's whole-batch draws, for every micro-batch
+        size = len(x0) // train.grad_accum
+        outputs = []
+        for part in range(train.grad_accum):
+            rows = slice(part * size, (part + 1) * size)
+            with self.processes.accumulating(self.parallel, last=part == train.grad_accum - 1):
+                output = self._micro_batch(x0[rows], labels[rows], self._generator(rows, shared))
+                # the scaler multiplies only under fp16
+                self.scaler.scale(output.loss / train.grad_accum).backward()
+            outputs.append(output)
+        output = _joined(outputs)
         self.scaler.unscale_(self.optimizer)
         max_norm = train.grad_clip if train.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), max_norm)
@@ -217,11 +225,25 @@ class Trainer:
             "--train.skip_nonfinite true to skip such steps"
         )
 
-    def _generator(self) -> torch.Generator | BatchShard:
-        """The run's generator; across processes, this process's rows of its whole-batch draws."""
-        if not self.processes.distributed:
+    def _micro_batch(
+        self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | BatchShard
+    ) -> LossOutput:
+        """The loss of (part of) a batch: random flips and label dropout, then the objective."""
+        if self.config.data.hflip:
+            x0 = hflip_batch(x0, rand_rows(len(x0), generator) < 0.5)
+        class_labels = self._class_labels(labels, generator)
+        with autocast(self.config.train.precision, self.device):
+            return self.loss(self.denoiser, x0, class_labels, generator)
+
+    def _generator(self, rows: slice, shared: list[torch.Tensor]) -> torch.Generator | BatchShard:
+        """The run's generator for one process and one micro-batch; otherwise these ``rows`` of
+        this process's part of the whole batch's draws, which the step's micro-batches share."""
+        train = self.config.train
+        if not self.processes.distributed and train.grad_accum == 1:
             return self.generator
-        return BatchShard(self.generator, self.rows, self.config.train.batch_size)
+        start = self.rows.start
+        whole_rows = slice(start + rows.start, start + rows.stop)
+        return BatchShard(self.generator, whole_rows, train.batch_size, shared)
 
     def _class_labels(
         self, labels: torch.Tensor, generator: torch.Generator | BatchShard
@@ -376,6 +398,15 @@ class Trainer:
                 path.unlink()
 
 
+def _joined(outputs: list[LossOutput]) -> LossOutput:
+    """The micro-batches' outputs as one: their mean loss, their samples' losses in order."""
+    if len(outputs) == 1:
+        return outputs[0]
+    loss = torch.stack([o.loss.detach() for o in outputs]).mean()
+    per_sample = torch.cat([o.per_sample for o in outputs])
+    return LossOutput(loss, per_sample, torch.cat([o.t for o in outputs]))
+
+
 def _set_aside(checkpoint: Path, error: Exception) -> None:
     """Rename an unreadable checkpoint to ``….unreadable`` (kept, out of the resumed run's way)."""
     aside = checkpoint.with_name(checkpoint.name + ".unreadable")
@@ -389,9 +420,13 @@ def _set_aside(checkpoint: Path, error: Exception) -> None:
 
 
 def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -> None:
-    """Only the length of training may change on resume; anything else would not be a resumption."""
+    """Only the length of training and the micro-batching of a step may change on resume; anything
+    else would not be a resumption."""
     same_except_steps = dataclasses.replace(
-        requested, train=dataclasses.replace(requested.train, steps=saved.train.steps)
+        requested,
+        train=dataclasses.replace(
+            requested.train, steps=saved.train.steps, grad_accum=saved.train.grad_accum
+        ),
     )
     if same_except_steps != saved:
         changed = [
@@ -401,7 +436,7 @@ def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -
         ]
         raise ValueError(
             f"cannot resume from {checkpoint}: the config differs in section(s) {', '.join(changed)}; "
-            "only train.steps may change when resuming"
+            "only train.steps and train.grad_accum may change when resuming"
         )
 
 
