@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
 
 if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.utils.data import Dataset
+
+    from ddpmkit.cli.progress import ProgressBar
     from ddpmkit.config.schema import RunConfig
     from ddpmkit.data import DataConfig
+    from ddpmkit.likelihood.report import NLLValues
+    from ddpmkit.pipeline.model import TrainedModel
+    from ddpmkit.training.distributed import Processes
 
 DESCRIPTION = (
     "Negative log-likelihood in bits/dim, with a 95%% confidence interval over the evaluated "
@@ -57,13 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddpmkit.cli.progress import ProgressBar
+    import time
+
+    from ddpmkit.cli.progress import ProgressBar, reporter
     from ddpmkit.data import load_data
-    from ddpmkit.likelihood.report import evaluate_nll
+    from ddpmkit.likelihood.report import nll_report
     from ddpmkit.outputs import check_outputs, save_terms_plot
     from ddpmkit.pipeline.model import load_model
+    from ddpmkit.training.distributed import Processes
 
-    model = load_model(args.checkpoint, args.device)
+    processes = Processes.from_environment()
+    model = load_model(args.checkpoint, processes.device_name(args.device))
     assert model.checkpoint is not None
     default_out = (
         model.checkpoint.parent.parent / "eval" / f"{model.checkpoint.name}-{args.nll}.json"
@@ -78,18 +89,28 @@ def run(args: argparse.Namespace) -> int:
             f"--data {args.data}: items have shape {data.shape} but the model was trained on "
             f"{model.shape}"
         )
+    say = reporter(processes.main)
     num_samples = min(args.num_samples, len(data.dataset))
     if num_samples < args.num_samples:
-        print(f"ddpmkit: the data hold {num_samples} items; evaluating all of them")
-    levels = args.num_levels or data_config.levels
-    with ProgressBar("eval", "item", disable=args.quiet) as progress:
-        report = evaluate_nll(
-            model.denoiser, model.schedule, data.dataset, args.nll, num_samples=num_samples,
-            batch_size=args.batch_size, num_levels=levels, variance=args.variance, seed=args.seed,
-            progress=progress,
-        )  # fmt: skip
-    print(f"ddpmkit: {args.nll} {report.bits_per_dim:.4f} ± {report.ci95:.4f} bits/dim "
-          f"(95% CI, {report.num_samples} samples, {report.nfe} NFE, {report.seconds:.1f} s)")  # fmt: skip
+        say(f"ddpmkit: the data hold {num_samples} items; evaluating all of them")
+    batches = -(-num_samples // args.batch_size)
+    if batches < processes.world:
+        raise ValueError(
+            f"--num_samples {num_samples} in batches of --batch_size {args.batch_size} make "
+            f"{batches} batch(es), fewer than the {processes.world} processes"
+        )
+    processes.start(model.device)
+    start = time.perf_counter()
+    with ProgressBar("eval", "item", disable=args.quiet or not processes.main) as progress:
+        values = sharded_nll(
+            model, data.dataset, args, num_samples, data_config, processes, progress
+        )
+    report = nll_report(args.nll, values, time.perf_counter() - start)
+    if not processes.main:
+        return 0
+    where = f", {processes.world} processes" if processes.distributed else ""
+    print(f"ddpmkit: {args.nll} {report.bits_per_dim:.4f} ± {report.ci95:.4f} bits/dim (95% CI, "
+          f"{report.num_samples} samples, {report.nfe} NFE, {report.seconds:.1f} s{where})")  # fmt: skip
     for row in report.rate_distortion_table():
         print(f"ddpmkit:   {row}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +119,36 @@ def run(args: argparse.Namespace) -> int:
     if report.terms_bpd is not None:
         print(f"ddpmkit: L_t plot {save_terms_plot(report.terms_bpd, plot)}")
     return 0
+
+
+def sharded_nll(
+    model: TrainedModel,
+    dataset: Dataset,
+    args: argparse.Namespace,
+    num_samples: int,
+    data_config: DataConfig,
+    processes: Processes,
+    progress: ProgressBar,
+) -> NLLValues:
+    """Each process evaluates its block of batches (each batch's noise seeded by its index), and
+    all join the per-item values: what one process computes, bit for bit."""
+    from ddpmkit.likelihood.report import NLLValues, nll_values
+
+    batches = processes.block(-(-num_samples // args.batch_size))
+    mine = nll_values(
+        model.denoiser, model.schedule, dataset, args.nll, batch_size=args.batch_size,
+        batches=batches, num_items=num_samples, num_levels=args.num_levels or data_config.levels,
+        variance=args.variance, seed=args.seed, progress=progress,
+    )  # fmt: skip
+    if not processes.distributed:
+        return mine
+    rows = range(batches.start * args.batch_size, min(batches.stop * args.batch_size, num_samples))
+
+    def join(part: Tensor | None) -> Tensor | None:
+        return None if part is None else processes.join(part, rows, num_samples, model.device)
+
+    nfe = processes.total(mine.nfe, model.device)
+    return NLLValues(join(mine.bits), join(mine.terms), join(mine.prior), nfe)
 
 
 def eval_data(

@@ -54,10 +54,7 @@ def run(args: argparse.Namespace) -> int:
         use_ema = from_dict(SampleConfig, {"use_ema": overrides["use_ema"]}, "--use_ema").use_ema
         which = "ema" if use_ema else "model"
     processes = Processes.from_environment()
-    device = args.device
-    if processes.distributed and device in ("auto", "cuda") and torch.cuda.is_available():
-        device = f"cuda:{processes.local_rank}"
-    model = load_model(args.checkpoint, device, which)
+    model = load_model(args.checkpoint, processes.device_name(args.device), which)
     sample = from_dict(
         SampleConfig, merge(to_dict(model.config.sample), overrides), "sample options"
     )
@@ -115,8 +112,8 @@ def shard_rows(num_samples: int, processes: Processes, trajectory: Path | None) 
         raise ValueError(
             f"--num_samples {num_samples} is fewer than the {processes.world} processes"
         )
-    per = -(-num_samples // processes.world)
-    return slice(processes.rank * per, min((processes.rank + 1) * per, num_samples))
+    block = processes.block(num_samples)
+    return slice(block.start, block.stop)
 
 
 def gather_shards(result: SampleResult, npz: Path, processes: Processes) -> SampleResult:

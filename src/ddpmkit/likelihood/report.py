@@ -66,6 +66,90 @@ def mean_ci95(values: Tensor) -> tuple[float, float]:
     return float(values.mean()), 1.96 * spread / math.sqrt(n)
 
 
+@dataclass
+class NLLValues:
+    """Per-item bits/dim of some items, with the bound's terms per item (vlb only)."""
+
+    bits: Tensor  # (n,)
+    terms: Tensor | None  # (n, T): L_0 … L_{T-1} in bits/dim
+    prior: Tensor | None  # (n,): L_T in bits/dim
+    nfe: int
+
+
+def batch_generator(seed: int, index: int) -> torch.Generator:
+    """The generator of batch ``index``: a batch's noise depends on its place, not on which
+    batches were evaluated before it (so batches can be split over processes)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
+def nll_values(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    dataset: Dataset,
+    method: NLLMethod,
+    *,
+    batch_size: int,
+    batches: range,
+    num_items: int,
+    num_levels: int = 256,
+    variance: ReverseVariance = "auto",
+    seed: int = 0,
+    progress: Callable[[float, int], None] | None = None,
+) -> NLLValues:
+    """Bits/dim of the items of batches ``batches`` (of ``batch_size``) among the first
+    ``num_items``: the full bound (all T terms) or the probability-flow ODE."""
+    decoder = partial(discretized_gaussian_log_likelihood, num_levels=num_levels)
+    first, stop = batches.start * batch_size, min(batches.stop * batch_size, num_items)
+    items = torch.utils.data.Subset(dataset, range(first, stop))
+    bits, terms, priors, nfe, done = [], [], [], 0, 0
+    for index, (x0, _) in zip(batches, DataLoader(items, batch_size=batch_size), strict=True):
+        generator = batch_generator(seed, index)
+        if method == "vlb":
+            on_rows = None
+            if progress is not None:  # the bar moves by items, in fractions of T terms each
+                share = len(x0) / schedule.num_steps
+                on_rows = lambda rows, done=done, share=share: progress(  # noqa: E731
+                    done + share * rows, len(items)
+                )
+            bound = variational_bound(
+                denoiser, schedule, x0.double(), schedule_log_variance(schedule, variance),
+                generator=generator, decoder=decoder, on_rows=on_rows,
+            )  # fmt: skip
+            bits.append(bound.total_bpd)
+            terms.append(bound.sample_terms_bpd)
+            priors.append(bound.prior_bpd)
+            nfe += schedule.num_steps
+        else:
+            values, result = ode_bits_per_dim(
+                denoiser, schedule, x0.double(), generator=generator, num_levels=num_levels
+            )
+            bits.append(values)
+            nfe += result.nfe
+        done += len(x0)
+        if progress is not None:
+            progress(done, len(items))
+    return NLLValues(
+        torch.cat(bits).double().cpu(),
+        torch.cat(terms).double().cpu() if terms else None,
+        torch.cat(priors).double().cpu() if priors else None,
+        nfe,
+    )
+
+
+def nll_report(method: NLLMethod, values: NLLValues, seconds: float) -> NLLReport:
+    """The mean bits/dim with its 95% interval and, for the bound, its terms (Ho et al. 2020,
+    eq. 5: L_T + Σ_{t>1} L_{t-1} + L_0)."""
+    bits = values.bits.float()
+    mean, ci = mean_ci95(bits)
+    report = NLLReport(method, len(bits), mean, ci, seconds, values.nfe, bits.tolist())
+    if values.terms is not None and values.prior is not None:
+        report.terms_bpd = values.terms.mean(0).tolist()
+        report.prior_bpd = float(values.prior.mean())
+        report.distortion_bpd = report.terms_bpd[0]
+        report.rate_bpd = report.prior_bpd + sum(report.terms_bpd[1:])
+    return report
+
+
 def evaluate_nll(
     denoiser: Denoiser,
     schedule: NoiseSchedule,
@@ -80,44 +164,10 @@ def evaluate_nll(
     progress: Callable[[float, int], None] | None = None,
 ) -> NLLReport:
     """Bits/dim of the first ``num_samples`` items: the full bound (all T terms) or the ODE."""
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(torch.utils.data.Subset(dataset, range(num_samples)), batch_size=batch_size)
-    decoder = partial(discretized_gaussian_log_likelihood, num_levels=num_levels)
-    per_sample, terms, priors, nfe, done = [], [], [], 0, 0
     start = time.perf_counter()
-    for x0, _ in loader:
-        if method == "vlb":
-            on_rows = None
-            if progress is not None:  # the bar moves by items, in fractions of T terms each
-                share = len(x0) / schedule.num_steps
-                on_rows = lambda rows, done=done, share=share: progress(  # noqa: E731
-                    done + share * rows, num_samples
-                )
-            bound = variational_bound(
-                denoiser, schedule, x0.double(), schedule_log_variance(schedule, variance),
-                generator=generator, decoder=decoder, on_rows=on_rows,
-            )  # fmt: skip
-            per_sample.append(bound.total_bpd)
-            terms.append(bound.sample_terms_bpd)
-            priors.append(bound.prior_bpd)
-            nfe += schedule.num_steps
-        else:
-            bits, result = ode_bits_per_dim(
-                denoiser, schedule, x0.double(), generator=generator, num_levels=num_levels
-            )
-            per_sample.append(bits)
-            nfe += result.nfe
-        done += len(x0)
-        if progress is not None:
-            progress(done, num_samples)
-    values = torch.cat(per_sample).float()
-    mean, ci = mean_ci95(values)
-    report = NLLReport(
-        method, len(values), mean, ci, time.perf_counter() - start, nfe, values.tolist()
-    )
-    if terms:
-        report.terms_bpd = torch.cat(terms).mean(0).tolist()
-        report.prior_bpd = float(torch.cat(priors).mean())
-        report.distortion_bpd = report.terms_bpd[0]
-        report.rate_bpd = report.prior_bpd + sum(report.terms_bpd[1:])
-    return report
+    values = nll_values(
+        denoiser, schedule, dataset, method, batch_size=batch_size,
+        batches=range(-(-num_samples // batch_size)), num_items=num_samples,
+        num_levels=num_levels, variance=variance, seed=seed, progress=progress,
+    )  # fmt: skip
+    return nll_report(method, values, time.perf_counter() - start)

@@ -49,6 +49,12 @@ class Processes:
             return torch.device("cuda", self.local_rank)
         return device
 
+    def device_name(self, device: str) -> str:
+        """A ``--device`` flag for this process: its own GPU under torchrun when CUDA is meant."""
+        if self.distributed and device in ("auto", "cuda") and torch.cuda.is_available():
+            return f"cuda:{self.local_rank}"
+        return device
+
     def start(self, device: torch.device) -> None:
         """Join the process group: NCCL for CUDA, gloo for the CPU."""
         if self.distributed and not dist.is_initialized():
@@ -63,6 +69,31 @@ class Processes:
             )
         size = batch_size // self.world
         return slice(self.rank * size, (self.rank + 1) * size)
+
+    def block(self, count: int) -> range:
+        """This process's contiguous block of ``count`` items, the blocks in rank order and as
+        even as can be (none empty when count >= world)."""
+        return range(self.rank * count // self.world, (self.rank + 1) * count // self.world)
+
+    def join(
+        self, part: torch.Tensor, rows: range, total: int, device: torch.device
+    ) -> torch.Tensor:
+        """The (total, …) tensor of which each process computed its ``rows``: a sum over
+        processes in which every row has one nonzero term, so it is exact."""
+        if not self.distributed:
+            return part
+        whole = part.new_zeros((total, *part.shape[1:]), device=device)
+        whole[rows.start : rows.stop] = part.to(device)
+        dist.all_reduce(whole)
+        return whole.to(part.device)
+
+    def total(self, value: int, device: torch.device) -> int:
+        """The sum of every process's ``value``."""
+        if not self.distributed:
+            return value
+        summed = torch.tensor([value], dtype=torch.int64, device=device)
+        dist.all_reduce(summed)
+        return int(summed)
 
     def wrap(self, network: nn.Module, device: torch.device) -> nn.Module:
         """``DistributedDataParallel(network)`` across processes; the network itself alone."""
