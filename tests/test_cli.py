@@ -305,3 +305,32 @@ def test_tampered_checkpoints_are_named_errors(tmp_path, capsys):
     weights.write_bytes(weights.read_bytes()[:100])
     assert main(["sample", str(checkpoint), "--num_samples", "2", "--quiet"]) == 2
     assert f"{weights} is not a readable safetensors file" in capsys.readouterr().err
+
+
+def _noise_folder(root, count: int = 12):
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / f"n{i:02d}.png")
+    return root
+
+
+def test_a_damaged_image_is_named_before_the_run_or_left_out_with_a_warning(tmp_path, capsys):
+    """A JPEG cut at 90% has an intact header: only decoding finds it, so every file is
+    decoded at start-up (JPEGs at reduced scale), before a run folder is made."""
+    folder = _noise_folder(tmp_path / "images")
+    noise = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "cut.jpg", quality=90)
+    data = (folder / "cut.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: int(len(data) * 0.9)])
+    flags = ["train", "--preset", "digits", "--data.source", "folder", "--data.path", str(folder),
+             "--data.image_size", "8", "--data.channels", "1", "--quiet", *TINY]  # fmt: skip
+    assert main([*flags, "--out", str(tmp_path / "refused")]) == 2
+    error = capsys.readouterr().err
+    assert "cut.jpg: image file is truncated" in error and "--data.skip_bad_files" in error
+    assert not (tmp_path / "refused").exists()
+    run = tmp_path / "skipped"
+    assert main([*flags, "--out", str(run), "--data.skip_bad_files", "true"]) == 0
+    error = capsys.readouterr().err
+    assert "ddpmkit train: warning: left out 1 unreadable image file(s)" in error
+    assert "cut.jpg" in error and (run / "checkpoints" / "step-0000004").is_dir()

@@ -109,6 +109,52 @@ def test_folder_errors_name_the_path(tmp_path: Path, image_folder: Path) -> None
         lazy[index]
 
 
+def _truncated_jpeg(path: Path) -> None:
+    """A 64×48 JPEG cut at 90%: its header is intact, so only decoding it finds the damage."""
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+
+
+def test_bad_files_are_found_before_training_or_left_out(tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    root.mkdir()
+    noise = np.random.default_rng(1).integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    for i in range(4):
+        Image.fromarray(noise).save(root / f"good{i}.png")
+    _truncated_jpeg(root / "cut.jpg")
+    Image.fromarray(np.ones((12, 12), np.float32)).save(root / "float.tiff")  # mode F
+    (root / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cut\.jpg: image file is truncated.*skip_bad_files"):
+        ImageFolderDataset(root, 8)
+    with pytest.warns(UserWarning, match=r"left out 3 unreadable") as caught:
+        data = ImageFolderDataset(root, 8, skip_bad_files=True)
+    message = str(caught[0].message)
+    assert all(name in message for name in ("cut.jpg", "empty.png", "float.tiff", "mode F"))
+    assert [p.name for p in data.files] == [f"good{i}.png" for i in range(4)]
+    assert all(data[i][0].shape == (3, 8, 8) for i in range(4))
+    for i in range(4):
+        (root / f"good{i}.png").unlink()
+    with pytest.raises(ValueError, match=r"none of the 3 image files .* can be read"):
+        ImageFolderDataset(root, 8, skip_bad_files=True)
+    with pytest.raises(ValueError, match="skip_bad_files applies only to 'folder'"):
+        DataConfig(source="digits", skip_bad_files=True)
+
+
+def test_mixed_sizes_are_resized_and_enlargement_is_warned(tmp_path: Path) -> None:
+    root = tmp_path / "sizes"
+    root.mkdir()
+    Image.new("L", (16, 10), 200).save(root / "a_wide.png")
+    Image.new("L", (9, 30), 100).save(root / "b_tall.png")
+    Image.new("I;16", (12, 12), 65535).save(root / "c_deep.png")
+    data = ImageFolderDataset(root, 8, channels=1)
+    assert [tuple(data[i][0].shape) for i in range(3)] == [(1, 8, 8)] * 3
+    assert float(data[2][0].min()) == 1.0  # 16-bit white is white
+    with pytest.warns(UserWarning, match=r"2 of 3 images .* smaller than 11×11 \(e\.g\. 10×16\)"):
+        ImageFolderDataset(root, 11, channels=1)
+
+
 def test_load_data_folder_split(image_folder: Path) -> None:
     config = DataConfig(
         source="folder",

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_digits_config
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ddpmkit.cli import main
@@ -401,3 +402,23 @@ def test_gradient_accumulation_takes_the_step_of_the_whole_batch(tmp_path, tiny_
     assert Trainer(longer, tmp_path / "four", resume=True).step == 6
     with pytest.raises(ValueError, match=r"divisible by train\.grad_accum = 3"):
         _config(config, grad_accum=3)
+
+
+def test_a_file_damaged_mid_run_stops_with_its_name_and_the_run_resumes(tmp_path, tiny_config):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(digits_arrays("train")[0][:32]):
+        pixels = ((image[0] + 1) * 127.5).round().numpy().astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
+    data = DataConfig(source="folder", path=str(folder), image_size=8, channels=1)
+    config = dataclasses.replace(tiny_config, data=data)
+    trainer = Trainer(config, tmp_path / "run")
+    victim = folder / "05.png"
+    kept = victim.read_bytes()
+    victim.write_bytes(kept[: len(kept) // 2])  # damaged after the start-up check
+    with pytest.raises(ValueError, match=r"step \d: cannot read image .*05\.png.*training stopped"):
+        trainer.fit()
+    victim.write_bytes(kept)
+    resumed = Trainer(config, tmp_path / "run", resume=True)
+    resumed.fit()
+    assert resumed.step == config.train.steps

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -108,8 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     requested = next((word for word in argv if not word.startswith("-")), "")
     args = build_parser(requested if requested in COMMANDS else "").parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as error:
-        print(f"ddpmkit {args.command}: error: {error}", file=sys.stderr)
-        return 2
+
+    def one_line(message: Warning | str, *_: object, **__: object) -> None:
+        print(f"ddpmkit {args.command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():  # restores Python's warning display on the way out
+        warnings.showwarning = one_line
+        try:
+            return args.run(args)
+        except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as error:
+            print(f"ddpmkit {args.command}: error: {error}", file=sys.stderr)
+            return 2

@@ -55,6 +55,13 @@ class DataConfig:
         default=False,
         metadata={"help": "folder only: labels from first-level subfolder names (sorted: 0, 1, …)"},
     )
+    skip_bad_files: bool = field(
+        default=False,
+        metadata={
+            "help": "folder only: leave out files that do not decode (truncated, corrupt, "
+            "unsupported mode) with a warning naming them, instead of stopping"
+        },
+    )
     toy: str = field(
         default="moons", metadata={"help": "toy2d only: the 2-D distribution", "choices": TOY_NAMES}
     )
@@ -150,6 +157,10 @@ def _check_image_options(cfg: DataConfig) -> None:
         raise ValueError("hflip applies to images, not to source='toy2d'")
     if not isinstance(cfg.labels_from_subfolders, bool):
         raise ValueError(f"labels_from_subfolders must be a bool, got {cfg.labels_from_subfolders}")
+    if not isinstance(cfg.skip_bad_files, bool):
+        raise ValueError(f"skip_bad_files must be a bool, got {cfg.skip_bad_files!r}")
+    if cfg.skip_bad_files and cfg.source != "folder":
+        raise ValueError(f"skip_bad_files applies only to 'folder', not {cfg.source!r}")
     if cfg.labels_from_subfolders and cfg.source != "folder":
         raise ValueError(f"labels_from_subfolders applies only to 'folder', not {cfg.source!r}")
 

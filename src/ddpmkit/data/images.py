@@ -1,16 +1,21 @@
 """A folder of image files as a lazily loading torch Dataset of (x in [-1, 1], label) pairs.
 
-Files (PNG, JPEG, BMP, and WebP when Pillow supports it) are found recursively and sorted by
+Files (PNG, JPEG, BMP, TIFF, PPM/PGM, and WebP when Pillow supports it) are found recursively and sorted by
 relative path; names starting with "." (hidden files and folders) are skipped. Each image is
 resized so its shorter side fits the target (bicubic, antialiased when shrinking), center-cropped
 to (H, W) and converted to 1 (L), 3 (RGB) or 4 (RGBA) channels; transparency is composited onto
-white when the alpha channel is dropped.
+white when the alpha channel is dropped. 16-bit grayscale is rescaled to 8 bits; 32-bit integer
+or float images, LAB and HSV are refused by name. Mixed sizes are fine (each file is resized);
+files smaller than the target are counted in a warning, since they are enlarged.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +25,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+READABLE_MODES = frozenset(
+    ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I;16")
+) | {"I;16L", "I;16B", "I;16N"}
+"""Pillow modes that convert to L/RGB/RGBA without guessing (8-bit, or 16-bit grayscale)."""
 _READ_ERRORS = (
     OSError,
     UnidentifiedImageError,
@@ -31,7 +40,7 @@ _READ_ERRORS = (
 
 def image_extensions() -> tuple[str, ...]:
     """Lower-case suffixes of the image files this Pillow build can read."""
-    extensions = (".png", ".jpg", ".jpeg", ".bmp")
+    extensions = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
     return (*extensions, ".webp") if features.check("webp") else extensions
 
 
@@ -100,10 +109,22 @@ def resize_center_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return img.crop((left, top, left + width, top + height))
 
 
+def check_mode(img: Image.Image, path: Path) -> None:
+    """Raise ValueError unless img's mode is one ddpmkit converts without guessing
+    (Pillow opens some 16-bit grayscale PNGs as 32-bit "I"; those are read as 16-bit)."""
+    if img.mode in READABLE_MODES or (img.mode == "I" and img.format == "PNG"):
+        return
+    raise ValueError(
+        f"mode {img.mode} is not read by ddpmkit (its value range is not known); save {path.name} "
+        "as 8-bit L/RGB/RGBA or 16-bit grayscale"
+    )
+
+
 def read_image(path: Path, size: tuple[int, int], channels: int) -> Tensor:
     """One image file as a float32 (channels, H, W) tensor in [-1, 1]."""
     try:
         with Image.open(path) as opened:
+            check_mode(opened, path)
             opened.load()
             img = ImageOps.exif_transpose(opened)
     except _READ_ERRORS as err:
@@ -114,13 +135,55 @@ def read_image(path: Path, size: tuple[int, int], channels: int) -> Tensor:
     return x / 127.5 - 1.0
 
 
-def check_readable(path: Path) -> None:
-    """Raise ValueError naming path when Pillow cannot identify the file as an image."""
+def check_readable(path: Path) -> tuple[int, int]:
+    """The (width, height) of an image file that decodes completely in a readable mode; else a
+    ValueError naming path. JPEGs are decoded at reduced scale, which still reads every byte, so
+    a truncated file is found here rather than mid-run."""
     try:
         with Image.open(path) as img:
-            img.verify()
+            check_mode(img, path)
+            size = img.size
+            img.draft(None, (1, 1))  # JPEG: the smallest scale the decoder offers
+            img.load()
     except _READ_ERRORS as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
+    return size
+
+
+def checked_files(
+    files: Sequence[Path], size: tuple[int, int], skip_bad_files: bool, root: Path
+) -> list[Path]:
+    """The files that decode, checked in parallel threads; the first bad one is an error, or, with
+    ``skip_bad_files``, every bad one is left out with one warning that names them."""
+    height, width = size
+
+    def check(path: Path) -> tuple[int, int] | str:
+        try:
+            return check_readable(path)
+        except ValueError as error:
+            return str(error)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(check, files))
+    bad = [result for result in results if isinstance(result, str)]
+    if bad and not skip_bad_files:
+        raise ValueError(f"{bad[0]} (pass --data.skip_bad_files true to leave such files out)")
+    good = [
+        path for path, result in zip(files, results, strict=True) if not isinstance(result, str)
+    ]
+    if not good:
+        raise ValueError(f"none of the {len(files)} image files under {root} can be read: {bad[0]}")
+    if bad:
+        shown = "; ".join(bad[:3]) + ("; …" if len(bad) > 3 else "")
+        warnings.warn(f"left out {len(bad)} unreadable image file(s): {shown}", stacklevel=3)
+    small = [r for r in results if not isinstance(r, str) and (r[0] < width or r[1] < height)]
+    if small:
+        warnings.warn(
+            f"{len(small)} of {len(good)} images under {root} are smaller than {height}×{width} "
+            f"(e.g. {small[0][1]}×{small[0][0]}) and are enlarged, which blurs them",
+            stacklevel=3,
+        )
+    return good
 
 
 class ImageFolderDataset(Dataset):
@@ -133,8 +196,10 @@ class ImageFolderDataset(Dataset):
         channels: int = 3,
         labels_from_subfolders: bool = False,
         check_files: bool = True,
+        skip_bad_files: bool = False,
     ) -> None:
-        """Scan root; with check_files, verify every file's header now (fail before training)."""
+        """Scan root; with check_files, decode every file now (fail before training), leaving
+        unreadable ones out with a warning when ``skip_bad_files``."""
         if channels not in _MODES:
             raise ValueError(f"channels must be 1, 3 or 4, got {channels!r}")
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -142,13 +207,12 @@ class ImageFolderDataset(Dataset):
         self.image_size: tuple[int, int] = (int(size[0]), int(size[1]))
         self.channels = channels
         self.files: list[Path] = find_images(self.root)
+        if check_files:
+            self.files = checked_files(self.files, self.image_size, skip_bad_files, self.root)
         self.labels: np.ndarray | None = None
         self.classes: list[str] = []
         if labels_from_subfolders:
             self.labels, self.classes = subfolder_labels(self.root, self.files)
-        if check_files:
-            for path in self.files:
-                check_readable(path)
 
     @property
     def shape(self) -> tuple[int, int, int]:

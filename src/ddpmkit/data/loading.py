@@ -55,7 +55,11 @@ def _load_toy(config: DataConfig, split: str) -> LoadedData:
 def _load_folder(config: DataConfig, split: str) -> LoadedData:
     assert config.path is not None and config.image_hw is not None  # checked by DataConfig
     full = ImageFolderDataset(
-        config.path, config.image_hw, config.channels or 3, config.labels_from_subfolders
+        config.path,
+        config.image_hw,
+        config.channels or 3,
+        config.labels_from_subfolders,
+        skip_bad_files=config.skip_bad_files,
     )
     dataset = full.subset(split_indices(len(full), config.heldout_fraction, config.seed, split))
     num_classes = len(full.classes) if config.labels_from_subfolders else None

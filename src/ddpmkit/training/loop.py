@@ -151,7 +151,12 @@ class Trainer:
         log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
         main = self.processes.main
         while self.step < train.steps:
-            x0, labels = next(batches)
+            try:
+                x0, labels = next(batches)
+            except ValueError as error:  # a file that became unreadable after the start-up check
+                # a DataLoader worker's error carries its traceback; its last line is the message
+                reason = str(error).strip().splitlines()[-1].removeprefix("ValueError: ")
+                raise ValueError(f"step {self.step + 1}: {reason}; {self._stopped()}") from error
             metrics, output = self.train_step(x0, labels)
             self.step += 1
             log.add(self.step, metrics, output)
@@ -217,13 +222,17 @@ class Trainer:
         step = int(self._first_nonfinite)
         if step < 0:
             return
-        found = find_checkpoints(self.run_dir)
-        last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written"
         raise FloatingPointError(
-            f"step {step}: the loss or gradient is NaN/Inf, training stopped; {last}. "
+            f"step {step}: the loss or gradient is NaN/Inf, {self._stopped()}. "
             "Lower train.lr, set train.grad_clip, check the noise schedule, or pass "
             "--train.skip_nonfinite true to skip such steps"
         )
+
+    def _stopped(self) -> str:
+        """'training stopped' and the checkpoint a resumed run would start from."""
+        found = find_checkpoints(self.run_dir)
+        last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written"
+        return f"training stopped; {last}"
 
     def _micro_batch(
         self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | BatchShard
