@@ -84,7 +84,7 @@ def merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict
     for key, value in update.items():
         name = f"{where}{key}"
         old = merged.get(key)
-        if isinstance(old, dict) and value is None:
+        if value is None and (isinstance(old, dict) or not where):  # an empty (sub)section
             continue
         if isinstance(old, dict) and isinstance(value, dict):
             merged[key] = merge(old, value, f"{name}.")
@@ -115,7 +115,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot parse: {error}") from error
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table of sections")
-    return {section: keys for section, keys in data.items() if keys is not None}  # `train:` alone
+    return data
 
 
 def coerce(value: Any, hint: Any, where: str) -> Any:
