@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
     processes = Processes.from_environment()
     model = load_model(args.checkpoint, processes.device_name(args.device))
     assert model.checkpoint is not None
-    default_out = (
-        model.checkpoint.parent.parent / "eval" / f"{model.checkpoint.name}-{args.nll}.json"
-    )
+    default_out = model.outputs_folder / "eval" / f"{model.checkpoint.name}-{args.nll}.json"
     out = args.out or default_out
     plot = out.with_suffix(".png")
     check_outputs({"--out": (out, ".json"), "the plot beside it": (plot, ".png")})

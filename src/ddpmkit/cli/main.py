@@ -35,6 +35,7 @@ def _eval(parser: argparse.ArgumentParser) -> None:
     evaluate.add_arguments(parser)
 
 
+
 def _train_classifier(parser: argparse.ArgumentParser) -> None:
     from ddpmkit.cli import classifier
 
@@ -63,6 +64,20 @@ def _edit(parser: argparse.ArgumentParser) -> None:
     restoration.add_edit(parser)
 
 
+def _import_diffusers(parser: argparse.ArgumentParser) -> None:
+    from ddpmkit.cli import diffusers_io
+
+    parser.description = diffusers_io.IMPORT
+    diffusers_io.add_import(parser)
+
+
+def _export_diffusers(parser: argparse.ArgumentParser) -> None:
+    from ddpmkit.cli import diffusers_io
+
+    parser.description = diffusers_io.EXPORT
+    diffusers_io.add_export(parser)
+
+
 def _presets(parser: argparse.ArgumentParser) -> None:
     from ddpmkit.cli import presets
 
@@ -84,6 +99,14 @@ COMMANDS: dict[str, tuple[str, AddArguments]] = {
     "inpaint": ("fill in the masked region of an image", _inpaint),
     "restore": ("super-resolution, deblurring or inpainting of an image", _restore),
     "edit": ("SDEdit: noise an image part-way and denoise it (image-to-image)", _edit),
+    "import-diffusers": (
+        "a diffusers DDPMPipeline (or UNet2DModel) folder -> a ddpmkit checkpoint",
+        _import_diffusers,
+    ),
+    "export-diffusers": (
+        "a ddpmkit checkpoint -> a diffusers DDPMPipeline folder",
+        _export_diffusers,
+    ),
     "presets": ("list the presets and print one's settings", _presets),
 }
 """Every command: its one-line help and the function that adds its arguments."""

@@ -11,7 +11,12 @@ DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda, cuda:1, …"
 
 
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="checkpoint folder or run folder")
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="checkpoint folder, run folder (its latest checkpoint), or diffusers model folder "
+        "(a DDPMPipeline folder, or a UNet2DModel folder with scheduler_config.json)",
+    )
 
 
 def add_device_and_quiet(parser: argparse.ArgumentParser) -> None:

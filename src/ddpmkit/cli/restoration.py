@@ -12,8 +12,7 @@ from tqdm import tqdm
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.outputs import check_outputs
-from ddpmkit.pipeline.checkpoints import resolve_checkpoint
-from ddpmkit.pipeline.model import load_model
+from ddpmkit.pipeline.model import load_model, model_folder, outputs_folder_of
 from ddpmkit.pipeline.restoration import METHODS, read_image, read_mask, restore, save_panel
 from ddpmkit.samplers import SAMPLERS
 
@@ -155,10 +154,10 @@ def _inverse_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, task: str, **options: Any) -> int:
     """Read the files, restore, write the panel and print its path and the scores."""
-    checkpoint = resolve_checkpoint(args.checkpoint)
+    checkpoint = model_folder(args.checkpoint)
     source = args.image or args.low_res
     out = args.out or (
-        checkpoint.parent.parent / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
+        outputs_folder_of(checkpoint) / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
     )
     check_outputs({"--out": (out, ".png")})
     model = load_model(checkpoint, args.device)

@@ -61,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
     model = model.with_sample(sample)
     assert model.checkpoint is not None
     default_out = (
-        model.checkpoint.parent.parent
-        / "samples"
-        / f"{model.checkpoint.name}-seed{sample.seed}.png"
+        model.outputs_folder / "samples" / f"{model.checkpoint.name}-seed{sample.seed}.png"
     )
     out = args.out or default_out
     npz = args.npz or out.with_suffix(".npz")

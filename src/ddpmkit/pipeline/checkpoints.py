@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,22 +53,41 @@ def save_checkpoint(
     folder: Path, config: RunConfig, model: nn.Module, ema: nn.Module, state: TrainingState
 ) -> Path:
     """Write the checkpoint folder atomically; refuses to replace an existing one."""
+
+    def write(partial: Path) -> None:
+        _write_weights(partial, config, model, ema)
+        tensors, meta = _flatten_optimizer(state.optimizer)
+        tensors |= {f"rng.{name}": value for name, value in state.rng.items()}
+        tensors |= {f"timesteps.{name}": value for name, value in state.timesteps.items()}
+        save_file(_contiguous(tensors), partial / "training.safetensors")
+        meta |= {"step": state.step, "ema_updates": state.ema_updates}
+        if state.grad_scaler:
+            meta["grad_scaler"] = state.grad_scaler
+        (partial / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    return _write_folder(folder, write)
+
+
+def save_weights(folder: Path, config: RunConfig, network: nn.Module) -> Path:
+    """A checkpoint to sample from, without training state: the network as model and EMA."""
+    return _write_folder(folder, lambda partial: _write_weights(partial, config, network, network))
+
+
+def _write_weights(folder: Path, config: RunConfig, model: nn.Module, ema: nn.Module) -> None:
+    (folder / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    save_file(_contiguous(model.state_dict()), folder / "model.safetensors")
+    save_file(_contiguous(ema.state_dict()), folder / "ema.safetensors")
+
+
+def _write_folder(folder: Path, write: Callable[[Path], None]) -> Path:
+    """Fill ``folder`` through ``write`` under a temporary name, flush it, then rename it into
+    place, so a crash never leaves a half-written folder; refuses to replace an existing one."""
     if folder.exists():
         raise FileExistsError(f"checkpoint {folder} already exists; refusing to overwrite it")
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    (partial / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
-    save_file(_contiguous(model.state_dict()), partial / "model.safetensors")
-    save_file(_contiguous(ema.state_dict()), partial / "ema.safetensors")
-    tensors, meta = _flatten_optimizer(state.optimizer)
-    tensors |= {f"rng.{name}": value for name, value in state.rng.items()}
-    tensors |= {f"timesteps.{name}": value for name, value in state.timesteps.items()}
-    save_file(_contiguous(tensors), partial / "training.safetensors")
-    meta |= {"step": state.step, "ema_updates": state.ema_updates}
-    if state.grad_scaler:
-        meta["grad_scaler"] = state.grad_scaler
-    (partial / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write(partial)
     _fsync_folder(partial)
     partial.rename(folder)
     _fsync(folder.parent)  # the rename itself survives a power loss
@@ -111,6 +131,12 @@ def load_weights(module: nn.Module, checkpoint: Path, which: str = "ema") -> Non
     path = Path(checkpoint) / f"{which}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint} has no {path.name}")
+    load_weights_file(module, path, "config.json")
+
+
+def load_weights_file(module: nn.Module, path: Path, described_by: str) -> None:
+    """Load a safetensors file into ``module``, every key required; errors name the file and
+    the config (``described_by``) that built the module."""
     try:
         tensors = load_file(path, device="cpu")
     except SafetensorError as error:
@@ -122,8 +148,8 @@ def load_weights(module: nn.Module, checkpoint: Path, which: str = "ema") -> Non
     except RuntimeError as error:  # missing, unexpected or mis-shaped weights
         first = str(error).strip().splitlines()[1:2] or [str(error)]
         raise ValueError(
-            f"{path}: the weights do not fit the network its config.json describes "
-            f"({first[0].strip()}); was config.json edited?"
+            f"{path}: the weights do not fit the network its {described_by} describes "
+            f"({first[0].strip()}); was {described_by} edited?"
         ) from None
 
 

@@ -22,7 +22,13 @@ from ddpmkit.config.schema import RunConfig, SampleConfig
 from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.networks.execution import accelerate
-from ddpmkit.pipeline.checkpoints import load_weights, read_config, resolve_checkpoint
+from ddpmkit.pipeline.checkpoints import (
+    load_weights,
+    load_weights_file,
+    read_config,
+    resolve_checkpoint,
+)
+from ddpmkit.pipeline.diffusers_folders import is_diffusers_folder, locate, run_config_of
 
 
 @dataclass(frozen=True)
@@ -55,24 +61,51 @@ class TrainedModel:
         denoiser = build_denoiser(fast_network, schedule, config.diffusion)
         return cls(config, network, schedule, denoiser, config.model.sample_shape, checkpoint)
 
+    @property
+    def outputs_folder(self) -> Path:
+        """Where commands write by default (see :func:`outputs_folder_of`)."""
+        if self.checkpoint is None:
+            raise ValueError("a model in training has no checkpoint folder")
+        return outputs_folder_of(self.checkpoint)
+
     def with_sample(self, sample: SampleConfig) -> TrainedModel:
         """The same weights with other sample options (``compile`` rebuilds the denoiser)."""
         config = dataclasses.replace(self.config, sample=sample)
         return TrainedModel.of(config, self.network, self.checkpoint)
 
 
+def model_folder(path: str | Path) -> Path:
+    """The folder a model is read from: a diffusers folder, a checkpoint, or a run's latest."""
+    return locate(path).root if is_diffusers_folder(path) else resolve_checkpoint(path)
+
+
+def outputs_folder_of(checkpoint: Path) -> Path:
+    """Where commands write by default: a run's checkpoint into the run folder, any other model
+    folder (a diffusers folder, an imported checkpoint) into itself."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
+
+
 def load_model(
     path: str | Path, device: str = "auto", which: Literal["ema", "model"] | None = None
 ) -> TrainedModel:
-    """The checkpoint (or a run folder's latest) in eval mode, its config read once.
+    """The checkpoint (or a run folder's latest, or a diffusers model folder) in eval mode, its
+    config read once.
 
-    ``which`` weights: ``ema`` or ``model``; None follows the checkpoint's ``sample.use_ema``.
+    ``which`` weights: ``ema`` or ``model``; None follows the checkpoint's ``sample.use_ema``. A
+    diffusers folder holds one set of weights.
     """
-    checkpoint = resolve_checkpoint(path)
-    config = read_config(checkpoint)
-    network = build_network(config.model)
-    weights = which or ("ema" if config.sample.use_ema else "model")
-    load_weights(network, checkpoint, weights)
+    if is_diffusers_folder(path):
+        folder = locate(path)
+        checkpoint, config = folder.root, run_config_of(folder)
+        network = build_network(config.model)
+        weights = folder.weights.name
+        load_weights_file(network, folder.weights, str(folder.unet_config))
+    else:
+        checkpoint = resolve_checkpoint(path)
+        config = read_config(checkpoint)
+        network = build_network(config.model)
+        weights = which or ("ema" if config.sample.use_ema else "model")
+        load_weights(network, checkpoint, weights)
     if not all(torch.isfinite(p).all() for p in network.parameters()):
         raise ValueError(
             f"{checkpoint}: its {weights} weights hold NaN/Inf (the run diverged before this "

@@ -1,0 +1,263 @@
+"""diffusers model folders in and out, read and written as files (no diffusers import).
+
+In: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) such as the public
+``google/ddpm-cifar10-32``, or a bare ``UNet2DModel`` folder (``config.json`` +
+``diffusion_pytorch_model.safetensors``) with a ``scheduler_config.json`` beside its files. The
+U-Net is translated by ``networks.diffusers_compat``; the noise process by
+:func:`diffusion_config_from_scheduler`: ``num_train_timesteps``, ``beta_schedule`` (or
+``trained_betas``), ``prediction_type`` and ``variance_type``, and the sample options
+``clip_sample`` and ``thresholding``. Only safetensors weights are read: a ``.bin`` file is a
+pickle, which would run code. Out: the same layout, which ``DDPMPipeline.from_pretrained`` loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig
+from ddpmkit.data import DataConfig
+from ddpmkit.networks.diffusers_compat import diffusers_config_from, unet_config_from_diffusers
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+SCHEDULER_CONFIG = "scheduler_config.json"
+PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
+FIXED_VARIANCES = {
+    "fixed_small": "beta_tilde",
+    "fixed_small_log": "beta_tilde",
+    "fixed_large": "beta",
+    "fixed_large_log": "beta",
+}
+DIFFUSERS_VERSION = "0.30.0"
+"""The diffusers release whose file format the written folders follow (read by later ones)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusersFolder:
+    """Where a diffusers model's parts lie."""
+
+    root: Path
+    unet_config: Path
+    weights: Path
+    scheduler_config: Path
+
+
+def is_diffusers_folder(path: str | Path) -> bool:
+    """A pipeline folder (model_index.json) or a bare UNet2DModel folder (its config.json names
+    the class)."""
+    path = Path(path)
+    if (path / "model_index.json").is_file():
+        return True
+    config = path / "config.json"
+    return config.is_file() and '"UNet2DModel"' in config.read_text(errors="replace")
+
+
+def locate(path: str | Path) -> DiffusersFolder:
+    """The files of a diffusers pipeline or bare U-Net folder; errors name what is missing."""
+    root = Path(path)
+    if (root / "model_index.json").is_file():
+        index = _read_json(root / "model_index.json")
+        parts = {k for k, v in index.items() if not k.startswith("_") and v}
+        extra = sorted(parts - {"unet", "scheduler"})
+        if extra:
+            raise ValueError(
+                f"{root}/model_index.json: components {extra} are not read by ddpmkit (it reads "
+                "unconditional pixel-space pipelines: unet + scheduler)"
+            )
+        unet, scheduler = root / "unet", root / "scheduler" / SCHEDULER_CONFIG
+    else:
+        unet, scheduler = root, root / SCHEDULER_CONFIG
+    weights = unet / WEIGHTS
+    if not weights.is_file():
+        found = sorted(p.name for p in unet.glob("diffusion_pytorch_model*"))
+        hint = (
+            "; only safetensors are read (a .bin is a pickle, which would run code): convert it "
+            "with diffusers' save_pretrained(..., safe_serialization=True)"
+            if found
+            else ""
+        )
+        raise FileNotFoundError(f"{weights} is missing (found {found or 'no weights'}){hint}")
+    if not scheduler.is_file():
+        raise FileNotFoundError(
+            f"{scheduler} is missing: the noise schedule is read from it (put the pipeline's "
+            f"scheduler/{SCHEDULER_CONFIG} beside the U-Net's config.json)"
+        )
+    return DiffusersFolder(root, unet / "config.json", weights, scheduler)
+
+
+def run_config_of(folder: DiffusersFolder) -> RunConfig:
+    """The ddpmkit configuration of a diffusers model: its U-Net, noise process and sampling
+    options, for 8-bit images (256 levels) of the U-Net's size."""
+    unet_json = _read_json(folder.unet_config)
+    scheduler_json = _read_json(folder.scheduler_config)
+    try:
+        unet = unet_config_from_diffusers(unet_json)
+    except ValueError as error:
+        raise ValueError(f"{folder.unet_config}: {error}") from None
+    diffusion, sample = diffusion_config_from_scheduler(
+        scheduler_json, str(folder.scheduler_config)
+    )
+    if diffusion.learned_variance != (unet.output_channels == 2 * unet.in_channels):
+        raise ValueError(
+            f"{folder.scheduler_config}: variance_type {scheduler_json.get('variance_type')!r} "
+            f"does not fit the U-Net's {unet.output_channels} output channels for "
+            f"{unet.in_channels} input channels"
+        )
+    shape = (unet.in_channels, unet.sample_size, unet.sample_size)
+    model = ModelConfig(kind="unet", unet=unet, sample_shape=shape)
+    return RunConfig(
+        data=DataConfig(num_levels=256), model=model, diffusion=diffusion, sample=sample
+    )
+
+
+def diffusion_config_from_scheduler(
+    config: dict[str, Any], where: str
+) -> tuple[DiffusionConfig, SampleConfig]:
+    """The noise process of a diffusers scheduler config (DDPM, DDIM, PNDM, … share the keys)
+    and the sample options it implies; unsupported values are errors naming the key."""
+
+    def unsupported(key: str, why: str) -> ValueError:
+        return ValueError(f"{where}: {key} = {config.get(key)!r} is not supported ({why})")
+
+    if config.get("rescale_betas_zero_snr", False):
+        raise unsupported("rescale_betas_zero_snr", "ᾱ_T = 0 has no Gaussian prior")
+    prediction = config.get("prediction_type", "epsilon")
+    if prediction not in PREDICTIONS:
+        raise unsupported("prediction_type", f"one of {sorted(PREDICTIONS)}")
+    variance = config.get("variance_type") or "fixed_small"
+    if variance not in (*FIXED_VARIANCES, "learned_range"):
+        raise unsupported("variance_type", f"one of {sorted(FIXED_VARIANCES)} or learned_range")
+    steps = int(config.get("num_train_timesteps", 1000))
+    schedule = _schedule_fields(config, steps, unsupported)
+    diffusion = DiffusionConfig(
+        num_steps=steps,
+        parameterization=PREDICTIONS[prediction],
+        learned_variance=variance == "learned_range",
+        loss="hybrid" if variance == "learned_range" else "simple",  # Improved DDPM's, for Σ_θ
+        **schedule,
+    )
+    clip = bool(config.get("clip_sample", True))
+    if clip and float(config.get("clip_sample_range", 1.0)) != 1.0:
+        raise unsupported("clip_sample_range", "ddpmkit clips x̂_0 to [-1, 1]")
+    threshold = None
+    if config.get("thresholding", False):
+        if float(config.get("sample_max_value", 1.0)) != 1.0:
+            raise unsupported("sample_max_value", "dynamic thresholding bounds values at 1")
+        threshold = float(config.get("dynamic_thresholding_ratio", 0.995))
+    sample = SampleConfig(
+        variance="learned" if variance == "learned_range" else FIXED_VARIANCES[variance],
+        clip_x0=clip,
+        dynamic_threshold=threshold,
+    )
+    return diffusion, sample
+
+
+def _schedule_fields(config: dict[str, Any], steps: int, unsupported) -> dict[str, Any]:
+    """DiffusionConfig schedule fields giving diffusers' β_1 … β_T for ``beta_schedule``."""
+    if config.get("trained_betas") is not None:
+        return {"schedule": "custom", "betas": tuple(float(b) for b in config["trained_betas"])}
+    start = float(config.get("beta_start", 0.0001))
+    end = float(config.get("beta_end", 0.02))
+    kind = config.get("beta_schedule", "linear")
+    if kind == "linear":  # ddpmkit's linear range is given at T = 1000 and rescaled by 1000/T
+        return {
+            "schedule": "linear",
+            "beta_start": start * steps / 1000,
+            "beta_end": end * steps / 1000,
+        }
+    if kind == "squaredcos_cap_v2":  # ᾱ(t) = cos²((t + 0.008)/1.008 · π/2), β ≤ 0.999
+        return {"schedule": "cosine", "cosine_s": 0.008}
+    if kind == "scaled_linear":  # latent diffusion's: √β linear in t
+        betas = torch.linspace(math.sqrt(start), math.sqrt(end), steps, dtype=torch.float64) ** 2
+    elif kind == "sigmoid":  # GeoDiff's: β = σ(linspace(-6, 6)) rescaled to [β_start, β_end]
+        ramp = torch.linspace(-6, 6, steps, dtype=torch.float64)
+        betas = torch.sigmoid(ramp) * (end - start) + start
+    else:
+        raise unsupported(
+            "beta_schedule", "linear, scaled_linear, squaredcos_cap_v2, sigmoid or trained_betas"
+        )
+    return {"schedule": "custom", "betas": tuple(betas.tolist())}
+
+
+def scheduler_config_of(config: RunConfig) -> dict[str, Any]:
+    """The ``DDPMScheduler`` config of a ddpmkit model: the inverse of
+    :func:`diffusion_config_from_scheduler` (the β_t table itself, unless the schedule is a
+    diffusers one)."""
+    diffusion, sample = config.diffusion, config.sample
+    steps = diffusion.num_steps
+    if diffusion.schedule == "linear":
+        beta = {"beta_schedule": "linear", "beta_start": diffusion.beta_start * 1000 / steps,
+                "beta_end": diffusion.beta_end * 1000 / steps}  # fmt: skip
+    elif diffusion.schedule == "cosine" and diffusion.cosine_s == 0.008:
+        beta = {"beta_schedule": "squaredcos_cap_v2"}
+    else:
+        from ddpmkit.config.builders import build_schedule
+
+        beta = {"trained_betas": build_schedule(diffusion).betas.tolist()}
+    prediction = {v: k for k, v in PREDICTIONS.items()}[diffusion.parameterization]
+    if diffusion.learned_variance:
+        variance = "learned_range"
+    else:
+        variance = "fixed_large" if sample.variance == "beta" else "fixed_small"
+    thresholding = sample.dynamic_threshold is not None
+    return {
+        "_class_name": "DDPMScheduler",
+        "_diffusers_version": DIFFUSERS_VERSION,
+        "num_train_timesteps": steps,
+        **beta,
+        "prediction_type": prediction,
+        "variance_type": variance,
+        "clip_sample": sample.clip_x0,
+        "clip_sample_range": 1.0,
+        "thresholding": thresholding,
+        "dynamic_thresholding_ratio": sample.dynamic_threshold if thresholding else 0.995,
+        "sample_max_value": 1.0,
+    }
+
+
+def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destination: Path) -> Path:
+    """A ``DDPMPipeline`` folder of the U-Net and its schedule; refuses to write into an existing
+    folder. Class-conditional, MLP and non-square models have no DDPMPipeline form."""
+    if config.model.kind != "unet":
+        raise ValueError("only U-Net models have a diffusers form (UNet2DModel)")
+    if config.model.unet.num_classes is not None:
+        raise ValueError("a class-conditional model has no DDPMPipeline form (it is unconditional)")
+    if destination.exists():
+        raise FileExistsError(f"{destination} already exists; refusing to overwrite it")
+    unet = diffusers_config_from(config.model.unet)
+    files = {
+        "model_index.json": {
+            "_class_name": "DDPMPipeline",
+            "_diffusers_version": DIFFUSERS_VERSION,
+            "scheduler": ["diffusers", "DDPMScheduler"],
+            "unet": ["diffusers", "UNet2DModel"],
+        },
+        "unet/config.json": {
+            "_class_name": "UNet2DModel",
+            "_diffusers_version": DIFFUSERS_VERSION,
+            **unet,
+        },
+        f"scheduler/{SCHEDULER_CONFIG}": scheduler_config_of(config),
+    }
+    for name, content in files.items():
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        (destination / name).write_text(json.dumps(content, indent=2) + "\n")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
+    save_file(tensors, destination / "unet" / WEIGHTS, metadata={"format": "pt"})
+    return destination
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return content
