@@ -16,6 +16,7 @@ LAYERS = {
     "evaluation": 1,
     "outputs": 1,
     "inverse": 2,
+    "plots": 2,
     "training.losses": 2,
     "config": 3,
     "pipeline": 4,

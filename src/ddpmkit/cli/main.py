@@ -35,6 +35,12 @@ def _eval(parser: argparse.ArgumentParser) -> None:
     evaluate.add_arguments(parser)
 
 
+def _plot(parser: argparse.ArgumentParser) -> None:
+    from ddpmkit.cli import plot
+
+    parser.description = plot.DESCRIPTION
+    plot.add_arguments(parser)
+
 
 def _train_classifier(parser: argparse.ArgumentParser) -> None:
     from ddpmkit.cli import classifier
@@ -92,6 +98,10 @@ COMMANDS: dict[str, tuple[str, AddArguments]] = {
     ),
     "sample": ("draw samples from a checkpoint into a PNG and an .npz", _sample),
     "eval": ("bits/dim of held-out data: the variational bound or the probability-flow ODE", _eval),
+    "plot": (
+        "pictures of a run: loss curves, samples over training, forward and reverse strips",
+        _plot,
+    ),
     "train-classifier": (
         "train a time-aware classifier p(y|x_t, t) on a run's data, for classifier guidance",
         _train_classifier,
@@ -140,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = one_line
         try:
             return args.run(args)
-        except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as error:
+        except (
+            ValueError,
+            FileExistsError,
+            FileNotFoundError,
+            FloatingPointError,
+            ImportError,  # an optional extra that is not installed: the message says which
+        ) as error:
             print(f"ddpmkit {args.command}: error: {error}", file=sys.stderr)
             return 2
