@@ -334,3 +334,22 @@ def test_a_damaged_image_is_named_before_the_run_or_left_out_with_a_warning(tmp_
     error = capsys.readouterr().err
     assert "ddpmkit train: warning: left out 1 unreadable image file(s)" in error
     assert "cut.jpg" in error and (run / "checkpoints" / "step-0000004").is_dir()
+
+
+def test_sample_formats_for_evaluation_tools(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--out", str(run), "--quiet", *TINY]) == 0
+    flags = ["sample", str(run), "--num_samples", "5", "--steps", "3", "--sampler", "ddim",
+             "--quiet"]  # fmt: skip
+    assert main([*flags, "--format", "png-folder", "--out", str(tmp_path / "a.png")]) == 0
+    files = sorted((tmp_path / "a").iterdir())
+    assert [f.name for f in files] == [f"{i:06d}.png" for i in range(5)]
+    first = np.asarray(Image.open(files[0]))
+    samples = np.load(tmp_path / "a.npz")["samples"]
+    assert first.shape == (8, 8)  # native size, no upscaling
+    assert np.array_equal(first, np.round((samples[0, 0] + 1) * 127.5).clip(0, 255))
+    assert main([*flags, "--format", "npz-uint8", "--out", str(tmp_path / "b.png")]) == 0
+    arr = np.load(tmp_path / "b-uint8.npz")["arr_0"]
+    assert arr.dtype == np.uint8 and arr.shape == (5, 8, 8, 1)
+    assert main([*flags, "--format", "png-folder", "--out", str(tmp_path / "a.png")]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from ddpmkit.data import save_image_grid, save_scatter_png
+from ddpmkit.data import save_image_grid, save_scatter_png, to_uint8_images
 
 
 def picture_upscale(height: int) -> int:
@@ -66,6 +66,27 @@ def save_npz(samples: Tensor, path: Path) -> Path:
     refuse_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, samples=samples.float().numpy())
+    return path
+
+
+def save_png_folder(samples: Tensor, folder: Path, first_index: int = 0) -> Path:
+    """One PNG per image (B, C, H, W), at its own size, named by its index in the whole set
+    (``000000.png`` …), as clean-fid and pytorch-fid read them; refuses to overwrite."""
+    pixels = to_uint8_images(samples)
+    folder.mkdir(parents=True, exist_ok=True)
+    for offset, image in enumerate(pixels):
+        path = folder / f"{first_index + offset:06d}.png"
+        refuse_existing(path)
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+    return folder
+
+
+def save_npz_uint8(samples: Tensor, path: Path) -> Path:
+    """Images as ``arr_0``, uint8 (B, H, W, C): the format of OpenAI's guided-diffusion
+    evaluator; refuses to overwrite."""
+    refuse_existing(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, arr_0=to_uint8_images(samples))
     return path
 
 

@@ -12,6 +12,8 @@ from ddpmkit.cli.progress import ProgressBar, reporter
 from ddpmkit.config.parsing import add_config_flags, from_dict, merge, overrides_from_args, to_dict
 from ddpmkit.config.schema import SampleConfig
 
+FORMATS = ("png-folder", "npz-uint8")
+
 if TYPE_CHECKING:
     from ddpmkit.samplers.common import SampleResult
     from ddpmkit.training.distributed import Processes
@@ -33,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trajectory", type=Path, help="write the trajectory x_T … x_0 to this .npz"
     )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="also write the samples for evaluation tools: png-folder (one PNG per sample, in "
+        "the folder named like --out without .png; clean-fid and pytorch-fid read it) or "
+        "npz-uint8 (arr_0, uint8 NHWC: OpenAI's evaluator format, named <out>-uint8.npz)",
+    )
     add_device_and_quiet(parser)
     add_config_flags(parser, SampleConfig, defaults_from="the checkpoint")
     parser.set_defaults(run=run)
@@ -42,7 +51,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ddpmkit.core.precision import describe_precision
-    from ddpmkit.outputs import check_outputs, save_npz, save_picture
+    from ddpmkit.outputs import (
+        check_outputs,
+        save_npz,
+        save_npz_uint8,
+        save_picture,
+        save_png_folder,
+    )
     from ddpmkit.pipeline.classifier import load_classifier
     from ddpmkit.pipeline.generation import generate
     from ddpmkit.pipeline.model import load_model
@@ -65,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
     )
     out = args.out or default_out
     npz = args.npz or out.with_suffix(".npz")
+    if args.format is not None and len(model.shape) != 3:
+        raise ValueError(f"--format {args.format} writes images; this model draws {model.shape}")
+    uint8 = out.with_name(f"{out.stem}-uint8.npz") if args.format == "npz-uint8" else None
+    folder = out.with_suffix("") if args.format == "png-folder" else None
     check_outputs(
-        {"--out": (out, ".png"), "--npz": (npz, ".npz"), "--trajectory": (args.trajectory, ".npz")}
-    )
+        {"--out": (out, ".png"), "--npz": (npz, ".npz"), "--trajectory": (args.trajectory, ".npz"),
+         "the npz-uint8 file": (uint8, ".npz"), "the png-folder": (folder, "")}
+    )  # fmt: skip
     rows = shard_rows(sample.num_samples, processes, args.trajectory)
     processes.start(model.device)
     say = reporter(processes.main)
@@ -81,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             model, sample, classifier=classifier, record_trajectory=args.trajectory is not None,
             progress=progress, rows=rows,
         )  # fmt: skip
+    if folder is not None:  # every process writes its own samples' files
+        save_png_folder(result.samples, folder, first_index=rows.start or 0)
     if processes.distributed:
         result = gather_shards(result, npz, processes)
         if not processes.main:
@@ -94,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"ddpmkit: samples {save_picture(result.samples, out)}")
     print(f"ddpmkit: arrays  {save_npz(result.samples, npz)}")
+    if folder is not None:
+        print(f"ddpmkit: PNGs    {folder}/ ({sample.num_samples} files)")
+    if uint8 is not None:
+        print(f"ddpmkit: uint8   {save_npz_uint8(result.samples, uint8)}")
     if args.trajectory is not None and result.trajectory is not None:
         save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
         print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
