@@ -59,3 +59,37 @@ def tiny_digits_config(**train_overrides) -> RunConfig:
 def tiny_config() -> RunConfig:
     config = tiny_digits_config()
     return dataclasses.replace(config, data=dataclasses.replace(config.data, hflip=True))
+
+
+class MissingPackages:
+    """Tests skipped because a package could not be imported did not run: the summary lists
+    them, and with DDPMKIT_ALL_TESTS=1 (``make test``) they fail the run."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def _note(self, report: pytest.CollectReport | pytest.TestReport) -> None:
+        if report.skipped:
+            reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+            if "could not import" in str(reason):
+                self.reasons.append(f"{report.nodeid}: {reason}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._note(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self._note(report)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.reasons:
+            terminalreporter.section("not run: missing packages")
+            for line in self.reasons:
+                terminalreporter.write_line(line)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.reasons and os.environ.get("DDPMKIT_ALL_TESTS") == "1":
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(MissingPackages(), "ddpmkit-missing-packages")

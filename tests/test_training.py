@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 import math
 import shutil
 import signal
@@ -422,3 +423,23 @@ def test_a_file_damaged_mid_run_stops_with_its_name_and_the_run_resumes(tmp_path
     resumed = Trainer(config, tmp_path / "run", resume=True)
     resumed.fit()
     assert resumed.step == config.train.steps
+
+
+def test_tensorboard_and_summary_logs(tmp_path, tiny_config):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config(tiny_config, tensorboard=True, sample_every=3)
+    Trainer(config, tmp_path / "run").fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/loss_q0", "train/lr", "train/grad_norm",
+            "train/images_per_second"} <= set(tags["scalars"])  # fmt: skip
+    rows = _rows(tmp_path / "run")
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert logged == [(int(r["step"]), pytest.approx(float(r["loss"]), rel=1e-5)) for r in rows]
+    assert [e.step for e in events.Images("samples")] == [3, 6]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["step"] == 6 and summary["last_session"]["steps"] == 6
+    assert summary["checkpoint"].endswith("step-0000006")
+    assert summary["last_log_row"]["step"] == 6

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 DESCRIPTION = (
     "Negative log-likelihood in bits/dim, with a 95%% confidence interval over the evaluated "
-    "samples, printed and written to a JSON report (and, for vlb, a PNG of L_t)."
+    "samples, printed and written to a JSON report (and, for vlb, a PNG of L_t); or, with "
+    "--metrics, FID / IS / KID / PRDC of generated samples against a reference (torch-fidelity)."
 )
 
 
@@ -31,7 +32,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ddpmkit.core.schedules import REVERSE_VARIANCES
 
     add_checkpoint(parser)
-    parser.add_argument("--nll", choices=("vlb", "ode"), default="vlb", help="which likelihood")
+    parser.add_argument(
+        "--nll", choices=("vlb", "ode"), help="which likelihood (default vlb, unless --metrics)"
+    )
+    parser.add_argument(
+        "--metrics",
+        type=metric_list,
+        help="comma-separated fid,is,kid,prdc: Inception-v3 metrics of --num_samples generated "
+        "samples (or --samples) against --reference",
+    )
+    parser.add_argument(
+        "--reference",
+        default="run",
+        help="metrics: the run's training data (run), a source name, an image folder, an "
+        ".npy/.npz array, or an .npz of precomputed statistics (mu, sigma: FID only)",
+    )
+    parser.add_argument(
+        "--samples", type=Path, help="metrics: images to score (folder or .npz) instead of sampling"
+    )
+    parser.add_argument(
+        "--inception_weights",
+        type=Path,
+        help="metrics: torch-fidelity's weights-inception-2015-12-05-6726825d.pth, checked "
+        "against its published checksum (default: torch-fidelity downloads it)",
+    )
     parser.add_argument(
         "--data",
         help="what to evaluate: the run's data (default), a source name such as digits, or an "
@@ -63,8 +87,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
+def metric_list(text: str) -> tuple[str, ...]:
+    """argparse type of --metrics: known names, comma-separated."""
+    from ddpmkit.evaluation.fidelity import METRICS
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(METRICS)}")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     import time
+
+    if args.metrics:
+        from ddpmkit.cli.quality import run_metrics
+
+        if args.nll is not None:
+            raise ValueError("--metrics and --nll are separate evaluations; run them one by one")
+        return run_metrics(args)
+    args.nll = args.nll or "vlb"
 
     from ddpmkit.cli.progress import ProgressBar, reporter
     from ddpmkit.data import load_data

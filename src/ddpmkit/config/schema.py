@@ -196,6 +196,13 @@ class TrainConfig:
             "minute on a CPU (a C++ compiler is needed); falls back to eager with a warning"
         },
     )
+    tensorboard: bool = field(
+        default=False,
+        metadata={
+            "help": "also log to RUN/tensorboard: log rows, images/s and sample grids (needs the "
+            "tensorboard package)"
+        },
+    )
     eval_every: int = field(
         default=0,
         metadata={

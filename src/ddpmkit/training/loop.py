@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from ddpmkit.training.batches import StepBatches, batch_stream
 from ddpmkit.training.distributed import Processes
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
+from ddpmkit.training.run_logs import TensorBoardLog, write_summary
 
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 """Devices with a fused AdamW kernel (one pass over all parameters instead of one per operation)."""
@@ -128,6 +129,7 @@ class Trainer:
         # that checking it costs a host read only where outputs are written
         self._first_nonfinite = torch.tensor(-1, device=self.device)
         self._heldout: torch.Tensor | None = None
+        self._board: TensorBoardLog | None = None  # set by fit when train.tensorboard
         if resume:
             self._restore()
         elif self.processes.main:
@@ -150,6 +152,32 @@ class Trainer:
         )
         log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
         main = self.processes.main
+        start, first_step = time.perf_counter(), self.step
+        board = None
+        if train.tensorboard and main:
+            board = TensorBoardLog(self.run_dir / "tensorboard", train.batch_size)
+        self._board = board
+        try:
+            self._loop(batches, log, on_step, on_sampling)
+        finally:
+            if board is not None:
+                board.close()
+        final = self.run_dir / "samples" / checkpoint_name(self.step)
+        if main and not final.with_suffix(".png").exists():
+            write_samples(self.sampling_model, final, on_sampling)  # stopped after the checkpoint
+        self.processes.barrier()
+        if main:
+            self._write_summary(time.perf_counter() - start, self.step - first_step, log)
+        return self.latest_checkpoint()
+
+    def _loop(
+        self,
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+        log: _LossLog,
+        on_step: TrainStepCallback | None,
+        on_sampling: ProgressCallback | None,
+    ) -> None:
+        train, main = self.config.train, self.processes.main
         while self.step < train.steps:
             try:
                 x0, labels = next(batches)
@@ -165,15 +193,39 @@ class Trainer:
             if self.step % train.log_every == 0 or self.step == train.steps:
                 self.check_finite()
                 if main:
-                    log.write()
+                    row = log.write()
+                    if self._board is not None:
+                        self._board.row(self.step, row)
             if on_step is not None:
                 on_step(self.step, metrics)
             self._periodic_outputs(on_sampling)
-        final = self.run_dir / "samples" / checkpoint_name(self.step)
-        if self.processes.main and not final.with_suffix(".png").exists():
-            write_samples(self.sampling_model, final, on_sampling)  # stopped after the checkpoint
-        self.processes.barrier()
-        return self.latest_checkpoint()
+
+    def _write_summary(self, seconds: float, steps: int, log: _LossLog) -> None:
+        """RUN/summary.json: what the run is, how far it got, its last figures and files."""
+        train = self.config.train
+        checkpoints = find_checkpoints(self.run_dir)
+        samples = sorted((self.run_dir / "samples").glob(f"{CHECKPOINT_PREFIX}*.png"))
+        rate = round(steps * train.batch_size / seconds, 3) if seconds > 0 else None
+        write_summary(
+            self.run_dir / "summary.json",
+            {
+                "step": self.step,
+                "steps": train.steps,
+                "batch_size": train.batch_size,
+                "processes": self.processes.world,
+                "device": str(self.device),
+                "parameters": sum(p.numel() for p in self.network.parameters()),
+                "last_session": {
+                    "steps": steps,
+                    "seconds": round(seconds, 3),
+                    "images_per_second": rate,
+                },
+                "last_log_row": log.last_row,
+                "checkpoint": str(checkpoints[-1]) if checkpoints else None,
+                "samples": str(samples[-1]) if samples else None,
+                "log": str(self.run_dir / "log.csv"),
+            },
+        )
 
     def train_step(self, x0: torch.Tensor, labels: torch.Tensor) -> tuple[StepMetrics, LossOutput]:
         """One step of Algorithm 1 (Ho et al. 2020) on a batch: loss, backward, AdamW, EMA.
@@ -299,6 +351,8 @@ class Trainer:
         if samples and self.processes.main:
             stem = self.run_dir / "samples" / checkpoint_name(step)
             write_samples(self.sampling_model, stem, on_sampling)
+            if self._board is not None:
+                self._board.picture("samples", stem.with_suffix(".png"), step)
         self.processes.barrier()  # no process runs ahead of a checkpoint being written
 
     def save(self) -> Path:
@@ -429,12 +483,15 @@ def _set_aside(checkpoint: Path, error: Exception) -> None:
 
 
 def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -> None:
-    """Only the length of training and the micro-batching of a step may change on resume; anything
-    else would not be a resumption."""
+    """Only the length of training, the micro-batching of a step and the TensorBoard log may
+    change on resume; anything else would not be a resumption."""
     same_except_steps = dataclasses.replace(
         requested,
         train=dataclasses.replace(
-            requested.train, steps=saved.train.steps, grad_accum=saved.train.grad_accum
+            requested.train,
+            steps=saved.train.steps,
+            grad_accum=saved.train.grad_accum,
+            tensorboard=saved.train.tensorboard,
         ),
     )
     if same_except_steps != saved:
@@ -445,7 +502,7 @@ def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -
         ]
         raise ValueError(
             f"cannot resume from {checkpoint}: the config differs in section(s) {', '.join(changed)}; "
-            "only train.steps and train.grad_accum may change when resuming"
+            "only train.steps, train.grad_accum and train.tensorboard may change when resuming"
         )
 
 
@@ -460,6 +517,7 @@ class _LossLog:
         self.path, self.num_steps = path, num_steps
         self.start = time.perf_counter()
         self.step = 0
+        self.last_row: dict[str, float] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -485,7 +543,8 @@ class _LossLog:
         self.losses.append(torch.as_tensor(metrics["loss"]))
         self.last = {"lr": metrics["lr"], "grad_norm": metrics["grad_norm"]}
 
-    def write(self) -> None:
+    def write(self) -> dict[str, float]:
+        """Append the row of the steps since the last one; returns it."""
         row: dict[str, float] = {"seconds": time.perf_counter() - self.start}
         if self.skipped:
             row["skipped"] = self.skipped
@@ -504,3 +563,5 @@ class _LossLog:
             formatted = {k: f"{v:.6g}" for k, v in row.items()}
             writer.writerow({"step": self.step, **formatted})
         self._reset()
+        self.last_row = {"step": self.step, **row}
+        return row
