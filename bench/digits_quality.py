@@ -61,7 +61,7 @@ def criteria_rows(report: DigitsQuality, args: argparse.Namespace) -> list[tuple
             bool(((shares >= low) & (shares <= high)).all()),
         ),
         (
-            "FID ratio (samples / reference)",
+            "digits-feature FID ratio (samples / reference)",
             f"{report.fid_ratio:.2f}",
             f"<= {args.max_fid_ratio}",
             report.fid_ratio <= args.max_fid_ratio,
@@ -78,8 +78,8 @@ def print_report(report: DigitsQuality, args: argparse.Namespace, train_seconds:
     print()
     print(f"samples                     {report.n}")
     print("class shares (0..9)         " + " ".join(f"{s:.3f}" for s in report.class_shares))
-    print(f"FID samples vs held-out     {report.fid:.3f}")
-    print(f"FID train vs held-out       {report.reference_fid:.3f}")
+    print(f"digits-feature FID, samples vs held-out   {report.fid:.3f} (not Inception FID)")
+    print(f"digits-feature FID, training vs held-out  {report.reference_fid:.3f}")
     print(f"held-out accuracy           {report.heldout_accuracy:.3f}")
     print(f"held-out confident share    {report.heldout_confident_share:.3f}")
     print(f"classifier training         {train_seconds:.1f} s (seed {args.seed})")
