@@ -28,6 +28,7 @@ TINY = [
 ]  # fmt: skip
 SHAPE = (1, 8, 8)
 TILE = 8 * 8 + 1  # a panel tile: 8 pixels magnified 8 times, then 1 pixel of padding
+TITLE_BAND = 16  # the band of column titles above a panel
 
 
 def write_png(path, pixels, mode="L"):
@@ -170,7 +171,10 @@ def test_restore_errors(run, digit, options, message):
 def test_save_panel_refuses_to_overwrite(run, digit, tmp_path):
     out = restore(load_model(run, "cpu"), digit, "deblur", steps=2, num_samples=3)
     panel = Image.open(save_panel(out, tmp_path / "panel.png"))
-    assert panel.size == (1 + 5 * TILE, 1 + TILE)
+    assert panel.size == (1 + 5 * TILE, TITLE_BAND + 1 + TILE)
+    band = np.asarray(panel.convert("L"))[:TITLE_BAND]
+    for column in range(5):  # a title (dark text on white) above every column
+        assert band[:, 1 + column * TILE : (column + 1) * TILE].min() < 128
     with pytest.raises(FileExistsError, match=r"panel\.png"):
         save_panel(out, tmp_path / "panel.png")
 
@@ -194,12 +198,12 @@ def test_cli_commands_write_panels_and_refuse_to_overwrite(run, digit, tmp_path,
         written = run / "restorations" / f"{task}-digit-seed0.png"
         out = capsys.readouterr().out
         assert str(written) in out and "PSNR" in out
-        assert Image.open(written).size == (1 + (2 + samples) * TILE, 1 + TILE)
+        assert Image.open(written).size == (1 + (2 + samples) * TILE, TITLE_BAND + 1 + TILE)
         assert cli.main([*argv, *common]) == 2
         assert f"{written} already exists" in capsys.readouterr().err
     low_res = ["restore", "--task", "super-resolution", "--low_res", str(small), *common]
     assert cli.main([*low_res, "--out", str(tmp_path / "low.png")]) == 0
-    assert Image.open(tmp_path / "low.png").size == (1 + 3 * TILE, 1 + TILE)
+    assert Image.open(tmp_path / "low.png").size == (1 + 3 * TILE, TITLE_BAND + 1 + TILE)
     assert cli.main([*low_res, "--image", str(image)]) == 2
     assert "exactly one of --image and --low_res" in capsys.readouterr().err
     assert cli.main(["inpaint", "--image", str(small), "--mask", str(mask), *common]) == 2

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -65,11 +66,13 @@ def save_image_grid(
     padding: int = 1,
     pad_value: int = 255,
     overwrite: bool = False,
+    titles: Sequence[str] | None = None,
 ) -> Path:
     """Write [-1, 1] images (B, C, H, W), C in {1, 3, 4}, as one PNG grid of nrow per row.
 
     nrow defaults to ceil(sqrt(B)); upscale enlarges each pixel (nearest) for tiny images; padding
-    pixels of pad_value separate the tiles. 1 channel -> grayscale, 4 -> RGBA.
+    pixels of pad_value separate the tiles. 1 channel -> grayscale, 4 -> RGBA. ``titles`` (one
+    per column) are written in a band above the grid.
     """
     if x.ndim != 4 or x.shape[0] == 0 or x.shape[1] not in _MODES:
         raise ValueError(f"expected images (B>0, C in 1/3/4, H, W), got shape {tuple(x.shape)}")
@@ -82,7 +85,23 @@ def save_image_grid(
     grid = image_grid(to_uint8_images(x), nrow, upscale, padding, pad_value)
     channels = grid.shape[-1]
     img = Image.fromarray(grid[..., 0] if channels == 1 else grid)  # L, RGB or RGBA by shape
+    if titles is not None:
+        img = _with_titles(img, titles, x.shape[3] * upscale, padding)
     return _write_png(img, path, overwrite)
+
+
+def _with_titles(img: Image.Image, titles: Sequence[str], tile: int, padding: int) -> Image.Image:
+    """img below a white band with titles[j] centred over column j (tiles ``tile`` px wide)."""
+    font = ImageFont.load_default()
+    band = 16
+    titled = Image.new("RGB", (img.width, img.height + band), "white")
+    titled.paste(img.convert("RGB"), (0, band))
+    draw = ImageDraw.Draw(titled)
+    for column, title in enumerate(titles):
+        centre = padding + column * (tile + padding) + tile / 2
+        width = draw.textlength(title, font=font)
+        draw.text((centre - width / 2, 2), title, fill="black", font=font)
+    return titled
 
 
 def _extent(points: np.ndarray) -> tuple[float, float, float, float]:

@@ -271,11 +271,13 @@ def panel_images(restoration: Restoration) -> Tensor:
 
 
 def save_panel(restoration: Restoration, path: str | Path) -> Path:
-    """One PNG of ``panel_images``, 2 + K per row, tiny images magnified; refuses to overwrite."""
+    """One PNG of ``panel_images``, 2 + K per row under column titles, tiny images magnified;
+    refuses to overwrite."""
     images = panel_images(restoration)
-    columns = 2 + restoration.result.shape[1]
+    count = restoration.result.shape[1]
+    titles = ["image", "measured", *(f"result {k + 1}" for k in range(count))]
     upscale = picture_upscale(images.shape[2])
-    return save_image_grid(images, path, nrow=columns, upscale=upscale)
+    return save_image_grid(images, path, nrow=2 + count, upscale=upscale, titles=titles)
 
 
 def mean_fill(image: Tensor, mask: Tensor) -> Tensor:
