@@ -1,14 +1,25 @@
-"""L_simple and its weights; the EMA of the weights."""
+"""L_simple and its weights, the true bound of each parameterization; the EMA of the weights."""
 
 import pytest
 import torch
 
 from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.forward import q_sample
-from ddpmkit.core.parameterization import eps_from_x0, x0_from_v
+from ddpmkit.core.parameterization import (
+    PARAMETERIZATIONS,
+    eps_from_x0,
+    training_target,
+    x0_from_v,
+)
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.training.ema import EMA
-from ddpmkit.training.losses import SimpleLoss, UniformTimesteps, loss_weights, min_snr_weight
+from ddpmkit.training.losses import (
+    HybridLoss,
+    SimpleLoss,
+    UniformTimesteps,
+    loss_weights,
+    min_snr_weight,
+)
 
 
 class Oracle(torch.nn.Module):
@@ -20,14 +31,12 @@ class Oracle(torch.nn.Module):
 
     def forward(self, x_t, t, class_labels=None):
         ab = self.schedule.at(self.schedule.alpha_bar, t.long(), x_t)
+        ab_prev = self.schedule.at(self.schedule.alpha_bar_prev, t.long(), x_t)
         eps = eps_from_x0(x_t, self.x0, ab)
-        out = {"eps": eps, "x0": self.x0, "v": ab.sqrt() * eps - (1 - ab).sqrt() * self.x0}[
-            self.param
-        ]
-        return out + self.error
+        return training_target(self.param, self.x0, eps, x_t, ab, ab_prev) + self.error
 
 
-@pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
+@pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
 def test_the_exact_prediction_has_zero_loss_and_an_offset_has_its_square(parameterization):
     s = NoiseSchedule.linear(100)
     x0 = torch.randn(32, 2, dtype=torch.float64)
@@ -63,8 +72,17 @@ def test_min_snr_weight_equals_min_snr_gamma_on_the_x0_error():
     v_of = lambda x: ab.sqrt() * eps_from_x0(x_t, x, ab) - (1 - ab).sqrt() * x  # noqa: E731
     v_err = v_of(x0 + x0_err) - v_of(x0)
     assert torch.allclose(x0_from_v(x_t, v_of(x0), ab), x0)
-    for name, err in (("eps", eps_err), ("x0", x0_err), ("v", v_err)):
-        weighted = min_snr_weight(s, name, gamma)[t] * err.pow(2).sum(1)
+    ab_prev = s.alpha_bar_prev[t][:, None]
+
+    def error(name):
+        def target(x):
+            return training_target(name, x, eps_from_x0(x_t, x, ab), x_t, ab, ab_prev)
+
+        return target(x0 + x0_err) - target(x0)
+
+    assert torch.allclose(error("eps"), eps_err) and torch.allclose(error("v"), v_err)
+    for name in PARAMETERIZATIONS:
+        weighted = min_snr_weight(s, name, gamma)[t] * error(name).pow(2).sum(1)
         assert torch.allclose(weighted, target), name
     assert loss_weights(s, "eps", "uniform", gamma) is None
     with pytest.raises(ValueError, match="unknown loss weighting"):
@@ -83,3 +101,39 @@ def test_ema_follows_its_recursion_with_warm_up():
         ema.update(model)
         assert float(ema.model.weight) == pytest.approx(expected)
     assert not ema.model.weight.requires_grad
+
+
+def test_the_true_bound_is_one_loss_whatever_the_network_predicts():
+    """With fixed σ_t² = β_t, L_vlb of a prediction depends only on the x̂_0 it implies: five
+    networks whose outputs all mean x̂_0 = x_0 + 0.3 have the same per-sample loss: T times
+    KL(q(x_{t-1}|x_t, x_0) ‖ N(μ̃(x_t, x̂_0), β_t)) in bits/dim for t > 0 (Ho et al. 2020, eq. 5)."""
+    s = NoiseSchedule.linear(50)
+    x0 = torch.rand(64, 2, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x0 = x0 * 2 - 1  # float64: the μ̃-reading divides by c_x0, which magnifies float32 rounding
+    per_sample = {}
+    for name in PARAMETERIZATIONS:
+        loss = HybridLoss(s, vlb_only=True, variance="beta")
+        shifted = NetworkDenoiser(_Shifted(s, x0, name, error=0.3), s, name)
+        out = loss(shifted, x0, None, torch.Generator().manual_seed(0))
+        per_sample[name] = out.per_sample.double()
+    t = out.t
+    for name, values in per_sample.items():
+        assert torch.allclose(values, per_sample["eps"], rtol=1e-4, atol=1e-6), name
+    later = t > 0  # L_0 is the decoder's term
+    beta, beta_tilde = s.betas[t][later], s.posterior_variance[t][later]
+    coef = s.posterior_mean_coef_x0[t][later]
+    # KL(N(μ̃, β̃) ‖ N(μ_θ, β)) per dimension, in bits, times T
+    kl = 0.5 * (beta.log() - beta_tilde.log() + beta_tilde / beta - 1) + coef**2 * 0.09 / (2 * beta)
+    expected = 50 * kl / torch.log(torch.tensor(2.0, dtype=torch.float64))
+    assert torch.allclose(per_sample["eps"][later], expected, rtol=1e-6)
+
+
+class _Shifted(Oracle):
+    """Outputs, in its parameterization, x̂_0 = x_0 + shift."""
+
+    def forward(self, x_t, t, class_labels=None):
+        ab = self.schedule.at(self.schedule.alpha_bar, t.long(), x_t)
+        ab_prev = self.schedule.at(self.schedule.alpha_bar_prev, t.long(), x_t)
+        x0_hat = self.x0 + self.error
+        eps = eps_from_x0(x_t, x0_hat, ab)
+        return training_target(self.param, x0_hat, eps, x_t, ab, ab_prev)

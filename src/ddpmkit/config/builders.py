@@ -59,6 +59,7 @@ def build_loss(
         schedule, config.vlb_weight, timesteps,
         vlb_only=config.loss == "vlb",
         decoder=partial(discretized_gaussian_log_likelihood, num_levels=num_levels),
+        variance="learned" if config.learned_variance else "beta",
     )  # fmt: skip
 
 

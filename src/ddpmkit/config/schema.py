@@ -84,7 +84,11 @@ class DiffusionConfig:
     sigmoid_end: float = field(default=3.0, metadata={"help": "sigmoid schedule's end"})
     sigmoid_tau: float = field(default=1.0, metadata={"help": "sigmoid schedule's temperature"})
     parameterization: Parameterization = field(
-        default="eps", metadata={"help": "what the network predicts: the noise ε, x_0, or v"}
+        default="eps",
+        metadata={
+            "help": "what the network predicts: the noise ε, x_0, v, the score ∇log q(x_t), or "
+            "the posterior mean μ̃ (mean)"
+        },
     )
     loss_weighting: LossWeighting = field(
         default="uniform",
@@ -97,7 +101,10 @@ class DiffusionConfig:
     )
     loss: LossKind = field(
         default="simple",
-        metadata={"help": "simple: L_simple; hybrid: L_simple + λ L_vlb; vlb: L_vlb alone"},
+        metadata={
+            "help": "simple: L_simple; hybrid: L_simple + λ L_vlb; vlb: L_vlb alone (the true "
+            "bound; with fixed σ_t² = β_t unless learned_variance)"
+        },
     )
     vlb_weight: float = field(default=0.001, metadata={"help": "λ of the hybrid loss"})
     timestep_sampling: TimestepSampling = field(
@@ -106,10 +113,10 @@ class DiffusionConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.loss != "simple" and not self.learned_variance:
+        if self.loss == "hybrid" and not self.learned_variance:
             raise ValueError(
-                f"diffusion.loss = {self.loss!r} trains Σ_θ, so it needs "
-                "diffusion.learned_variance = true"
+                "diffusion.loss = 'hybrid' trains Σ_θ, so it needs diffusion.learned_variance = "
+                "true (diffusion.loss = 'vlb' trains the true bound with fixed σ_t² = β_t)"
             )
         if self.learned_variance and self.loss == "simple":
             raise ValueError(

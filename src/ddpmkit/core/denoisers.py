@@ -72,13 +72,23 @@ def network_inputs(
     return x * alpha_bar.sqrt(), schedule.sigma_to_t(sigma).to(network_dtype), alpha_bar
 
 
+def previous_alpha_bar(schedule: NoiseSchedule, sigma: Tensor, like: Tensor) -> Tensor:
+    """ᾱ_{t-1} for the (fractional) t of σ: the level a reverse step from t goes to, with
+    ᾱ = 1 below t = 1 (x_0 itself); broadcast against ``like``."""
+    t = schedule.sigma_to_t(sigma.to(torch.float64))
+    sigma_prev = torch.where(t >= 1, schedule.t_to_sigma(t - 1), torch.zeros_like(t))
+    return broadcast_to(alpha_bar_from_sigma(sigma_prev), like).to(like.dtype)
+
+
 @dataclass
 class NetworkOutput:
-    """One evaluation of the network at (x; σ): its VP input x_t with ᾱ, the raw prediction of
-    the parameterization's target (ε, x_0 or v) and the learned variance fraction v (or None)."""
+    """One evaluation of the network at (x; σ): its VP input x_t with ᾱ_t and ᾱ_{t-1}, the raw
+    prediction of the parameterization's target (ε, x_0, v, score or μ̃) and the learned
+    variance fraction v (or None)."""
 
     x_t: Tensor
     alpha_bar: Tensor
+    alpha_bar_prev: Tensor
     prediction: Tensor
     v: Tensor | None
 
@@ -123,12 +133,15 @@ class NetworkDenoiser:
         x_t, t, alpha_bar = network_inputs(self.network, self.schedule, x, sigma)
         output = self.network(x_t.to(t.dtype), t, class_labels).to(x.dtype)
         prediction, v = split_output(output, self.learned_variance)
-        return NetworkOutput(x_t, alpha_bar, prediction, v)
+        sigma = per_sample_sigma(sigma, x)
+        return NetworkOutput(
+            x_t, alpha_bar, previous_alpha_bar(self.schedule, sigma, x), prediction, v
+        )
 
     def x0_from(self, output: NetworkOutput, prediction: Tensor | None = None) -> Tensor:
         """x̂_0 of an evaluation (or of another ``prediction`` at its inputs, e.g. detached)."""
         prediction = output.prediction if prediction is None else prediction
-        return self._x0_from_output(output.x_t, prediction, output.alpha_bar)
+        return self._x0_from_output(output.x_t, prediction, output.alpha_bar, output.alpha_bar_prev)
 
     def predict(
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None

@@ -1,7 +1,10 @@
 """Conversions among the network's possible outputs: ε, x_0, v, the score and the reverse mean.
 
 The only place these identities live. ``alpha_bar`` is ᾱ_t, already broadcast against ``x_t``;
-x_t = √ᾱ x_0 + √(1-ᾱ) ε throughout.
+x_t = √ᾱ x_0 + √(1-ᾱ) ε throughout. The five ways to model p(x_{t-1}|x_t) (Luo 2022, §2–3;
+Ho et al. 2020, §3.2) differ in what the network outputs: the posterior mean μ̃ itself
+(``mean``), x_0, ε, the score ∇log q(x_t), or v. Each is read as x̂_0 by ``X0_FROM_OUTPUT``;
+``mean`` also needs ᾱ_{t-1}, the level the step goes to.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from typing import Literal, TypeVar
 
 from torch import Tensor
 
-Parameterization = Literal["eps", "x0", "v"]
+from ddpmkit.core.schedules import posterior_coefficients
+
+Parameterization = Literal["eps", "x0", "v", "score", "mean"]
 TensorOrFloat = TypeVar("TensorOrFloat", Tensor, float)
-PARAMETERIZATIONS: tuple[Parameterization, ...] = ("eps", "x0", "v")
+PARAMETERIZATIONS: tuple[Parameterization, ...] = ("eps", "x0", "v", "score", "mean")
 
 
 def x0_from_eps(x_t: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
@@ -51,34 +56,59 @@ def eps_from_score(score: Tensor, alpha_bar: Tensor) -> Tensor:
     return -(1 - alpha_bar).sqrt() * score
 
 
+def x0_from_score(x_t: Tensor, score: Tensor, alpha_bar: Tensor) -> Tensor:
+    """x_0 = (x_t + (1-ᾱ)·∇log q(x_t))/√ᾱ: Tweedie's formula (Luo 2022, eq. 133)."""
+    return (x_t + (1 - alpha_bar) * score) / alpha_bar.sqrt()
+
+
+def mean_from_x0(x_t: Tensor, x0: Tensor, alpha_bar: Tensor, alpha_bar_prev: Tensor) -> Tensor:
+    """μ̃(x_t, x_0) = c_x0·x_0 + c_xt·x_t, the mean of q(x_{t-1}|x_t, x_0) (Ho et al. 2020, eq. 7)."""
+    coef_x0, coef_xt, _ = posterior_coefficients(alpha_bar, alpha_bar_prev)
+    return coef_x0 * x0 + coef_xt * x_t
+
+
+def x0_from_mean(x_t: Tensor, mean: Tensor, alpha_bar: Tensor, alpha_bar_prev: Tensor) -> Tensor:
+    """x_0 = (μ - c_xt·x_t)/c_x0, ``mean_from_x0`` solved for x_0 (c_x0 > 0 for ᾱ_t < ᾱ_{t-1})."""
+    coef_x0, coef_xt, _ = posterior_coefficients(alpha_bar, alpha_bar_prev)
+    return (mean - coef_xt * x_t) / coef_x0
+
+
 def reverse_mean_from_eps(x_t: Tensor, eps: Tensor, alpha: Tensor, alpha_bar: Tensor) -> Tensor:
     """μ_θ(x_t, t) = (x_t - β_t/√(1-ᾱ_t)·ε_θ)/√α_t (Ho et al. 2020, eq. 11)."""
     return (x_t - (1 - alpha) / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()
 
 
-def _x0_from_x0(x_t: Tensor, x0: Tensor, alpha_bar: Tensor) -> Tensor:
-    return x0
-
-
-OutputToX0 = Callable[[Tensor, Tensor, Tensor], Tensor]
+OutputToX0 = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 X0_FROM_OUTPUT: dict[Parameterization, OutputToX0] = {
-    "eps": x0_from_eps,
-    "x0": _x0_from_x0,
-    "v": x0_from_v,
+    "eps": lambda x_t, out, alpha_bar, _prev: x0_from_eps(x_t, out, alpha_bar),
+    "x0": lambda _x_t, out, _alpha_bar, _prev: out,
+    "v": lambda x_t, out, alpha_bar, _prev: x0_from_v(x_t, out, alpha_bar),
+    "score": lambda x_t, out, alpha_bar, _prev: x0_from_score(x_t, out, alpha_bar),
+    "mean": x0_from_mean,
 }
-"""How to read x_0 from the network's output, per parameterization: f(x_t, output, ᾱ)."""
+"""How to read x_0 from the network's output, per parameterization: f(x_t, output, ᾱ, ᾱ_prev)."""
 
 
 def training_target(
-    parameterization: Parameterization, x0: Tensor, eps: Tensor, alpha_bar: Tensor
+    parameterization: Parameterization,
+    x0: Tensor,
+    eps: Tensor,
+    x_t: Tensor,
+    alpha_bar: Tensor,
+    alpha_bar_prev: Tensor,
 ) -> Tensor:
-    """What the network regresses onto: ε (Ho et al. 2020, Alg. 1), x_0, or v."""
+    """What the network regresses onto: ε (Ho et al. 2020, Alg. 1), x_0, v, the score
+    ∇log q(x_t|x_0) = -ε/√(1-ᾱ) (Song et al. 2021, eq. 4) or μ̃(x_t, x_0) (Ho et al. 2020, eq. 7)."""
     if parameterization == "eps":
         return eps
     if parameterization == "x0":
         return x0
     if parameterization == "v":
         return v_from_x0_eps(x0, eps, alpha_bar)
+    if parameterization == "score":
+        return score_from_eps(eps, alpha_bar)
+    if parameterization == "mean":
+        return mean_from_x0(x_t, x0, alpha_bar, alpha_bar_prev)
     raise ValueError(
         f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}"
     )

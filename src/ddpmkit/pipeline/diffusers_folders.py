@@ -190,6 +190,11 @@ def scheduler_config_of(config: RunConfig) -> dict[str, Any]:
     :func:`diffusion_config_from_scheduler` (the β_t table itself, unless the schedule is a
     diffusers one)."""
     diffusion, sample = config.diffusion, config.sample
+    if diffusion.parameterization not in PREDICTIONS.values():
+        raise ValueError(
+            f"diffusion.parameterization = {diffusion.parameterization!r} has no diffusers "
+            f"prediction_type (they are {', '.join(PREDICTIONS)})"
+        )
     steps = diffusion.num_steps
     if diffusion.schedule == "linear":
         beta = {"beta_schedule": "linear", "beta_start": diffusion.beta_start * 1000 / steps,

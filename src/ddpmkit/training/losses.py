@@ -23,7 +23,7 @@ from ddpmkit.core.randomness import (
     randint_rows,
     randn_like,
 )
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.core.schedules import NoiseSchedule, ReverseVariance
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
 from ddpmkit.likelihood.vlb import (
     DecoderLogLikelihood,
@@ -149,10 +149,17 @@ def min_snr_weight(
 ) -> Tensor:
     """Per-t weight so that the loss equals min(SNR_t, γ)·‖x_0 - x̂_0‖² (Hang et al. 2023, eq. 7).
 
-    The ε-, x_0- and v-errors are SNR, 1 and SNR + 1 times the x_0-error, hence the divisors.
+    The squared ε-, x_0-, v-, score- and μ̃-errors are SNR, 1, SNR + 1, SNR·(SNR + 1) and c_x0²
+    times the x_0-error, hence the divisors.
     """
     snr = schedule.log_snr.exp()
-    divisor = {"eps": snr, "x0": torch.ones_like(snr), "v": snr + 1}[parameterization]
+    divisor = {
+        "eps": snr,
+        "x0": torch.ones_like(snr),
+        "v": snr + 1,
+        "score": snr * (snr + 1),
+        "mean": schedule.posterior_mean_coef_x0**2,
+    }[parameterization]
     return snr.clamp(max=gamma) / divisor
 
 
@@ -218,7 +225,9 @@ class SimpleLoss:
         t, importance, eps, output = evaluate_noised(
             denoiser, self.timesteps, x0, class_labels, generator
         )
-        target = training_target(denoiser.parameterization, x0, eps, output.alpha_bar)
+        target = training_target(
+            denoiser.parameterization, x0, eps, output.x_t, output.alpha_bar, output.alpha_bar_prev
+        )
         per_sample = (target - output.prediction.float()).pow(2).flatten(1).mean(1)
         if self.weights is not None:
             per_sample = per_sample * self.weights.to(x0.device)[t].to(per_sample.dtype)
@@ -235,6 +244,10 @@ class HybridLoss:
     is L_vlb alone and trains both (§3.3); pair it with ``SecondMomentTimesteps``. The timestep
     sampler learns from the L_vlb terms. Per-sample values are in L_simple's units plus λ·T·L_t
     in bits/dim.
+
+    With a fixed ``variance`` (σ_t² = β_t or β̃_t) and ``vlb_only`` it is the true bound of any
+    parameterization with fixed isotropic Σ (Ho et al. 2020, eq. 5 and Table 2): L_t-1 =
+    ‖μ̃(x_t, x_0) − μ_θ(x_t)‖²/(2σ_t²) + C, with μ_θ formed from the prediction's x̂_0.
     """
 
     def __init__(
@@ -244,13 +257,17 @@ class HybridLoss:
         timesteps: TimestepSampler | None = None,
         vlb_only: bool = False,
         decoder: DecoderLogLikelihood = discretized_gaussian_log_likelihood,
+        variance: ReverseVariance = "learned",
     ) -> None:
+        if variance != "learned" and not vlb_only:
+            raise ValueError("with a fixed variance only the bound itself (vlb_only) trains")
         self.schedule = schedule
         self.decoder = decoder
         self.vlb_weight = vlb_weight
         self.vlb_only = vlb_only
+        self.variance = variance
         self.timesteps = timesteps or UniformTimesteps(schedule.num_steps)
-        self._log_variance = schedule_log_variance(schedule, "learned")
+        self._log_variance = schedule_log_variance(schedule, variance)
 
     def __call__(
         self,
@@ -259,25 +276,30 @@ class HybridLoss:
         class_labels: Tensor | None,
         generator: torch.Generator | BatchShard,
     ) -> LossOutput:
-        if not denoiser.learned_variance:
-            raise ValueError("the hybrid and vlb losses need a denoiser with learned variances")
+        if denoiser.learned_variance != (self.variance == "learned"):
+            raise ValueError(
+                f"a loss with variance {self.variance!r} needs a denoiser "
+                f"{'with' if self.variance == 'learned' else 'without'} learned variances"
+            )
         t, importance, eps, output = evaluate_noised(
             denoiser, self.timesteps, x0, class_labels, generator
         )
         prediction, v = output.prediction.float(), output.v
-        assert v is not None
         mean_prediction = prediction if self.vlb_only else prediction.detach()  # eq. 16
         x0_hat = denoiser.x0_from(output, mean_prediction).to(torch.float64)
         x_t = output.x_t.to(torch.float64)
         mean = posterior_mean(self.schedule, x0_hat, x_t, t)
-        log_variance = self._log_variance(x_t, t, v.to(torch.float64))
+        log_variance = self._log_variance(x_t, t, None if v is None else v.to(torch.float64))
         vlb = self.schedule.num_steps * vlb_term_of_prediction(
             self.schedule, x0, x_t, t, mean, log_variance, self.decoder
         )
         if self.vlb_only:
             per_sample = vlb.float()
         else:
-            target = training_target(denoiser.parameterization, x0, eps, output.alpha_bar)
+            target = training_target(
+                denoiser.parameterization, x0, eps, output.x_t, output.alpha_bar,
+                output.alpha_bar_prev,
+            )  # fmt: skip
             mse = (target - prediction).pow(2).flatten(1).mean(1)
             per_sample = mse + self.vlb_weight * vlb.float()
         self.timesteps.update(t, vlb.detach())
