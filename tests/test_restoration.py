@@ -10,6 +10,7 @@ from PIL import Image
 import ddpmkit.cli as cli
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
+from ddpmkit.inverse import Mask
 from ddpmkit.pipeline.model import load_model
 from ddpmkit.pipeline.restoration import (
     bicubic_upsample,
@@ -208,3 +209,18 @@ def test_cli_commands_write_panels_and_refuse_to_overwrite(run, digit, tmp_path,
     assert "exactly one of --image and --low_res" in capsys.readouterr().err
     assert cli.main(["inpaint", "--image", str(small), "--mask", str(mask), *common]) == 2
     assert "small.png: is 4×4 pixels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["ddrm", "pigdm"])
+@pytest.mark.parametrize("task", ["super-resolution", "deblur", "inpaint"])
+def test_ddrm_and_pigdm_restore_every_task(run, digit, task, method):
+    """Noiseless DDRM keeps the measured part exactly (the known pixels of an inpainting; a
+    super-resolution's block means hold before the result is clamped to [-1, 1]); ΠGDM only
+    pulls towards it."""
+    model = load_model(run)
+    mask = centre_hole() if task == "inpaint" else None
+    out = restore(model, digit, task, method, mask=mask, steps=20, num_samples=2)
+    assert out.result.shape == (1, 2, *SHAPE) and out.result.isfinite().all()
+    if method == "ddrm" and task == "inpaint":
+        known = Mask(mask)
+        assert (known(out.result[0]) - known(out.input)).abs().max() < 1e-5

@@ -59,7 +59,9 @@ def add_restore(parser: argparse.ArgumentParser) -> None:
         help="the degradation to undo",
     )
     parser.add_argument(
-        "--method", help="inpaint: replacement (default), repaint or dps; others: dps"
+        "--method",
+        help="inpaint: replacement (default), repaint, dps, ddrm or pigdm; others: dps (default), "
+        "ddrm or pigdm",
     )
     parser.add_argument("--scale", type=at_least(2), default=2, help="super-resolution factor")
     parser.add_argument(

@@ -70,6 +70,13 @@ class GaussianBlur:
         return F.conv2d(padded, weight, groups=channels)
 
 
+class Colorize:
+    """A(x) = the mean of the channels: (B, C, H, W) -> (B, 1, H, W) (colourization's measurement)."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x.mean(dim=1, keepdim=True)
+
+
 class Linear:
     """A(x) = M x for vectors: (B, D) ↦ (B, K) with ``matrix`` M of shape (K, D)."""
 

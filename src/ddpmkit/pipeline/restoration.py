@@ -30,8 +30,11 @@ from ddpmkit.inverse import (
     GaussianBlur,
     Mask,
     MeasurementOperator,
+    SpectralOperator,
+    ddrm,
     dps,
     inpaint_replacement,
+    pigdm,
     repaint,
     sdedit,
 )
@@ -41,9 +44,9 @@ from ddpmkit.samplers.common import SampleResult, StepCallback
 
 Task = Literal["inpaint", "super-resolution", "deblur", "edit"]
 METHODS: dict[str, tuple[str, ...]] = {
-    "inpaint": ("replacement", "repaint", "dps"),
-    "super-resolution": ("dps",),
-    "deblur": ("dps",),
+    "inpaint": ("replacement", "repaint", "dps", "ddrm", "pigdm"),
+    "super-resolution": ("dps", "ddrm", "pigdm"),
+    "deblur": ("dps", "ddrm", "pigdm"),
     "edit": ("sdedit",),
 }
 """The methods of each task; the first is its default."""
@@ -164,13 +167,14 @@ def restore(
     """``num_samples`` restorations of each image (C, H, W) or (B, C, H, W) from y = A(x) + s·n.
 
     ``method`` (default the task's first in ``METHODS``): inpainting by replacement or RePaint
-    (Lugmayr et al. 2022; ``jump_length``, ``resamplings``) or DPS (Chung et al. 2023; step
-    ``step_size``), super-resolution by ``scale`` and deblurring (Gaussian of std ``blur_sigma``,
-    border reflected) by DPS, ``edit`` by SDEdit (Meng et al. 2022) of y with ``sampler`` at
-    ``strength``. ``mask`` (1, H, W) or (B, 1, H, W) is 1 at the known pixels. The samplers walk
-    ``steps`` of the T training steps (all by default; SDEdit at most t_0), x̂_0 clipped to
-    [-1, 1]; restoration k of image b draws its noise from seed + b·K + k, so it does not depend
-    on the batch. The results are clamped to [-1, 1].
+    (Lugmayr et al. 2022; ``jump_length``, ``resamplings``), DPS (Chung et al. 2023; step
+    ``step_size``), DDRM (Kawar et al. 2022) or ΠGDM (Song J. et al. 2023); super-resolution by
+    ``scale`` and deblurring (Gaussian of std ``blur_sigma``, border reflected) by DPS, DDRM or
+    ΠGDM (these two take σ_y = ``noise_std`` into their update); ``edit`` by SDEdit (Meng et al.
+    2022) of y with ``sampler`` at ``strength``. ``mask`` (1, H, W) or (B, 1, H, W) is 1 at the
+    known pixels. The samplers walk ``steps`` of the T training steps (all by default; SDEdit at
+    most t_0), x̂_0 clipped to [-1, 1]; restoration k of image b draws its noise from
+    seed + b·K + k, so it does not depend on the batch. The results are clamped to [-1, 1].
     """
     methods = METHODS.get(task)
     if methods is None:
@@ -213,6 +217,7 @@ def restore(
             method, denoiser, build_grid(model.schedule, "linspace", steps), (count, *model.shape),
             y_k, operator, mask, generator, callback,
             step_size=step_size, jump_length=jump_length, resamplings=resamplings,
+            noise_std=noise_std,
         )  # fmt: skip
     result = out.samples.detach().clamp(-1.0, 1.0).float().cpu()
     y = y_k[::num_samples].cpu()
@@ -233,9 +238,20 @@ def _solve(
     step_size: float,
     jump_length: int,
     resamplings: int,
+    noise_std: float,
 ) -> SampleResult:
     """Run the inverse-problem sampler ``method`` from fresh noise x_T on y."""
     x_T = randn(shape, generator, y.dtype, y.device)
+    if method in ("ddrm", "pigdm"):
+        if mask is not None and not bool((mask == mask[:1]).all()):
+            raise ValueError(f"{method} decomposes one operator: give every image the same mask")
+        single = Mask(mask[:1]) if mask is not None else operator
+        spectral = SpectralOperator.of(single, shape[1:])
+        solver = ddrm if method == "ddrm" else pigdm
+        return solver(
+            denoiser, sigmas, x_T, y, spectral, noise_std=noise_std, generator=generator,
+            callback=callback,
+        )  # fmt: skip
     if method == "dps":
         return dps(
             denoiser, sigmas, x_T, y, operator, step_size=step_size, generator=generator,
