@@ -57,11 +57,13 @@ _READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.Decompression
 
 @dataclass
 class Restoration:
-    """Clean inputs x (B, C, H, W), measurements y = A(x) + s·n, restorations (B, K, C, H, W)."""
+    """Clean inputs x (B, C, H, W), measurements y = A(x) + s·n, restorations (B, K, C, H, W),
+    and the network evaluations each restoration cost."""
 
     input: Tensor
     measurement: Tensor
     result: Tensor
+    nfe_per_sample: int = 0
 
 
 def read_image(path: str | Path, shape: tuple[int, ...]) -> Tensor:
@@ -221,7 +223,8 @@ def restore(
         )  # fmt: skip
     result = out.samples.detach().clamp(-1.0, 1.0).float().cpu()
     y = y_k[::num_samples].cpu()
-    return Restoration(x.cpu(), y, result.reshape(x.shape[0], num_samples, *model.shape))
+    shaped = result.reshape(x.shape[0], num_samples, *model.shape)
+    return Restoration(x.cpu(), y, shaped, out.nfe)
 
 
 def _solve(
