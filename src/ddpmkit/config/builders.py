@@ -17,7 +17,15 @@ from ddpmkit.training.losses import HybridLoss, SimpleLoss, loss_weights, timest
 
 
 def build_schedule(config: DiffusionConfig) -> NoiseSchedule:
-    """The noise schedule the config names."""
+    """The noise schedule the config names: VE's geometric levels, or the β schedule's VP or
+    sub-VP process."""
+    if config.process == "ve":
+        return NoiseSchedule.geometric(config.num_steps, config.sigma_min, config.sigma_max)
+    schedule = _beta_schedule(config)
+    return schedule.sub_vp() if config.process == "subvp" else schedule
+
+
+def _beta_schedule(config: DiffusionConfig) -> NoiseSchedule:
     T = config.num_steps
     if config.schedule == "linear":
         return NoiseSchedule.linear(T, config.beta_start, config.beta_end)

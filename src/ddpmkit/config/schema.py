@@ -71,6 +71,20 @@ class DiffusionConfig:
     schedule: Literal["linear", "cosine", "sigmoid", "custom"] = field(
         default="linear", metadata={"help": "β_t schedule"}
     )
+    process: Literal["vp", "ve", "subvp"] = field(
+        default="vp",
+        metadata={
+            "help": "vp: DDPM's variance-preserving chain; ve: NCSN's geometric noise levels "
+            "σ_min … σ_max (variance exploding); subvp: Song et al.'s sub-VP of the β schedule"
+        },
+    )
+    sigma_min: float = field(default=0.01, metadata={"help": "ve: the smallest noise level"})
+    sigma_max: float = field(
+        default=50.0,
+        metadata={
+            "help": "ve: the largest noise level (about the data's largest pairwise distance)"
+        },
+    )
     num_steps: int = field(
         default=1000, metadata={"help": "T; the linear range is rescaled by 1000/T (Improved DDPM)"}
     )
@@ -92,7 +106,10 @@ class DiffusionConfig:
     )
     loss_weighting: LossWeighting = field(
         default="uniform",
-        metadata={"help": "the weights of L_simple over t: uniform, or min-SNR-γ"},
+        metadata={
+            "help": "the weights of L_simple over t: uniform, min-SNR-γ, or ncsn: λ(σ) = σ² "
+            "(Song & Ermon 2019), i.e. the ε-error whatever the parameterization"
+        },
     )
     min_snr_gamma: float = field(default=5.0, metadata={"help": "γ of the min-SNR weighting"})
     learned_variance: bool = field(
@@ -125,6 +142,16 @@ class DiffusionConfig:
             )
         if self.schedule == "custom" and self.betas is None:
             raise ValueError("diffusion.schedule = 'custom' needs diffusion.betas")
+        if self.process == "ve" and self.schedule != "linear":
+            raise ValueError(
+                "diffusion.process = 've' has geometric noise levels (sigma_min, sigma_max), "
+                f"not diffusion.schedule = {self.schedule!r}"
+            )
+        if not 0 < self.sigma_min < self.sigma_max < math.inf:
+            raise ValueError(
+                f"need 0 < diffusion.sigma_min < diffusion.sigma_max, got {self.sigma_min}, "
+                f"{self.sigma_max}"
+            )
         if self.betas is not None and len(self.betas) != self.num_steps:
             raise ValueError(
                 f"diffusion.betas has {len(self.betas)} values but diffusion.num_steps is "

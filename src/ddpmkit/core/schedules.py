@@ -142,6 +142,34 @@ class NoiseSchedule:
         return cls(betas.clamp(max=max_beta))
 
     @classmethod
+    def from_sigmas(cls, sigmas: Tensor) -> NoiseSchedule:
+        """The schedule whose VE noise levels are σ_1 < … < σ_T: ᾱ_t = 1/(1 + σ_t²).
+
+        Every diffusion x_t = s(t)(x_0 + σ(t)ε) is this one up to the scale s(t) (Karras et al.
+        2022, eq. 4); ddpmkit's denoisers and samplers work in VE coordinates, where only σ(t)
+        matters, so a process is its table of σ.
+        """
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+        if not bool((sigmas[1:] > sigmas[:-1]).all()) or float(sigmas[0]) <= 0:
+            raise ValueError("noise levels σ_1 < … < σ_T must be positive and increasing")
+        alpha_bar = torch.cat([sigmas.new_ones(1), 1.0 / (1.0 + sigmas**2)])
+        return cls.from_alpha_bar_curve(alpha_bar, max_beta=1.0)
+
+    @classmethod
+    def geometric(cls, num_steps: int, sigma_min: float, sigma_max: float) -> NoiseSchedule:
+        """NCSN's noise levels: σ_min … σ_max in geometric progression (Song & Ermon 2019, §4.2)."""
+        _check_num_steps(num_steps)
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < σ_min < σ_max, got {sigma_min}, {sigma_max}")
+        ratio = torch.linspace(0.0, 1.0, num_steps, dtype=torch.float64)
+        return cls.from_sigmas(sigma_min * (sigma_max / sigma_min) ** ratio)
+
+    def sub_vp(self) -> NoiseSchedule:
+        """The sub-VP process of these β: x_t = √ᾱ_t x_0 + (1 - ᾱ_t) ε (Song et al. 2021, eq. 29),
+        i.e. σ_t = (1 - ᾱ_t)/√ᾱ_t."""
+        return NoiseSchedule.from_sigmas((1.0 - self.alpha_bar) / self.alpha_bar.sqrt())
+
+    @classmethod
     def from_betas(cls, betas: Tensor | list[float] | tuple[float, ...]) -> NoiseSchedule:
         """A schedule from user-given β_1 … β_T."""
         return cls(torch.as_tensor(betas, dtype=torch.float64))

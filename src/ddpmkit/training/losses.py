@@ -8,6 +8,7 @@ choose t and the importance weights 1/(T·p_t) that keep the estimate unbiased.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -31,7 +32,7 @@ from ddpmkit.likelihood.vlb import (
     vlb_term_of_prediction,
 )
 
-LossWeighting = Literal["uniform", "min_snr"]
+LossWeighting = Literal["uniform", "min_snr", "ncsn"]
 LossKind = Literal["simple", "hybrid", "vlb"]
 TimestepSampling = Literal["uniform", "importance"]
 
@@ -174,7 +175,9 @@ def loss_weights(
         return None
     if weighting == "min_snr":
         return min_snr_weight(schedule, parameterization, gamma)
-    raise ValueError(f"unknown loss weighting {weighting!r}; choose 'uniform' or 'min_snr'")
+    if weighting == "ncsn":  # λ(σ) = σ²: the loss is ‖ε̂ − ε‖² = SNR·‖x̂_0 − x_0‖²
+        return min_snr_weight(schedule, parameterization, math.inf)
+    raise ValueError(f"unknown loss weighting {weighting!r}; choose 'uniform', 'min_snr' or 'ncsn'")
 
 
 def evaluate_noised(
