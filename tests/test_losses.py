@@ -137,3 +137,22 @@ class _Shifted(Oracle):
         x0_hat = self.x0 + self.error
         eps = eps_from_x0(x_t, x0_hat, ab)
         return training_target(self.param, x0_hat, eps, x_t, ab, ab_prev)
+
+
+def test_ncsn_weighting_is_lambda_sigma_squared():
+    """λ(σ) = σ² on the VE score error (Song & Ermon 2019, eq. 6) is the ε-error for any
+    parameterization: the weighted score error equals ‖ε̂ − ε‖²."""
+    s = NoiseSchedule.geometric(100, 0.01, 10.0)
+    t = torch.tensor([0, 30, 99])
+    ab, ab_prev = s.alpha_bar[t][:, None], s.alpha_bar_prev[t][:, None]
+    x0 = torch.randn(3, 4, dtype=torch.float64)
+    eps = torch.randn(3, 4, dtype=torch.float64)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    x0_hat = x0 + 0.1 * torch.randn(3, 4, dtype=torch.float64)
+    eps_hat = eps_from_x0(x_t, x0_hat, ab)
+    eps_error = (eps_hat - eps).pow(2).sum(1)
+    for name in PARAMETERIZATIONS:
+        predicted = training_target(name, x0_hat, eps_hat, x_t, ab, ab_prev)
+        wanted = training_target(name, x0, eps, x_t, ab, ab_prev)
+        weighted = loss_weights(s, name, "ncsn", 5.0)[t] * (predicted - wanted).pow(2).sum(1)
+        assert torch.allclose(weighted, eps_error, rtol=1e-6), name

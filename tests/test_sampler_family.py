@@ -202,3 +202,25 @@ def test_a_user_list_of_training_steps_is_the_grid():
     listed = sample("ddim", EXACT, SCHEDULE, x_T, 0, timesteps=[999, 500, 100, 0])
     sigmas = torch.cat([SCHEDULE.sigmas[[999, 500, 100, 0]], torch.zeros(1, dtype=torch.float64)])
     assert listed.nfe == 4 and torch.equal(listed.samples, ddim(EXACT, sigmas, x_T).samples)
+
+
+@pytest.mark.parametrize("process", ["ve", "subvp"])
+def test_annealed_langevin_and_ancestral_reproduce_gaussian_data_on_other_processes(process):
+    """NCSN's geometric levels (σ 0.01 … 10) and sub-VP: the same exact denoiser, sampled by
+    annealed Langevin (Song & Ermon 2019, Algorithm 1) or the ancestral chain of that table."""
+    from ddpmkit.config.builders import build_schedule
+    from ddpmkit.config.schema import DiffusionConfig
+
+    schedule = build_schedule(
+        DiffusionConfig(process=process, sigma_max=10.0, num_steps=200)  # type: ignore[arg-type]
+    )
+    n = 8000
+    for name, steps, tolerance in (("langevin", 200, 0.05), ("ancestral", 200, 0.02)):
+        x = sample(
+            name, EXACT, schedule, _noise(n, 3), steps, generator=torch.Generator().manual_seed(4)
+        ).samples
+        se_cov = ((COV.diag()[:, None] * COV.diag()[None, :] + COV**2) / n).sqrt()
+        assert torch.all((x.mean(0) - MEAN).abs() < 5 * COV.diag().sqrt() / math.sqrt(n) + 0.01), (
+            name
+        )
+        assert torch.all((torch.cov(x.T) - COV).abs() < 5 * se_cov + tolerance), name

@@ -87,3 +87,29 @@ def test_invalid_number_of_steps_is_rejected():
         NoiseSchedule.linear(1)
     with pytest.raises(ValueError, match="T = 20"):
         NoiseSchedule.linear(20)  # the rescaled β_T would be 1
+
+
+def test_ve_levels_are_ncsns_geometric_sequence():
+    s = NoiseSchedule.geometric(200, 0.01, 10.0)
+    assert s.sigmas[0] == pytest.approx(0.01, rel=1e-12) and s.sigmas[-1] == pytest.approx(10.0)
+    ratios = s.sigmas[1:] / s.sigmas[:-1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-10)
+    assert torch.allclose(s.alpha_bar, 1 / (1 + s.sigmas**2), rtol=1e-12)
+    with pytest.raises(ValueError, match="0 < σ_min < σ_max"):
+        NoiseSchedule.geometric(10, 1.0, 0.5)
+
+
+def test_sub_vp_has_the_sub_vp_marginal():
+    """sub-VP: x_t = √ᾱ x_0 + (1 − ᾱ) ε (Song et al. 2021, eq. 29), so σ_t = (1 − ᾱ_t)/√ᾱ_t, below
+    VP's √(1 − ᾱ_t)/√ᾱ_t at every t; drawn in VE coordinates its variance on N(0, 1) data is
+    1 + σ_t² (checked by Monte Carlo)."""
+    vp = NoiseSchedule.linear(100)
+    sub = vp.sub_vp()
+    assert torch.allclose(sub.sigmas, (1 - vp.alpha_bar) / vp.alpha_bar.sqrt(), rtol=1e-10)
+    assert bool((sub.sigmas < vp.sigmas).all())
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 200_000, generator=g, dtype=torch.float64)
+    t = 30
+    sub_vp_state = vp.alpha_bar[t].sqrt() * x0 + (1 - vp.alpha_bar[t]) * eps
+    ve = sub_vp_state / vp.alpha_bar[t].sqrt()  # the state in VE coordinates: x_0 + σ_t ε
+    assert float(ve.var()) == pytest.approx(1 + float(sub.sigmas[t]) ** 2, rel=0.01)
