@@ -35,7 +35,8 @@ def ddrm_loop(
     σ_{t-1} < σ_y/s_i:         x̄' = x̂̄_0 + √(1-η²) σ_{t-1}(ȳ - x̂̄_0)/(σ_y/s_i) + η σ_{t-1} z;
     σ_{t-1} ≥ σ_y/s_i:         x̄' = (1-η_b) x̂̄_0 + η_b ȳ + √(σ_{t-1}² - η_b² σ_y²/s_i²) z;
 
-    started at x̄_T = ȳ + √(σ_T² - σ_y²/s_i²) z on measured coordinates (eq. 7).
+    started at x̄_T = ȳ + √(σ_T² - σ_y²/s_i²) z on measured coordinates with σ_y/s_i < σ_T
+    (eq. 7), from plain noise on the others (a blur's tiny singular values).
     """
     if not (0.0 <= eta <= 1.0 and 0.0 <= eta_b <= 1.0) or noise_std < 0:
         raise ValueError(
