@@ -88,7 +88,7 @@ class NetworkOutput:
 
     x_t: Tensor
     alpha_bar: Tensor
-    alpha_bar_prev: Tensor
+    alpha_bar_prev: Tensor | None  # only the μ̃ parameterization reads it
     prediction: Tensor
     v: Tensor | None
 
@@ -133,10 +133,10 @@ class NetworkDenoiser:
         x_t, t, alpha_bar = network_inputs(self.network, self.schedule, x, sigma)
         output = self.network(x_t.to(t.dtype), t, class_labels).to(x.dtype)
         prediction, v = split_output(output, self.learned_variance)
-        sigma = per_sample_sigma(sigma, x)
-        return NetworkOutput(
-            x_t, alpha_bar, previous_alpha_bar(self.schedule, sigma, x), prediction, v
-        )
+        previous = None
+        if self.parameterization == "mean":  # off the hot path of the other four
+            previous = previous_alpha_bar(self.schedule, per_sample_sigma(sigma, x), x)
+        return NetworkOutput(x_t, alpha_bar, previous, prediction, v)
 
     def x0_from(self, output: NetworkOutput, prediction: Tensor | None = None) -> Tensor:
         """x̂_0 of an evaluation (or of another ``prediction`` at its inputs, e.g. detached)."""

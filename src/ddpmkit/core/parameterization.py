@@ -78,15 +78,21 @@ def reverse_mean_from_eps(x_t: Tensor, eps: Tensor, alpha: Tensor, alpha_bar: Te
     return (x_t - (1 - alpha) / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()
 
 
-OutputToX0 = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+OutputToX0 = Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
 X0_FROM_OUTPUT: dict[Parameterization, OutputToX0] = {
     "eps": lambda x_t, out, alpha_bar, _prev: x0_from_eps(x_t, out, alpha_bar),
     "x0": lambda _x_t, out, _alpha_bar, _prev: out,
     "v": lambda x_t, out, alpha_bar, _prev: x0_from_v(x_t, out, alpha_bar),
     "score": lambda x_t, out, alpha_bar, _prev: x0_from_score(x_t, out, alpha_bar),
-    "mean": x0_from_mean,
+    "mean": lambda x_t, out, alpha_bar, prev: x0_from_mean(x_t, out, alpha_bar, _given(prev)),
 }
 """How to read x_0 from the network's output, per parameterization: f(x_t, output, ᾱ, ᾱ_prev)."""
+
+
+def _given(alpha_bar_prev: Tensor | None) -> Tensor:
+    if alpha_bar_prev is None:
+        raise ValueError("the μ̃ parameterization needs ᾱ_{t-1}")
+    return alpha_bar_prev
 
 
 def training_target(
@@ -95,7 +101,7 @@ def training_target(
     eps: Tensor,
     x_t: Tensor,
     alpha_bar: Tensor,
-    alpha_bar_prev: Tensor,
+    alpha_bar_prev: Tensor | None,
 ) -> Tensor:
     """What the network regresses onto: ε (Ho et al. 2020, Alg. 1), x_0, v, the score
     ∇log q(x_t|x_0) = -ε/√(1-ᾱ) (Song et al. 2021, eq. 4) or μ̃(x_t, x_0) (Ho et al. 2020, eq. 7)."""
@@ -108,7 +114,7 @@ def training_target(
     if parameterization == "score":
         return score_from_eps(eps, alpha_bar)
     if parameterization == "mean":
-        return mean_from_x0(x_t, x0, alpha_bar, alpha_bar_prev)
+        return mean_from_x0(x_t, x0, alpha_bar, _given(alpha_bar_prev))
     raise ValueError(
         f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}"
     )
