@@ -4,6 +4,9 @@ Module names, parameter shapes and the forward computation match ``UNet2DModel``
 public ``google/ddpm-*`` checkpoints (positional time embedding with ``flip_sin_to_cos=False``,
 ``freq_shift=1``; ``downsample_padding=0``; ``DownBlock2D``/``AttnDownBlock2D`` and
 ``UpBlock2D``/``AttnUpBlock2D``), so their state dicts load with ``load_state_dict(strict=True)``.
+With ``cross_attention_dim`` set, every attention level and the middle block also get
+cross-attention to a context sequence (Rombach et al. 2022, §3.3) under new module names, so the
+layout above is unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddpmkit.networks.embeddings import TimestepEmbedding, timestep_embedding
-from ddpmkit.networks.layers import AttentionBlock, Downsample, ResnetBlock2D, Upsample
+from ddpmkit.networks.layers import (
+    AttentionBlock,
+    CrossAttentionBlock,
+    Downsample,
+    ResnetBlock2D,
+    Upsample,
+)
 
 __all__ = ["UNet", "UNetConfig"]
 
@@ -59,6 +68,13 @@ class UNetConfig:
     num_classes: int | None = field(
         default=None,
         metadata={"help": "size of the class embedding table; none: unconditional"},
+    )
+    cross_attention_dim: int | None = field(
+        default=None,
+        metadata={
+            "help": "width of the context (e.g. text) sequence read by cross-attention after "
+            "every self-attention block; none: no cross-attention"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -115,6 +131,11 @@ def _check_positive(config: UNetConfig) -> None:
     if config.num_classes is not None and config.num_classes <= 0:
         raise ValueError(
             f"UNetConfig.num_classes must be positive or None, got {config.num_classes}"
+        )
+    if config.cross_attention_dim is not None and config.cross_attention_dim <= 0:
+        raise ValueError(
+            "UNetConfig.cross_attention_dim must be positive or None, "
+            f"got {config.cross_attention_dim}"
         )
 
 
@@ -180,6 +201,22 @@ def _attention(config: UNetConfig, channels: int) -> AttentionBlock:
     )
 
 
+def _cross_attentions(config: UNetConfig, channels: int, n: int) -> nn.ModuleList | None:
+    """``n`` cross-attention blocks of width ``channels``, or None without a context."""
+    if config.cross_attention_dim is None:
+        return None
+    return nn.ModuleList(
+        CrossAttentionBlock(
+            channels,
+            config.cross_attention_dim,
+            head_dim=config.attention_head_dim,
+            norm_groups=config.norm_groups,
+            norm_eps=config.norm_eps,
+        )
+        for _ in range(n)
+    )
+
+
 class DownBlock(nn.Module):
     """One encoder level: resnets (each followed by attention if enabled), then a downsampler.
 
@@ -209,14 +246,19 @@ class DownBlock(nn.Module):
             ]
         )
         self.downsamplers = nn.ModuleList([Downsample(out_channels)]) if downsample else None
+        self.cross_attentions = _cross_attentions(config, out_channels, n) if attention else None
 
-    def forward(self, x: Tensor, temb: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def forward(
+        self, x: Tensor, temb: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
         """Returns the level's output and its skip tensors, in the order they were produced."""
         skips: list[Tensor] = []
         for j, resnet in enumerate(self.resnets):
             x = resnet(x, temb)
             if self.attentions is not None:
                 x = self.attentions[j](x)
+            if self.cross_attentions is not None:
+                x = self.cross_attentions[j](x, context, mask)
             skips.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
@@ -260,30 +302,46 @@ class UpBlock(nn.Module):
             ]
         )
         self.upsamplers = nn.ModuleList([Upsample(out_channels)]) if upsample else None
+        self.cross_attentions = _cross_attentions(config, out_channels, n) if attention else None
 
-    def forward(self, x: Tensor, skips: list[Tensor], temb: Tensor) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        skips: list[Tensor],
+        temb: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
         """Consumes (pops) ``len(self.resnets)`` tensors from the end of ``skips``."""
         for j, resnet in enumerate(self.resnets):
             x = resnet(torch.cat([x, skips.pop()], dim=1), temb)
             if self.attentions is not None:
                 x = self.attentions[j](x)
+            if self.cross_attentions is not None:
+                x = self.cross_attentions[j](x, context, mask)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x)
         return x
 
 
 class MidBlock(nn.Module):
-    """The bottleneck: resnet, self-attention, resnet (diffusers' ``UNetMidBlock2D``)."""
+    """The bottleneck: resnet, self-attention, resnet (diffusers' ``UNetMidBlock2D``); with a
+    context, cross-attention follows the self-attention."""
 
     def __init__(self, config: UNetConfig, channels: int) -> None:
         super().__init__()
         self.attentions = nn.ModuleList([_attention(config, channels)])
         self.resnets = nn.ModuleList([_resnet(config, channels, channels) for _ in range(2)])
+        self.cross_attentions = _cross_attentions(config, channels, 1)
 
-    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, temb: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
-        x = self.resnets[0](x, temb)
-        return self.resnets[1](self.attentions[0](x), temb)
+        x = self.attentions[0](self.resnets[0](x, temb))
+        if self.cross_attentions is not None:
+            x = self.cross_attentions[0](x, context, mask)
+        return self.resnets[1](x, temb)
 
 
 class UNet(nn.Module):
@@ -294,7 +352,8 @@ class UNet(nn.Module):
     divisible by ``2 ** (len(channel_mults) - 1)``; they need not equal ``sample_size``. With
     ``num_classes`` set, ``class_labels`` (int64, shape (B,)) adds a learned class embedding to the
     time embedding; ``class_labels=None`` adds nothing (an unconditional evaluation of the same
-    network).
+    network). With ``cross_attention_dim`` set, ``context`` (B, L, cross_attention_dim) is
+    required and ``context_mask`` (B, L) bool (True: may be attended; None: all) masks it.
     """
 
     def __init__(self, config: UNetConfig) -> None:
@@ -363,20 +422,32 @@ class UNet(nn.Module):
             )
         return temb + self.class_embedding(class_labels).to(temb.dtype)
 
-    def forward(self, x: Tensor, t: Tensor | float, class_labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | float,
+        class_labels: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+    ) -> Tensor:
         """(B, C_in, H, W), t (B,) or () -> (B, C_out, H, W); see the class docstring."""
         factor = 2 ** (len(self.config.channel_mults) - 1)
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(
                 f"input height and width {tuple(x.shape[-2:])} must be divisible by {factor}"
             )
+        if (context is None) != (self.config.cross_attention_dim is None):
+            raise ValueError(
+                "context must be given exactly when the UNet has cross-attention "
+                f"(cross_attention_dim={self.config.cross_attention_dim})"
+            )
         temb = self.embed(t, x.shape[0], class_labels)
         h = self.conv_in(x)
         skips = [h]
         for down in self.down_blocks:
-            h, level_skips = down(h, temb)
+            h, level_skips = down(h, temb, context, context_mask)
             skips.extend(level_skips)
-        h = self.mid_block(h, temb)
+        h = self.mid_block(h, temb, context, context_mask)
         for up in self.up_blocks:
-            h = up(h, skips, temb)
+            h = up(h, skips, temb, context, context_mask)
         return self.conv_out(F.silu(self.conv_norm_out(h)))
