@@ -471,6 +471,26 @@ def test_ddrm_keeps_noiseless_measurements_exactly_and_is_biased_in_spread():
     assert (torch.cov(deterministic.T) - cov).abs().max() < 0.08
 
 
+def test_ddrm_leaves_coordinates_measured_more_noisily_than_sigma_max_to_the_prior():
+    """A singular value so small that σ_y/s_i exceeds σ_T (a blur's high frequencies under noise)
+    carries no usable information: DDRM samples that coordinate from the prior N(m, I) instead of
+    stopping, and still conditions on the well-measured one (exact posterior of a unit prior)."""
+    unit = GaussianDenoiser(MEAN, torch.eye(D, dtype=torch.float64))
+    matrix = torch.zeros(2, D, dtype=torch.float64)
+    matrix[0, 0], matrix[1, 1] = 1.0, 1e-6  # σ_y/s_1 = 1e5 ≫ σ_T
+    op = SpectralOperator.of(Linear(matrix), (D,))
+    y = torch.tensor([1.5, 0.0], dtype=torch.float64).expand(N, -1)
+    # η = 0: the deterministic chain, whose spread is the prior's (η > 0 narrows it, as above)
+    x = ddrm(unit, SIGMAS, noise(N), y, op, noise_std=NOISE_STD, eta=0.0, generator=seeded(2))
+    samples = x.samples
+    assert torch.isfinite(samples).all()
+    tolerance = 5 / N**0.5  # five standard errors of a unit-variance mean
+    posterior_mean = (MEAN[0] + 1.5 / NOISE_STD**2) / (1 + 1 / NOISE_STD**2)
+    assert abs(float(samples[:, 0].mean()) - float(posterior_mean)) < tolerance
+    assert abs(float(samples[:, 1].mean()) - float(MEAN[1])) < tolerance
+    assert abs(float(samples[:, 1].std()) - 1.0) < 0.08
+
+
 @pytest.mark.parametrize(
     ("solver", "measured"), [(ddrm, 0.42), (pigdm, 0.52)], ids=["ddrm", "pigdm"]
 )

@@ -36,7 +36,8 @@ def ddrm_loop(
     σ_{t-1} ≥ σ_y/s_i:         x̄' = (1-η_b) x̂̄_0 + η_b ȳ + √(σ_{t-1}² - η_b² σ_y²/s_i²) z;
 
     started at x̄_T = ȳ + √(σ_T² - σ_y²/s_i²) z on measured coordinates with σ_y/s_i < σ_T
-    (eq. 7), from plain noise on the others (a blur's tiny singular values).
+    (eq. 7); coordinates measured more noisily than σ_T (a blur's tiny s_i under noise) are
+    treated as unmeasured, from plain noise on.
     """
     if not (0.0 <= eta <= 1.0 and 0.0 <= eta_b <= 1.0) or noise_std < 0:
         raise ValueError(
@@ -47,24 +48,22 @@ def ddrm_loop(
     level = noise_std / operator.s.to(x)  # σ_y/s_i of each measured coordinate
     x_bar = operator.to_spectral(x)
     start = grid[0]
-    if bool((level >= start).any()):
-        raise ValueError(
-            f"σ_y/s_i reaches {float(level.max()):.3g}, beyond the grid's σ_max {start:.3g}"
-        )
+    informative = level < start  # the others are noisier than x_T itself: left free (s_i ≈ 0)
     z = x_bar[:, :rank] / (1.0 + start**2) ** 0.5  # the sampler's standard normal start
-    x_bar = torch.cat([y_bar + (start**2 - level**2).sqrt() * z, x_bar[:, rank:]], dim=1)
+    started = y_bar + (start**2 - level**2).clamp_min(0.0).sqrt() * z
+    x_bar = torch.cat([torch.where(informative, started, x_bar[:, :rank]), x_bar[:, rank:]], dim=1)
     for sigma, sigma_next in itertools.pairwise(grid):
         x0_bar = operator.to_spectral(run.denoise(operator.from_spectral(x_bar), sigma))
         noise = randn_like(x_bar, generator)
         keep = (1.0 - eta**2) ** 0.5 * sigma_next
-        free = x0_bar[:, rank:] + keep * (x_bar[:, rank:] - x0_bar[:, rank:]) / sigma
-        free = free + eta * sigma_next * noise[:, rank:]
+        free = x0_bar + keep * (x_bar - x0_bar) / sigma + eta * sigma_next * noise
         m0, m_noise = x0_bar[:, :rank], noise[:, :rank]
         below = m0 + keep * (y_bar - m0) / level.clamp_min(1e-30) + eta * sigma_next * m_noise
         above_var = (sigma_next**2 - eta_b**2 * level**2).clamp_min(0.0)
         above = (1.0 - eta_b) * m0 + eta_b * y_bar + above_var.sqrt() * m_noise
         measured = torch.where(sigma_next < level, below, above)
-        x_bar = torch.cat([measured, free], dim=1)
+        measured = torch.where(informative, measured, free[:, :rank])
+        x_bar = torch.cat([measured, free[:, rank:]], dim=1)
         run.record_ve(operator.from_spectral(x_bar), sigma_next)
     return operator.from_spectral(x_bar)
 
