@@ -42,6 +42,13 @@ def _plot(parser: argparse.ArgumentParser) -> None:
     plot.add_arguments(parser)
 
 
+def _train_autoencoder(parser: argparse.ArgumentParser) -> None:
+    from ddpmkit.cli import autoencoder
+
+    parser.description = autoencoder.DESCRIPTION
+    autoencoder.add_arguments(parser)
+
+
 def _train_classifier(parser: argparse.ArgumentParser) -> None:
     from ddpmkit.cli import classifier
 
@@ -101,6 +108,10 @@ COMMANDS: dict[str, tuple[str, AddArguments]] = {
     "plot": (
         "pictures of a run: loss curves, samples over training, forward and reverse strips",
         _plot,
+    ),
+    "train-autoencoder": (
+        "train the autoencoder of latent diffusion; then train --autoencoder FOLDER",
+        _train_autoencoder,
     ),
     "train-classifier": (
         "train a time-aware classifier p(y|x_t, t) on a run's data, for classifier guidance",

@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="a .toml, .yaml or .json config file")
     parser.add_argument("--out", type=Path, help="run folder (default: a new runs/<preset>[-N])")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--autoencoder",
+        metavar="FOLDER",
+        help="latent diffusion: learn this autoencoder's latents (same as --model.autoencoder)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(parser, RunConfig)
     parser.set_defaults(run=run)
@@ -46,6 +51,8 @@ def config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
     if args.config:
         values = merge(values, read_config_file(args.config))
     values = merge(values, overrides_from_args(args))
+    if args.autoencoder is not None:
+        values = merge(values, {"model": {"autoencoder": args.autoencoder}})
     return from_dict(RunConfig, values, str(args.config or "config"))
 
 

@@ -11,8 +11,11 @@ from torch import nn
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig
 from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.data.captions import all_captions
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
 from ddpmkit.networks import MLPDenoiser, UNet
+from ddpmkit.networks.text import WordTokenizer, build_text_encoder, encoder_width
+from ddpmkit.networks.text_unet import TextConditionedUNet
 from ddpmkit.training.losses import HybridLoss, SimpleLoss, loss_weights, timestep_sampler
 
 
@@ -41,8 +44,14 @@ def _beta_schedule(config: DiffusionConfig) -> NoiseSchedule:
 
 
 def build_network(config: ModelConfig) -> nn.Module:
-    """The U-Net or the MLP, as the (resolved) model config says."""
-    return UNet(config.unet) if config.kind == "unet" else MLPDenoiser(config.mlp)
+    """The U-Net (with its text encoder when text-conditional) or the MLP, as the (resolved)
+    model config says."""
+    if config.kind == "mlp":
+        return MLPDenoiser(config.mlp)
+    if not config.text_conditional:
+        return UNet(config.unet)
+    encoder = build_text_encoder(config.text)
+    return TextConditionedUNet(UNet(config.unet), encoder)
 
 
 def build_loss(
@@ -79,12 +88,22 @@ def build_denoiser(
 
 
 def resolve_for_data(
-    config: RunConfig, shape: tuple[int, ...], num_classes: int | None
+    config: RunConfig,
+    shape: tuple[int, ...],
+    num_classes: int | None,
+    class_names: tuple[str, ...] | None = None,
 ) -> RunConfig:
-    """The config with the network's input and output shape and classes taken from the data.
+    """The config with the network's input and output shape and classes taken from the data
+    (the autoencoder's latents for a latent model).
 
-    With learned variances the network outputs twice the data's channels (mean, then Σ_θ).
+    With learned variances the network outputs twice the data's channels (mean, then Σ_θ). A
+    text-conditional model gets the class names, the vocabulary of its captions and
+    cross-attention as wide as its text encoder.
     """
+    if config.model.text_conditional:
+        config = _resolve_text(config, num_classes, class_names)
+    if config.model.autoencoder is not None:
+        config = _resolve_latent(config)
     model = config.model
     learned = config.diffusion.learned_variance
     classes = num_classes if model.class_conditional else None
@@ -122,6 +141,40 @@ def resolve_for_data(
     return dataclasses.replace(config, model=model)
 
 
+def _resolve_text(
+    config: RunConfig, num_classes: int | None, class_names: tuple[str, ...] | None
+) -> RunConfig:
+    model = config.model
+    if num_classes is None:
+        raise ValueError(
+            "model.text_conditional: the captions are made from the data's classes, but the "
+            "data has no labels (use labels_from_subfolders for a folder)"
+        )
+    names = class_names or tuple(str(k) for k in range(num_classes))
+    text = model.text
+    if text.kind == "builtin":
+        vocabulary = WordTokenizer.vocabulary_of(all_captions(model.captions, names))
+        text = dataclasses.replace(text, vocabulary=vocabulary)
+    unet = dataclasses.replace(model.unet, cross_attention_dim=encoder_width(text))
+    model = dataclasses.replace(model, class_names=names, text=text, unet=unet)
+    return dataclasses.replace(config, model=model)
+
+
+def _resolve_latent(config: RunConfig) -> RunConfig:
+    if config.data.hflip:
+        raise ValueError(
+            "data.hflip with model.autoencoder: the latents are encoded once, so flip the images "
+            "of the folder beforehand instead"
+        )
+    if config.train.eval_every:
+        raise ValueError(
+            "train.eval_every measures bits/dim of pixels; a latent model has none (use "
+            "ddpmkit eval --nll ode for the latents' density)"
+        )
+    sample = dataclasses.replace(config.sample, clip_x0=False)  # latents are not in [-1, 1]
+    return dataclasses.replace(config, sample=sample)
+
+
 def pick_device(name: str, option: str = "train.device") -> torch.device:
     """ "auto" is CUDA when available, else the CPU; another name must be a device torch can use
     here, else a one-line error naming ``option``."""
@@ -147,6 +200,8 @@ def pick_device(name: str, option: str = "train.device") -> torch.device:
 
 def class_labels_of(model: ModelConfig) -> tuple[int | None, int | None]:
     """(K, ∅): the data's class count and the null label of a resolved model config (or None)."""
+    if model.text_conditional and model.class_names is not None:
+        return len(model.class_names), (WordTokenizer.PAD if model.label_dropout > 0 else None)
     table = model.unet.num_classes if model.kind == "unet" else model.mlp.num_classes
     if not model.class_conditional or table is None:
         return None, None

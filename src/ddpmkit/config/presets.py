@@ -83,3 +83,78 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sample": {"num_samples": 64, "batch_size": 64},
     },
 }
+
+
+_DIGITS32_TRAIN = {
+    "steps": 3000,
+    "batch_size": 128,
+    "lr": 2e-3,
+    "warmup_steps": 100,
+    "ema_decay": 0.995,
+    "checkpoint_every": 1000,
+    "sample_every": 0,
+    "precision": "auto",
+}
+_LATENT_UNET = {  # the digits preset's U-Net, on 8×8×4 latents
+    "sample_size": 8,
+    "base_channels": 32,
+    "channel_mults": [1, 2],
+    "layers_per_block": 1,
+    "attention_resolutions": [],
+    "dropout": 0.0,
+    "norm_groups": 16,
+}
+DIGIT_CAPTIONS = ["a handwritten {name}", "the digit {label}", "a {name}", "{name}"]
+"""Caption templates of the digits: "a handwritten seven", "the digit 7", …"""
+
+PRESETS |= {
+    "digits32": {
+        # Pixel diffusion on the digits resized to 32×32: latent diffusion's point of comparison.
+        "data": {"source": "digits", "image_size": 32},
+        "model": {
+            "kind": "unet",
+            "unet": {
+                "sample_size": 32,
+                "base_channels": 32,
+                "channel_mults": [1, 2, 2],
+                "layers_per_block": 1,
+                "attention_resolutions": [],
+                "dropout": 0.0,
+                "norm_groups": 16,
+            },
+        },
+        "diffusion": {"schedule": "linear", "num_steps": 1000},
+        "train": _DIGITS32_TRAIN,
+        "sample": {"num_samples": 100, "batch_size": 100, "sampler": "dpm++2m", "steps": 50},
+    },
+    "digits32-latent": {
+        # Latent diffusion on 32×32 digits: pass --autoencoder FOLDER (ddpmkit train-autoencoder).
+        "data": {"source": "digits", "image_size": 32},
+        "model": {"kind": "unet", "unet": _LATENT_UNET},
+        "diffusion": {"schedule": "linear", "num_steps": 1000},
+        "train": _DIGITS32_TRAIN,
+        "sample": {"num_samples": 100, "batch_size": 100, "sampler": "dpm++2m", "steps": 50},
+    },
+    "digits32-text": {
+        # Text-to-image on 32×32 digits in latent space (pass --autoencoder FOLDER), captions
+        # from the labels, 10% empty prompts for classifier-free guidance.
+        "data": {"source": "digits", "image_size": 32},
+        "model": {
+            "kind": "unet",
+            "unet": _LATENT_UNET | {"attention_resolutions": [4]},
+            "text_conditional": True,
+            "label_dropout": 0.1,
+            "captions": DIGIT_CAPTIONS,
+            "text": {"kind": "builtin", "max_length": 8, "width": 64, "layers": 2, "heads": 4},
+        },
+        "diffusion": {"schedule": "linear", "num_steps": 1000},
+        "train": _DIGITS32_TRAIN,
+        "sample": {
+            "num_samples": 100,
+            "batch_size": 100,
+            "sampler": "dpm++2m",
+            "steps": 50,
+            "guidance": 2.0,
+        },
+    },
+}

@@ -15,6 +15,7 @@ from ddpmkit.core.parameterization import Parameterization
 from ddpmkit.core.precision import Precision
 from ddpmkit.data.config import DataConfig
 from ddpmkit.networks import MLPConfig, UNetConfig
+from ddpmkit.networks.text import TextEncoderConfig
 from ddpmkit.samplers import SAMPLERS, ReverseVariance
 from ddpmkit.training.losses import LossKind, LossWeighting, TimestepSampling
 
@@ -34,7 +35,44 @@ class ModelConfig:
     label_dropout: float = field(
         default=0.0,
         metadata={
-            "help": "share of training labels replaced by the null class ∅, for classifier-free guidance"
+            "help": "share of training labels (or captions) replaced by the null class ∅ (the "
+            "empty prompt), for classifier-free guidance"
+        },
+    )
+    text_conditional: bool = field(
+        default=False,
+        metadata={
+            "help": "condition on a text prompt through cross-attention (Rombach et al. 2022, "
+            "§3.3); the training captions are model.captions filled with the data's classes"
+        },
+    )
+    captions: tuple[str, ...] = field(
+        default=("{name}", "a picture of {name}", "the {label}"),
+        metadata={
+            "help": "caption templates of the training images: {name} is the class name, {label} "
+            "its number; each image gets one at random per step"
+        },
+    )
+    class_names: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "the data's class names; filled in from the data",
+            "default_text": "the data's",
+        },
+    )
+    text: TextEncoderConfig = field(
+        default_factory=TextEncoderConfig,
+        metadata={
+            "help": "the text encoder of a text-conditional model",
+            "default_texts": {"vocabulary": "the captions' words"},
+        },
+    )
+    autoencoder: str | None = field(
+        default=None,
+        metadata={
+            "help": "an autoencoder folder (ddpmkit train-autoencoder, or a diffusers "
+            "AutoencoderKL): the model learns its latents, samples are decoded (Rombach et al. "
+            "2022)"
         },
     )
     unet: UNetConfig = field(
@@ -62,8 +100,27 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_dropout < 1.0:
             raise ValueError(f"model.label_dropout must lie in [0, 1), got {self.label_dropout}")
-        if self.label_dropout > 0 and not self.class_conditional:
-            raise ValueError("model.label_dropout needs model.class_conditional = true")
+        if self.label_dropout > 0 and not (self.class_conditional or self.text_conditional):
+            raise ValueError(
+                "model.label_dropout needs model.class_conditional or model.text_conditional"
+            )
+        if self.class_conditional and self.text_conditional:
+            raise ValueError(
+                "model.class_conditional and model.text_conditional exclude each other: a text "
+                "model learns the classes from its captions"
+            )
+        if self.text_conditional and self.kind != "unet":
+            raise ValueError("model.text_conditional needs model.kind = 'unet' (cross-attention)")
+        if self.text_conditional and not self.captions:
+            raise ValueError("model.text_conditional needs at least one caption in model.captions")
+        for template in self.captions:
+            try:
+                template.format(name="", label=0)
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(
+                    f"model.captions: {template!r} is not a template of {{name}} and {{label}} "
+                    f"({error})"
+                ) from None
 
 
 @dataclass(frozen=True)
@@ -330,6 +387,13 @@ class SampleConfig:
     label: int | None = field(
         default=None, metadata={"help": "class of every sample; none: sample i gets class i mod K"}
     )
+    prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "text-conditional models: the prompt of every sample; none: sample i gets "
+            "class i mod K's first caption"
+        },
+    )
     guidance: float = field(
         default=1.0,
         metadata={
@@ -406,6 +470,8 @@ class SampleConfig:
             )
         if not math.isfinite(self.guidance):
             raise ValueError(f"sample.guidance must be finite, got {self.guidance}")
+        if self.prompt is not None and self.label is not None:
+            raise ValueError("give sample.prompt or sample.label, not both")
         if self.sampler not in SAMPLERS:
             raise ValueError(
                 f"sample.sampler: {self.sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}"

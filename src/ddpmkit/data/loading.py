@@ -16,6 +16,10 @@ from ddpmkit.data.torchvision_sets import torchvision_arrays
 from ddpmkit.data.toy import sample_toy
 
 SPLITS = ("train", "heldout")
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
 
 
 @dataclass
@@ -26,6 +30,7 @@ class LoadedData:
     shape: tuple[int, ...]  # per-sample shape: (C, H, W) for images, (D,) for vectors
     num_classes: int | None  # None when the data has no labels
     kind: str  # "image" or "vector"
+    class_names: tuple[str, ...] | None = None  # a name per label; None: the labels' numbers
 
 
 def split_indices(n: int, fraction: float, seed: int, split: str) -> np.ndarray:
@@ -43,7 +48,7 @@ def _load_digits(config: DataConfig, split: str) -> LoadedData:
 
     images, labels = digits_arrays(split)
     dataset = ArrayDataset(images, labels, "signed", config.image_hw)
-    return LoadedData(dataset, dataset.shape, 10, "image")
+    return LoadedData(dataset, dataset.shape, 10, "image", DIGIT_NAMES)
 
 
 def _load_toy(config: DataConfig, split: str) -> LoadedData:
@@ -62,8 +67,9 @@ def _load_folder(config: DataConfig, split: str) -> LoadedData:
         skip_bad_files=config.skip_bad_files,
     )
     dataset = full.subset(split_indices(len(full), config.heldout_fraction, config.seed, split))
-    num_classes = len(full.classes) if config.labels_from_subfolders else None
-    return LoadedData(dataset, full.shape, num_classes, "image")
+    if not config.labels_from_subfolders:
+        return LoadedData(dataset, full.shape, None, "image")
+    return LoadedData(dataset, full.shape, len(full.classes), "image", tuple(full.classes))
 
 
 def _num_classes(labels: torch.Tensor | None) -> int | None:
@@ -83,7 +89,8 @@ def _load_torchvision(config: DataConfig, split: str) -> LoadedData:
     images, labels = torchvision_arrays(config.source, config.path, split)
     data, targets = torch.from_numpy(images), torch.from_numpy(labels)
     dataset = ArrayDataset(data, targets, "uint8", config.image_hw)
-    return LoadedData(dataset, dataset.shape, 10, "image")
+    names = DIGIT_NAMES if config.source == "mnist" else CIFAR10_NAMES
+    return LoadedData(dataset, dataset.shape, 10, "image", names)
 
 
 _LOADERS: dict[str, Callable[[DataConfig, str], LoadedData]] = {

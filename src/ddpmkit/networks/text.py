@@ -291,6 +291,20 @@ def build_text_encoder(config: TextEncoderConfig) -> TextEncoder:
     return TextTransformer(config)
 
 
+def encoder_width(config: TextEncoderConfig) -> int:
+    """The width of the context the encoder produces, without loading CLIP's weights."""
+    if config.kind == "builtin":
+        return config.width
+    assert config.clip_path is not None  # checked by TextEncoderConfig
+    try:
+        import transformers
+
+        clip = transformers.CLIPTextConfig.from_pretrained(config.clip_path, local_files_only=True)
+    except (ImportError, OSError, ValueError):
+        return build_text_encoder(config).width  # its errors name the package or the folder
+    return int(clip.hidden_size)
+
+
 def tokenizer_for(
     config: TextEncoderConfig, encoder: TextEncoder
 ) -> Callable[[Sequence[str]], Tensor]:

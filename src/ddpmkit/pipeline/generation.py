@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,11 @@ class Conditioning:
         num_classes, null = class_labels_of(model.config.model)
         if classifier is None:
             return cls(num_classes, null, num_classes is not None)
+        if model.captions is not None:
+            raise ValueError(
+                "classifier guidance steers class labels; a text-conditional model takes prompts "
+                "(use classifier-free guidance: sample.guidance)"
+            )
         classifier.check_schedule(model.schedule)
         if num_classes is not None and classifier.num_classes != num_classes:
             raise ValueError(
@@ -78,8 +84,9 @@ def generate(
     config = config or model.config.sample
     device = model.device
     conditioning = Conditioning.of(model, classifier)
-    if class_labels is None:
+    if class_labels is None and not (config.prompt and model.captions):
         class_labels = sample_labels(config, conditioning.num_classes)
+    class_labels = network_conditions(model, config, class_labels)
     denoiser = wrap_denoiser(guided_denoiser(model.denoiser, config, conditioning), config)
     steps = config.steps_for(model.schedule.num_steps)
     first, last, _ = (rows or slice(None)).indices(config.num_samples)
@@ -103,7 +110,26 @@ def generate(
                 **options,
             )  # fmt: skip
         results.append(result)
-    return _concatenate(results)
+    result = _concatenate(results)
+    return dataclasses.replace(result, samples=model.decode(result.samples))
+
+
+def network_conditions(
+    model: TrainedModel, config: SampleConfig, class_labels: Tensor | None
+) -> Tensor | None:
+    """What the network is conditioned on: the class labels, or for a text-conditional model the
+    token ids of ``config.prompt`` or of each label's first caption (ids given are kept)."""
+    if model.captions is None:
+        if config.prompt is not None:
+            raise ValueError(
+                "sample.prompt needs a text-conditional model (model.text_conditional)"
+            )
+        return class_labels
+    if config.prompt is not None:
+        return model.captions.prompt(config.prompt, config.num_samples)
+    if class_labels is None or class_labels.ndim == 2:
+        return class_labels
+    return model.captions.tokens(class_labels)
 
 
 def write_samples(

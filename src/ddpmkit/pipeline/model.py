@@ -21,7 +21,9 @@ from ddpmkit.config.builders import (
 from ddpmkit.config.schema import RunConfig, SampleConfig
 from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.networks.autoencoder import Autoencoder
 from ddpmkit.networks.execution import accelerate
+from ddpmkit.networks.text import tokenizer_for
 from ddpmkit.pipeline.checkpoints import (
     load_weights,
     load_weights_file,
@@ -29,6 +31,8 @@ from ddpmkit.pipeline.checkpoints import (
     resolve_checkpoint,
 )
 from ddpmkit.pipeline.diffusers_folders import is_diffusers_folder, locate, run_config_of
+from ddpmkit.pipeline.latents import run_autoencoder
+from ddpmkit.pipeline.prompts import Captions
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,10 @@ class TrainedModel:
     network: nn.Module
     schedule: NoiseSchedule
     denoiser: NetworkDenoiser  # the network read as D(x; σ) with its parameterization
-    shape: tuple[int, ...]  # per-sample data shape
+    shape: tuple[int, ...]  # per-sample shape of what is diffused (the latents of a latent model)
     checkpoint: Path | None = None  # the folder it was read from (None for a model in training)
+    autoencoder: Autoencoder | None = None  # decodes a latent model's samples to images
+    captions: Captions | None = None  # a text-conditional model's captions and tokenizer
 
     @property
     def device(self) -> torch.device:
@@ -48,9 +54,14 @@ class TrainedModel:
 
     @classmethod
     def of(
-        cls, config: RunConfig, network: nn.Module, checkpoint: Path | None = None
+        cls,
+        config: RunConfig,
+        network: nn.Module,
+        checkpoint: Path | None = None,
+        autoencoder: Autoencoder | None = None,
     ) -> TrainedModel:
-        """A network and its resolved config as a model: the schedule and denoiser built once."""
+        """A network and its resolved config as a model: the schedule, denoiser and captions
+        built once."""
         if config.model.sample_shape is None:
             raise ValueError(
                 f"{checkpoint or 'config'}: no model.sample_shape; was it trained by ddpmkit?"
@@ -59,7 +70,27 @@ class TrainedModel:
         schedule = build_schedule(config.diffusion)
         fast_network = accelerate(network, compile=config.sample.compile)
         denoiser = build_denoiser(fast_network, schedule, config.diffusion)
-        return cls(config, network, schedule, denoiser, config.model.sample_shape, checkpoint)
+        if config.model.autoencoder is not None and autoencoder is None:
+            raise ValueError(f"{checkpoint or 'config'}: a latent model needs its autoencoder")
+        shape = config.model.sample_shape
+        return cls(
+            config,
+            network,
+            schedule,
+            denoiser,
+            shape,
+            checkpoint,
+            autoencoder,
+            _captions(config, network),
+        )
+
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        """Samples as images: a latent model's decoded (Rombach et al. 2022, §3), others as they are."""
+        if self.autoencoder is None:
+            return samples
+        with torch.no_grad():
+            device = next(self.autoencoder.parameters()).device
+            return self.autoencoder.images(samples.to(device)).float().clamp(-1, 1).cpu()
 
     @property
     def outputs_folder(self) -> Path:
@@ -71,7 +102,15 @@ class TrainedModel:
     def with_sample(self, sample: SampleConfig) -> TrainedModel:
         """The same weights with other sample options (``compile`` rebuilds the denoiser)."""
         config = dataclasses.replace(self.config, sample=sample)
-        return TrainedModel.of(config, self.network, self.checkpoint)
+        return TrainedModel.of(config, self.network, self.checkpoint, self.autoencoder)
+
+
+def _captions(config: RunConfig, network: nn.Module) -> Captions | None:
+    model = config.model
+    if not model.text_conditional or model.class_names is None:
+        return None
+    tokenize = tokenizer_for(model.text, network.text_encoder)
+    return Captions(model.captions, model.class_names, tokenize)
 
 
 def model_folder(path: str | Path) -> Path:
@@ -111,5 +150,10 @@ def load_model(
             f"{checkpoint}: its {weights} weights hold NaN/Inf (the run diverged before this "
             "checkpoint was written); sample an earlier checkpoint"
         )
-    network = network.to(pick_device(device, option="device")).eval()
-    return TrainedModel.of(config, network, checkpoint)
+    target = pick_device(device, option="device")
+    network = network.to(target).eval()
+    autoencoder = None
+    if config.model.autoencoder is not None:
+        autoencoder = run_autoencoder(outputs_folder_of(checkpoint), config.model.autoencoder)
+        autoencoder = autoencoder.to(target).eval()
+    return TrainedModel.of(config, network, checkpoint, autoencoder)

@@ -36,7 +36,9 @@ from ddpmkit.likelihood import (
     schedule_log_variance,
     variational_bound,
 )
+from ddpmkit.networks.autoencoder import Autoencoder
 from ddpmkit.networks.execution import CompiledNetwork, set_layout
+from ddpmkit.pipeline.autoencoder_folders import load_autoencoder, save_autoencoder
 from ddpmkit.pipeline.checkpoints import (
     CHECKPOINT_PREFIX,
     TrainingState,
@@ -51,6 +53,7 @@ from ddpmkit.pipeline.checkpoints import (
     step_of,
 )
 from ddpmkit.pipeline.generation import ProgressCallback, write_samples
+from ddpmkit.pipeline.latents import RUN_AUTOENCODER, encode_dataset, run_autoencoder
 from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.training.batches import StepBatches, batch_stream
 from ddpmkit.training.distributed import Processes
@@ -93,11 +96,16 @@ class Trainer:
     def __init__(self, config: RunConfig, run_dir: str | Path, resume: bool = False) -> None:
         self.run_dir = Path(run_dir)
         data = load_data(config.data, "train")
-        self.dataset = data.dataset
-        self.config = resolve_for_data(config, data.shape, data.num_classes)
-        self.shape = data.shape
         self.processes = Processes.from_environment()
-        self.device = self.processes.device(pick_device(self.config.train.device))
+        self.device = self.processes.device(pick_device(config.train.device))
+        self.dataset, self.shape = data.dataset, data.shape
+        self.autoencoder: Autoencoder | None = None
+        if config.model.autoencoder is not None:  # latent diffusion: encode the images once
+            self.autoencoder = self._autoencoder(config.model.autoencoder, resume)
+            self.dataset = encode_dataset(self.autoencoder, data.dataset)
+            self.shape = self.dataset.shape
+        self.image_shape = data.shape
+        self.config = resolve_for_data(config, self.shape, data.num_classes, data.class_names)
         self.processes.start(self.device)
         train = self.config.train
         self.rows = self.processes.rows(train.batch_size, train.grad_accum)
@@ -108,7 +116,8 @@ class Trainer:
         self.parallel = self.processes.wrap(self.network, self.device)
         fast_network = CompiledNetwork(self.parallel) if train.compile else self.parallel
         self.ema = EMA(self.network, train.ema_decay, train.ema_warmup)
-        self.sampling_model = TrainedModel.of(self.config, self.ema.model)  # EMA weights, eval mode
+        # EMA weights, eval mode
+        self.sampling_model = TrainedModel.of(self.config, self.ema.model, None, self.autoencoder)
         self.schedule = self.sampling_model.schedule
         self.denoiser = build_denoiser(fast_network, self.schedule, self.config.diffusion)
         levels = self.config.data.levels
@@ -135,6 +144,13 @@ class Trainer:
         elif self.processes.main:
             self._claim_run_dir()
         self.processes.barrier()  # no process reads the run folder before it is claimed
+
+    def _autoencoder(self, configured: str, resume: bool) -> Autoencoder:
+        """The autoencoder of a latent run (a resumed run's own copy), frozen, on the device."""
+        found = (
+            run_autoencoder(self.run_dir, configured) if resume else load_autoencoder(configured)
+        )
+        return found.to(self.device).eval().requires_grad_(False)
 
     def fit(
         self, on_step: TrainStepCallback | None = None, on_sampling: ProgressCallback | None = None
@@ -312,13 +328,20 @@ class Trainer:
         """The batch's labels, each replaced by ∅ with probability model.label_dropout (Ho &
         Salimans 2022, Algorithm 1); None for an unconditional model."""
         model = self.config.model
-        if not model.class_conditional:
+        if not (model.class_conditional or model.text_conditional):
             return None
         labels = labels.to(self.device)
+        captions = self.sampling_model.captions
+        if captions is not None:  # a caption per image: its class with a random template
+            labels = captions.tokens(
+                labels, captions.draw_template(rand_rows(len(labels), generator))
+            )
         _, null = class_labels_of(model)
         if null is None:
             return labels
         drop = rand_rows(len(labels), generator)
+        if captions is not None:
+            drop = drop[:, None]
         return torch.where(drop < model.label_dropout, torch.full_like(labels, null), labels)
 
     def heldout_bound(self) -> float:
@@ -387,6 +410,12 @@ class Trainer:
             (self.run_dir / "config.json").write_text(
                 json.dumps(to_dict(self.config), indent=2) + "\n"
             )
+            if self.autoencoder is not None:  # the run keeps the autoencoder it was trained on
+                save_autoencoder(
+                    self.autoencoder,
+                    self.run_dir / RUN_AUTOENCODER,
+                    sample_size=self.image_shape[-1],
+                )
         except OSError as error:
             raise ValueError(
                 f"run folder {self.run_dir}: cannot write there ({error.strerror})"
