@@ -109,10 +109,13 @@ def run(args: argparse.Namespace) -> int:
         return run_metrics(args)
     args.nll = args.nll or "vlb"
 
+    from torch.utils.data import Subset
+
     from ddpmkit.cli.progress import ProgressBar, reporter
     from ddpmkit.data import load_data
     from ddpmkit.likelihood.report import nll_report
     from ddpmkit.outputs import check_outputs, save_terms_plot
+    from ddpmkit.pipeline.latents import encode_dataset
     from ddpmkit.pipeline.model import load_model
     from ddpmkit.training.distributed import Processes
 
@@ -124,14 +127,19 @@ def run(args: argparse.Namespace) -> int:
     plot = out.with_suffix(".png")
     check_outputs({"--out": (out, ".json"), "the plot beside it": (plot, ".png")})
     data_config, split = eval_data(model.config, args.data, args.split, model.shape)
-    data = load_data(data_config, split)
-    if data.shape != model.shape:
-        raise ValueError(
-            f"--data {args.data}: items have shape {data.shape} but the model was trained on "
-            f"{model.shape}"
-        )
+    dataset = load_data(data_config, split).dataset
     say = reporter(processes.main)
-    num_samples = min(args.num_samples, len(data.dataset))
+    if model.autoencoder is not None:  # the density of the latents, which the model learned
+        say("ddpmkit: a latent model: bits per latent dimension of the encoded images (a "
+            "continuous density, not bits/dim of pixels)")  # fmt: skip
+        count = min(args.num_samples, len(dataset))
+        dataset = encode_dataset(model.autoencoder, Subset(dataset, range(count)))
+    if dataset[0][0].shape != model.shape:
+        raise ValueError(
+            f"--data {args.data}: items have shape {tuple(dataset[0][0].shape)} but the model "
+            f"was trained on {model.shape}"
+        )
+    num_samples = min(args.num_samples, len(dataset))
     if num_samples < args.num_samples:
         say(f"ddpmkit: the data hold {num_samples} items; evaluating all of them")
     batches = -(-num_samples // args.batch_size)
@@ -143,9 +151,7 @@ def run(args: argparse.Namespace) -> int:
     processes.start(model.device)
     start = time.perf_counter()
     with ProgressBar("eval", "item", disable=args.quiet or not processes.main) as progress:
-        values = sharded_nll(
-            model, data.dataset, args, num_samples, data_config, processes, progress
-        )
+        values = sharded_nll(model, dataset, args, num_samples, data_config, processes, progress)
     report = nll_report(args.nll, values, time.perf_counter() - start)
     if not processes.main:
         return 0
@@ -180,6 +186,7 @@ def sharded_nll(
         model.denoiser, model.schedule, dataset, args.nll, batch_size=args.batch_size,
         batches=batches, num_items=num_samples, num_levels=args.num_levels or data_config.levels,
         variance=args.variance, seed=args.seed, progress=progress,
+        continuous=model.autoencoder is not None,
     )  # fmt: skip
     if not processes.distributed:
         return mine

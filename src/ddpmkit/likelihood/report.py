@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from ddpmkit.core.denoisers import Denoiser
 from ddpmkit.core.schedules import NoiseSchedule, ReverseVariance
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
-from ddpmkit.likelihood.ode import ode_bits_per_dim
+from ddpmkit.likelihood.ode import ode_bits_per_dim, ode_log_likelihood
 from ddpmkit.likelihood.vlb import schedule_log_variance, variational_bound
 
 NLLMethod = Literal["vlb", "ode"]
@@ -95,9 +95,17 @@ def nll_values(
     variance: ReverseVariance = "auto",
     seed: int = 0,
     progress: Callable[[float, int], None] | None = None,
+    continuous: bool = False,
 ) -> NLLValues:
     """Bits/dim of the items of batches ``batches`` (of ``batch_size``) among the first
-    ``num_items``: the full bound (all T terms) or the probability-flow ODE."""
+    ``num_items``: the full bound (all T terms) or the probability-flow ODE. ``continuous``
+    data (a latent model's latents) get the ODE's density −log₂ p(x)/D, without dequantization;
+    the bound's decoder is for discrete data only."""
+    if continuous and method == "vlb":
+        raise ValueError(
+            "the variational bound's decoder L_0 is for discrete pixels; continuous data (latents) "
+            "have a density: use the probability-flow ODE (--nll ode)"
+        )
     decoder = partial(discretized_gaussian_log_likelihood, num_levels=num_levels)
     first, stop = batches.start * batch_size, min(batches.stop * batch_size, num_items)
     items = torch.utils.data.Subset(dataset, range(first, stop))
@@ -119,6 +127,10 @@ def nll_values(
             terms.append(bound.sample_terms_bpd)
             priors.append(bound.prior_bpd)
             nfe += schedule.num_steps
+        elif continuous:
+            result = ode_log_likelihood(denoiser, schedule, x0.double(), generator=generator)
+            bits.append(-result.log_likelihood / (x0[0].numel() * math.log(2.0)))
+            nfe += result.nfe
         else:
             values, result = ode_bits_per_dim(
                 denoiser, schedule, x0.double(), generator=generator, num_levels=num_levels
