@@ -14,11 +14,11 @@ import torch
 from ddpmkit.config.autoencoder import AutoencoderRunConfig
 from ddpmkit.config.builders import pick_device
 from ddpmkit.config.parsing import to_dict
-from ddpmkit.data import load_data, stack_items
+from ddpmkit.data import load_data, save_image_grid, stack_items
 from ddpmkit.evaluation.restoration_metrics import psnr
 from ddpmkit.likelihood.report import mean_ci95
 from ddpmkit.networks.autoencoder import Autoencoder, autoencoder_loss
-from ddpmkit.outputs import save_picture
+from ddpmkit.outputs import picture_upscale
 from ddpmkit.pipeline.autoencoder_folders import save_autoencoder
 from ddpmkit.pipeline.latents import raw_latents, scaling_factor_of
 from ddpmkit.training.batches import StepBatches, batch_stream
@@ -71,9 +71,10 @@ def train_autoencoder(
     extra["heldout_psnr_db"] = round(scores[0], 3)
     save_autoencoder(model, folder, sample_size=data.shape[-1], extra=extra)
     shown = min(PREVIEW_IMAGES, len(heldout))
-    preview = save_picture(
-        torch.cat([heldout[:shown], reconstructed[:shown]]), folder / "reconstructions.png"
-    )
+    preview = save_image_grid(  # originals in the first row, reconstructions below
+        torch.cat([heldout[:shown], reconstructed[:shown]]), folder / "reconstructions.png",
+        nrow=shown, upscale=picture_upscale(heldout.shape[-1]),
+    )  # fmt: skip
     (folder / "report.json").write_text(json.dumps({"heldout_psnr_db": scores[0]}, indent=2) + "\n")
     latent_shape = tuple(model.latents(heldout[:1].to(device)).shape[1:])
     return AutoencoderReport(folder, scores[0], scores[1], scale, latent_shape, preview)
