@@ -191,6 +191,9 @@ def test_prompts_and_text_guidance_sample(tmp_path):
     assert not torch.equal(unguided, result.samples)  # ∅'s pass pushes the samples away
     seven = generate(model, dataclasses.replace(sample, prompt="the digit 7")).samples
     assert not torch.equal(seven, result.samples)  # the prompt reaches the network
+    exported = tmp_path / "exported"
+    assert main(["export-diffusers", str(tmp_path / "text"), str(exported)]) == 2
+    assert not exported.exists()  # no DDPMPipeline form: refused before writing
 
 
 def test_a_prompt_needs_a_text_model(tmp_path):

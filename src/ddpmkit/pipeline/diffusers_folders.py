@@ -228,11 +228,18 @@ def scheduler_config_of(config: RunConfig) -> dict[str, Any]:
 
 def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destination: Path) -> Path:
     """A ``DDPMPipeline`` folder of the U-Net and its schedule; refuses to write into an existing
-    folder. Class-conditional, MLP and non-square models have no DDPMPipeline form."""
+    folder. Class- or text-conditional, latent, MLP and non-square models have no DDPMPipeline
+    form."""
     if config.model.kind != "unet":
         raise ValueError("only U-Net models have a diffusers form (UNet2DModel)")
     if config.model.unet.num_classes is not None:
         raise ValueError("a class-conditional model has no DDPMPipeline form (it is unconditional)")
+    if config.model.text_conditional or config.model.autoencoder is not None:
+        raise ValueError(
+            "a text-conditional or latent model has no DDPMPipeline form (a pixel-space, "
+            "unconditional UNet2DModel); its autoencoder folder is already a diffusers "
+            "AutoencoderKL"
+        )
     if destination.exists():
         raise FileExistsError(f"{destination} already exists; refusing to overwrite it")
     unet = diffusers_config_from(config.model.unet)
