@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddpmkit.cli.progress import ProgressBar, reporter
 from ddpmkit.config.parsing import (
@@ -19,6 +19,9 @@ from ddpmkit.config.parsing import (
 )
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig
+
+if TYPE_CHECKING:
+    from ddpmkit.training.budget import Plan
 
 DESCRIPTION = (
     "Train a diffusion model. Settings are applied in order: defaults, --preset, --config, then "
@@ -76,6 +79,17 @@ def interrupted(step: int, checkpoints: list[Path], run_dir: Path) -> str:
     )
 
 
+def describe_plan(plan: Plan) -> str:
+    """One line on what a time budget became."""
+    train = plan.train
+    return (
+        f"ddpmkit: planned {train.steps:,} steps for {train.minutes:g} min "
+        f"({plan.seconds_per_step:.3f} s/step measured, {plan.sample_seconds:.0f} s kept for the "
+        f"samples): warm-up {train.warmup_steps}, EMA half-life {plan.ema_half_life:.0f} steps "
+        f"(decay {train.ema_decay:.5f}), a checkpoint every {train.checkpoint_every}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -95,12 +109,18 @@ def run(args: argparse.Namespace) -> int:
     precision = describe_precision(config.train.precision, trainer.device)
     where = f"{processes.world} processes" if processes.distributed else str(trainer.device)
     say(f"ddpmkit: training in {run_dir} on {where}, {precision}, {parameters:,} parameters")
-    bar = tqdm(total=config.train.steps, initial=trainer.step, disable=quiet, desc="train")
+    planning = config.train.minutes is not None and trainer.plan is None
+    total = None if planning else trainer.config.train.steps
+    bar = tqdm(total=total, initial=trainer.step, disable=quiet, desc="train")
     first_step = trainer.step + 1
     with bar, ProgressBar("sample", "step", disable=quiet) as sampling:
 
         def on_step(step: int, metrics: dict) -> None:
             bar.update(1)
+            if trainer.plan is not None and bar.total != trainer.plan.train.steps:
+                bar.total = trainer.plan.train.steps  # a train.minutes run has planned
+                if not quiet:
+                    bar.write(describe_plan(trainer.plan))
             if step % config.train.log_every == 0 or step == first_step:  # reading waits
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
 

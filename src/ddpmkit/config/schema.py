@@ -220,7 +220,18 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = field(default=10000, metadata={"help": "optimizer steps in total"})
+    steps: int = field(
+        default=10000,
+        metadata={"help": "optimizer steps in total (with train.minutes: the most it may plan)"},
+    )
+    minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "a time budget: the first steps measure the step rate, then the step count, "
+            "warm-up, EMA half-life (10% of the steps) and checkpoints are planned so that the "
+            "run, its final sample grid included, ends in about this many minutes"
+        },
+    )
     batch_size: int = field(
         default=128,
         metadata={"help": "samples per optimizer step, over all processes and micro-batches"},
@@ -312,6 +323,8 @@ class TrainConfig:
         for name in ("warmup_steps", "sample_every", "num_workers", "eval_every", "eval_samples"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.minutes is not None and not 0 < self.minutes < math.inf:
+            raise ValueError(f"train.minutes must be positive and finite, got {self.minutes}")
         if self.batch_size % self.grad_accum:
             raise ValueError(
                 f"train.batch_size = {self.batch_size} must be divisible by "

@@ -95,6 +95,14 @@ class Processes:
         dist.all_reduce(summed)
         return int(summed)
 
+    def slowest(self, value: float, device: torch.device) -> float:
+        """The largest of every process's ``value`` (so that all plan with the same figure)."""
+        if not self.distributed:
+            return value
+        largest = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(largest, op=dist.ReduceOp.MAX)
+        return float(largest)
+
     def wrap(self, network: nn.Module, device: torch.device) -> nn.Module:
         """``DistributedDataParallel(network)`` across processes; the network itself alone."""
         if not self.distributed:

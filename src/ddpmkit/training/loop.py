@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import shutil
 import time
 import warnings
@@ -55,11 +56,16 @@ from ddpmkit.pipeline.checkpoints import (
 from ddpmkit.pipeline.generation import ProgressCallback, write_samples
 from ddpmkit.pipeline.latents import RUN_AUTOENCODER, encode_dataset, run_autoencoder
 from ddpmkit.pipeline.model import TrainedModel
+from ddpmkit.samplers import SAMPLERS
 from ddpmkit.training.batches import StepBatches, batch_stream
+from ddpmkit.training.budget import PROBE_STEPS, Plan, plan_run
 from ddpmkit.training.distributed import Processes
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
 from ddpmkit.training.run_logs import TensorBoardLog, write_summary
+
+PLAN_FILE = "plan.json"
+"""What a train.minutes run planned (written once; a resumed run keeps the plan)."""
 
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 """Devices with a fused AdamW kernel (one pass over all parameters instead of one per operation)."""
@@ -94,6 +100,7 @@ class Trainer:
     """Trains the network a ``RunConfig`` describes, in a run folder it owns."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, resume: bool = False) -> None:
+        self._started = time.perf_counter()  # a time budget counts from here
         self.run_dir = Path(run_dir)
         data = load_data(config.data, "train")
         self.processes = Processes.from_environment()
@@ -139,6 +146,8 @@ class Trainer:
         self._first_nonfinite = torch.tensor(-1, device=self.device)
         self._heldout: torch.Tensor | None = None
         self._board: TensorBoardLog | None = None  # set by fit when train.tensorboard
+        self.plan: Plan | None = None  # set after the first steps of a train.minutes run
+        self._plan_pending = self.config.train.minutes is not None
         if resume:
             self._restore()
         elif self.processes.main:
@@ -169,6 +178,7 @@ class Trainer:
         log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
         main = self.processes.main
         start, first_step = time.perf_counter(), self.step
+        self._step_times: list[float] = []
         board = None
         if train.tensorboard and main:
             board = TensorBoardLog(self.run_dir / "tensorboard", train.batch_size)
@@ -193,8 +203,8 @@ class Trainer:
         on_step: TrainStepCallback | None,
         on_sampling: ProgressCallback | None,
     ) -> None:
-        train, main = self.config.train, self.processes.main
-        while self.step < train.steps:
+        main = self.processes.main
+        while self.step < self.config.train.steps:  # a train.minutes run plans on the way
             try:
                 x0, labels = next(batches)
             except ValueError as error:  # a file that became unreadable after the start-up check
@@ -203,6 +213,10 @@ class Trainer:
                 raise ValueError(f"step {self.step + 1}: {reason}; {self._stopped()}") from error
             metrics, output = self.train_step(x0, labels)
             self.step += 1
+            if self._plan_pending:
+                self._synchronize()  # a step's time is known once the device has done it
+                self._plan_when_timed()
+            train = self.config.train
             log.add(self.step, metrics, output)
             if main and train.eval_every > 0 and self.step % train.eval_every == 0:
                 log.heldout_bpd = self.heldout_bound()
@@ -215,6 +229,55 @@ class Trainer:
             if on_step is not None:
                 on_step(self.step, metrics)
             self._periodic_outputs(on_sampling)
+
+    def _plan_when_timed(self) -> None:
+        """After PROBE_STEPS timed steps (the first one is not timed), plan the rest of a
+        ``train.minutes`` run and write the planned options to config.json."""
+        self._step_times.append(time.perf_counter())
+        if len(self._step_times) <= PROBE_STEPS:
+            return
+        per_step = (self._step_times[-1] - self._step_times[0]) / PROBE_STEPS
+        slowest = partial(self.processes.slowest, device=self.device)
+        plan = plan_run(
+            self.config.train,
+            steps_done=self.step,
+            elapsed=slowest(time.perf_counter() - self._started),
+            seconds_per_step=slowest(per_step),
+            sample_seconds=slowest(self._sample_seconds()),
+        )
+        self.plan, self._plan_pending = plan, False
+        self.config = dataclasses.replace(self.config, train=plan.train)
+        self.ema.decay = plan.train.ema_decay
+        if self.processes.main:
+            (self.run_dir / "config.json").write_text(
+                json.dumps(to_dict(self.config), indent=2) + "\n"
+            )
+            (self.run_dir / PLAN_FILE).write_text(
+                json.dumps(dataclasses.asdict(plan), indent=2) + "\n"
+            )
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def _sample_seconds(self) -> float:
+        """The time the final sample grid will take: one timed network call at the sample batch
+        size, times the calls the configured sampler makes."""
+        sample = self.config.sample
+        batch = min(sample.batch_size, sample.num_samples)
+        x = torch.zeros(batch, *self.shape, device=self.device)
+        sampler = SAMPLERS[sample.sampler]
+        calls = sample.steps_for(self.schedule.num_steps) * sampler.calls_per_level
+        calls *= math.ceil(sample.num_samples / batch) * (2 if sample.guidance != 1.0 else 1)
+        with autocast(sample.precision, self.device):
+            self.sampling_model.denoiser(x, 1.0)  # warm-up
+            self._synchronize()
+            start = time.perf_counter()
+            self.sampling_model.denoiser(x, 1.0)
+            self._synchronize()
+            seconds = time.perf_counter() - start
+        return seconds * calls
 
     def _write_summary(self, seconds: float, steps: int, log: _LossLog) -> None:
         """RUN/summary.json: what the run is, how far it got, its last figures and files."""
@@ -437,6 +500,7 @@ class Trainer:
     def _restore(self) -> None:
         """Continue from the newest readable checkpoint (falling back past corrupt ones), or from
         step 0 when the run stopped before its first; outputs of later steps are discarded."""
+        self._adopt_plan()
         found = find_checkpoints(self.run_dir)
         if not found and (self.run_dir / "config.json").is_file():
             _check_resumable(read_config(self.run_dir), self.config, self.run_dir)
@@ -459,6 +523,18 @@ class Trainer:
                 self._discard_outputs_after(self.step)
             return
         raise FileNotFoundError(f"cannot resume: {self.run_dir} holds no readable checkpoint")
+
+    def _adopt_plan(self) -> None:
+        """A resumed ``train.minutes`` run continues its plan (config.json holds the planned
+        options) instead of planning again."""
+        if self._plan_pending and (self.run_dir / PLAN_FILE).is_file():
+            saved = read_config(self.run_dir).train
+            if saved.minutes == self.config.train.minutes:
+                figures = json.loads((self.run_dir / PLAN_FILE).read_text())
+                figures.pop("train")
+                self.plan = Plan(saved, **figures)
+                self.config = dataclasses.replace(self.config, train=saved)
+                self.ema.decay, self._plan_pending = saved.ema_decay, False
 
     def _load(self, checkpoint: Path) -> None:
         load_weights(self.network, checkpoint, "model")
