@@ -1,17 +1,21 @@
-"""train.minutes: the plan's arithmetic, and a run that plans itself, writes the plan and resumes
-it without planning again."""
+"""train.minutes and automatic sizing: the plan's arithmetic, a run that plans itself, writes the
+plan and resumes it without planning again, and the ladder a model is chosen from."""
 
 import json
 import math
 
 import pytest
+import torch
 
+from ddpmkit.cli.main import main
 from ddpmkit.config.parsing import from_dict, merge
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig, TrainConfig
 from ddpmkit.pipeline.checkpoints import read_config
+from ddpmkit.training import sizing
 from ddpmkit.training.budget import PROBE_STEPS, ema_decay_for, plan_run
 from ddpmkit.training.loop import PLAN_FILE, Trainer
+from ddpmkit.training.sizing import levels_for, rung
 
 
 def test_the_plan_fills_the_budget_left_after_the_sample_grid():
@@ -86,3 +90,41 @@ def test_a_tight_budget_stops_soon_after_the_probe(tmp_path):
     trainer = Trainer(tiny_budget_run(minutes=1e-4), tmp_path / "run")
     trainer.fit()
     assert trainer.step == PROBE_STEPS + 2  # one untimed step, PROBE_STEPS timed, one more
+
+
+def test_the_ladder_has_levels_down_to_about_four_pixels():
+    assert [levels_for(n) for n in (8, 28, 32, 64, 7)] == [2, 3, 4, 4, 1]
+    unet = rung((1, 28, 28), 64, 1, 1)
+    assert unet.channel_mults == (1, 2, 2) and unet.attention_resolutions == (7,)
+    assert rung((3, 32, 32), 16, 1, 0).attention_resolutions == ()
+
+
+def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):
+    """With made-up step times (tiny 0.1 s, each rung twice the last) and 150 s, the budget holds
+    1,500 steps of tiny, 750 of small: tiny is chosen, and the rungs above are not timed."""
+    timed = []
+
+    def fake_time(config, batch, device, precision):
+        timed.append(config.base_channels)
+        return 0.1 * 2 ** (len(timed) - 1)
+
+    monkeypatch.setattr(sizing, "seconds_per_step", fake_time)
+    chosen = sizing.choose_unet((1, 8, 8), 150.0, 32, torch.device("cpu"), "fp32")
+    assert chosen.name == "tiny" and timed == [16, 32]
+    assert chosen.expected_steps == 1500 and chosen.parameters > 0
+    timed.clear()
+    assert sizing.choose_unet((1, 8, 8), 1e6, 32, torch.device("cpu"), "fp32").name == "xl"
+
+
+def test_a_command_without_a_model_is_sized_and_vectors_get_the_mlp(tmp_path, capsys):
+    flags = ["--train.steps", "2", "--train.batch_size", "8", "--train.precision", "fp32",
+             "--train.minutes", "0.01", "--sample.num_samples", "2", "--sample.steps", "2",
+             "--sample.sampler", "ddim", "--quiet"]  # fmt: skip
+    assert main(["train", "--out", str(tmp_path / "img"), *flags]) == 0
+    assert "model sized for the data" in capsys.readouterr().out
+    saved = read_config(tmp_path / "img").model
+    assert saved.auto_size is False and saved.unet.sample_size == 8  # the choice is recorded
+    assert main(["train", "--out", str(tmp_path / "img"), "--resume", *flags]) == 0
+    vectors = ["--data.source", "toy2d", "--data.toy_size", "64"]
+    assert main(["train", "--out", str(tmp_path / "toy"), *vectors, *flags]) == 0
+    assert read_config(tmp_path / "toy").model.kind == "mlp"

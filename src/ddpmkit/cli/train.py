@@ -21,7 +21,9 @@ from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig
 
 if TYPE_CHECKING:
+    from ddpmkit.networks import UNetConfig
     from ddpmkit.training.budget import Plan
+    from ddpmkit.training.sizing import Sizing
 
 DESCRIPTION = (
     "Train a diffusion model. Settings are applied in order: defaults, --preset, --config, then "
@@ -53,7 +55,10 @@ def config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
         values = merge(values, PRESETS[args.preset])
     if args.config:
         values = merge(values, read_config_file(args.config))
-    values = merge(values, overrides_from_args(args))
+    overrides = overrides_from_args(args)
+    values = merge(values, overrides)
+    if not (args.resume or args.preset or args.config or "model" in overrides):
+        values = merge(values, {"model": {"auto_size": True}})  # no model named: size one
     if args.autoencoder is not None:
         values = merge(values, {"model": {"autoencoder": args.autoencoder}})
     return from_dict(RunConfig, values, str(args.config or "config"))
@@ -76,6 +81,18 @@ def interrupted(step: int, checkpoints: list[Path], run_dir: Path) -> str:
     return (
         f"ddpmkit train: interrupted at step {step}; {saved}. "
         f"Continue with: ddpmkit train --resume --out {run_dir}"
+    )
+
+
+def describe_sizing(sizing: Sizing, unet: UNetConfig) -> str:
+    """One line on the automatically chosen U-Net."""
+    attention = ",".join(map(str, unet.attention_resolutions)) or "none"
+    return (
+        f"ddpmkit: model sized for the data and {sizing.budget_seconds / 60:g} min: the "
+        f"{sizing.name} U-Net ({unet.base_channels} channels × {','.join(map(str, unet.channel_mults))}, "
+        f"{unet.layers_per_block} resnet(s) per level, attention at {attention}), "
+        f"{sizing.parameters:,} parameters, {sizing.seconds_per_step:.3f} s/step measured, "
+        f"~{sizing.expected_steps:,} steps (pick another with --model.unet.* flags or a --preset)"
     )
 
 
@@ -109,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     precision = describe_precision(config.train.precision, trainer.device)
     where = f"{processes.world} processes" if processes.distributed else str(trainer.device)
     say(f"ddpmkit: training in {run_dir} on {where}, {precision}, {parameters:,} parameters")
+    if trainer.sizing is not None:
+        say(describe_sizing(trainer.sizing, trainer.config.model.unet))
     planning = config.train.minutes is not None and trainer.plan is None
     total = None if planning else trainer.config.train.steps
     bar = tqdm(total=total, initial=trainer.step, disable=quiet, desc="train")

@@ -32,6 +32,14 @@ class ModelConfig:
     class_conditional: bool = field(
         default=False, metadata={"help": "add a class embedding; the classes come from the data"}
     )
+    auto_size: bool = field(
+        default=False,
+        metadata={
+            "help": "choose the U-Net from the data and the time budget (train.minutes, else "
+            "10 minutes): the largest of a measured ladder that trains enough steps; "
+            "`ddpmkit train` sets it when no model is named"
+        },
+    )
     label_dropout: float = field(
         default=0.0,
         metadata={

@@ -63,6 +63,10 @@ from ddpmkit.training.distributed import Processes
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
 from ddpmkit.training.run_logs import TensorBoardLog, write_summary
+from ddpmkit.training.sizing import Sizing, choose_unet
+
+DEFAULT_SIZING_MINUTES = 10.0
+"""The budget automatic sizing assumes without train.minutes."""
 
 PLAN_FILE = "plan.json"
 """What a train.minutes run planned (written once; a resumed run keeps the plan)."""
@@ -105,6 +109,7 @@ class Trainer:
         data = load_data(config.data, "train")
         self.processes = Processes.from_environment()
         self.device = self.processes.device(pick_device(config.train.device))
+        self.processes.start(self.device)
         self.dataset, self.shape = data.dataset, data.shape
         self.autoencoder: Autoencoder | None = None
         if config.model.autoencoder is not None:  # latent diffusion: encode the images once
@@ -112,8 +117,10 @@ class Trainer:
             self.dataset = encode_dataset(self.autoencoder, data.dataset)
             self.shape = self.dataset.shape
         self.image_shape = data.shape
+        self.sizing: Sizing | None = None
+        if config.model.auto_size:
+            config = self._sized(config, resume)
         self.config = resolve_for_data(config, self.shape, data.num_classes, data.class_names)
-        self.processes.start(self.device)
         train = self.config.train
         self.rows = self.processes.rows(train.batch_size, train.grad_accum)
         torch.manual_seed(train.seed)
@@ -153,6 +160,29 @@ class Trainer:
         elif self.processes.main:
             self._claim_run_dir()
         self.processes.barrier()  # no process reads the run folder before it is claimed
+
+    def _sized(self, config: RunConfig, resume: bool) -> RunConfig:
+        """The config with the U-Net chosen for the data and the budget (``model.auto_size``);
+        a resumed run keeps the one it chose."""
+        saved = self.run_dir / "config.json"
+        if resume and saved.is_file():
+            return dataclasses.replace(config, model=read_config(self.run_dir).model)
+        if len(self.shape) != 3:  # vectors: the MLP at its defaults
+            model = dataclasses.replace(config.model, kind="mlp", auto_size=False)
+            return dataclasses.replace(config, model=model)
+        if config.model.kind != "unet":
+            raise ValueError("model.auto_size chooses a U-Net for images; model.kind is 'mlp'")
+        train = config.train
+        self.sizing = choose_unet(
+            self.shape,
+            budget_seconds=60.0 * (train.minutes or DEFAULT_SIZING_MINUTES),
+            batch=train.batch_size // self.processes.world,
+            device=self.device,
+            precision=train.precision,
+            agree=partial(self.processes.slowest, device=self.device),
+        )
+        model = dataclasses.replace(config.model, unet=self.sizing.unet, auto_size=False)
+        return dataclasses.replace(config, model=model)
 
     def _autoencoder(self, configured: str, resume: bool) -> Autoencoder:
         """The autoencoder of a latent run (a resumed run's own copy), frozen, on the device."""
