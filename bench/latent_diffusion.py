@@ -5,7 +5,7 @@
 AE_FOLDER is an autoencoder of the 32×32 digits (``ddpmkit train-autoencoder --data.image_size
 32 …``). In one run, one after another on the same machine: the ``digits32`` preset (pixel
 diffusion), ``digits32-latent`` and ``digits32-text`` (latent diffusion on AE_FOLDER's latents)
-each train for about ``--minutes`` (steps = the step rate of a 20-step probe × the budget).
+each train for ``--minutes`` (``train.minutes``: the run plans its steps from its first ones).
 Reported for pixel and latent: steps done and seconds per step, the feature FID of 500 samples
 (DPM-Solver++, 50 steps) to the held-out digits and the confident share, judged by the digits
 classifier on the samples averaged down to 8×8 (the data's native size), and seconds per sample.
@@ -34,34 +34,28 @@ from ddpmkit.pipeline.generation import generate
 from ddpmkit.pipeline.model import TrainedModel, load_model
 from ddpmkit.training.loop import Trainer
 
-PROBE_STEPS = 20
-
 
 def to_native(images: torch.Tensor) -> torch.Tensor:
     """32×32 samples averaged down to the digits' native 8×8."""
     return F.avg_pool2d(images, images.shape[-1] // 8)
 
 
-def config_for(preset: str, steps: int, autoencoder: Path | None) -> RunConfig:
-    train = {"steps": steps, "checkpoint_every": steps, "sample_every": 0}
+def config_for(preset: str, minutes: float, autoencoder: Path | None) -> RunConfig:
+    train = {"minutes": minutes, "steps": 1_000_000, "sample_every": 0}
     model = {} if autoencoder is None else {"autoencoder": str(autoencoder)}
     return from_dict(RunConfig, merge(PRESETS[preset], {"train": train, "model": model}), preset)
 
 
-def seconds_per_step(preset: str, autoencoder: Path | None, folder: Path) -> float:
-    """The step time of a short probe run (after one warm-up step)."""
-    trainer = Trainer(config_for(preset, PROBE_STEPS + 1, autoencoder), folder)
-    times: list[float] = []
-    trainer.fit(on_step=lambda step, _m: times.append(time.perf_counter()))
-    return (times[-1] - times[0]) / PROBE_STEPS
-
-
 def train(preset: str, minutes: float, autoencoder: Path | None, out: Path) -> dict[str, float]:
-    per_step = seconds_per_step(preset, autoencoder, out / f"{preset}-probe")
-    steps = max(1, int(minutes * 60 / per_step))
+    """A ``train.minutes`` run: it plans its steps from its own first steps."""
     start = time.perf_counter()
-    Trainer(config_for(preset, steps, autoencoder), out / preset).fit()
-    return {"steps": steps, "seconds per step": per_step, "train seconds": time.perf_counter() - start}
+    trainer = Trainer(config_for(preset, minutes, autoencoder), out / preset)
+    trainer.fit()
+    assert trainer.plan is not None
+    return {
+        "steps": trainer.step, "seconds per step": trainer.plan.seconds_per_step,
+        "train seconds": time.perf_counter() - start,
+    }  # fmt: skip
 
 
 def quality(model: TrainedModel, classifier: torch.nn.Module) -> dict[str, float]:
