@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ddpmkit.config.parsing import from_dict, merge
+from ddpmkit.config.presets import QUICK_START
 from ddpmkit.config.schema import RunConfig
 from ddpmkit.data import load_data, stack_items
 from ddpmkit.evaluation import assess_digits
@@ -71,13 +72,14 @@ def judged(images: torch.Tensor, classifier: torch.nn.Module) -> dict[str, float
 
 
 RECIPES: dict[str, dict] = {
-    # what a recipe changes on top of the defaults of a train.minutes run with automatic sizing
+    # what a recipe changes on top of QUICK_START (what `ddpmkit train` does when no model is
+    # named): automatic sizing, lr 2e-3, ε, linear β with T = 1000, batch 128
     "default": {},
-    "eps-lr2e-3": {"train": {"lr": 2e-3}},
-    "v-lr2e-3": {"diffusion": {"parameterization": "v"}, "train": {"lr": 2e-3}},
-    "eps-minsnr-lr2e-3": {"diffusion": {"loss_weighting": "min_snr"}, "train": {"lr": 2e-3}},
-    "eps-lr1e-3-b64": {"train": {"lr": 1e-3, "batch_size": 64}},
-    "eps-lr2e-3-T250": {"diffusion": {"num_steps": 250}, "train": {"lr": 2e-3}},
+    "v": {"diffusion": {"parameterization": "v"}},
+    "minsnr": {"diffusion": {"loss_weighting": "min_snr"}},
+    "lr1e-3-b64": {"train": {"lr": 1e-3, "batch_size": 64}},
+    "T250": {"diffusion": {"num_steps": 250}},
+    "lr2e-4": {"train": {"lr": 2e-4}},
 }
 """ddpmkit arms: ``--arms ddpmkit:v-lr2e-3,…`` (``ddpmkit`` alone is ``ddpmkit:default``)."""
 
@@ -85,17 +87,10 @@ RECIPES: dict[str, dict] = {
 def ddpmkit_arm(
     source: str, minutes: float, out: Path, recipe: str = "default"
 ) -> tuple[int, Callable[[], torch.Tensor]]:
-    """ddpmkit as a new user runs it: no model named (automatic sizing), train.minutes, plus
-    the recipe's changes."""
-    values = merge(
-        {
-            "data": data_options(source),
-            "model": {"auto_size": True},
-            "train": {"minutes": minutes, "steps": 1_000_000},
-            "sample": {"num_samples": 64, "batch_size": 64, "sampler": "dpm++2m", "steps": 50},
-        },
-        RECIPES[recipe],
-    )
+    """ddpmkit as a new user runs it (no model named: QUICK_START, automatic sizing) with
+    train.minutes, plus the recipe's changes."""
+    run = {"data": data_options(source), "train": {"minutes": minutes, "steps": 1_000_000}}
+    values = merge(merge(QUICK_START, run), RECIPES[recipe])
     folder = out / f"ddpmkit-{recipe}"
     trainer = Trainer(from_dict(RunConfig, values), folder)
     trainer.fit()

@@ -17,7 +17,7 @@ from ddpmkit.config.parsing import (
     read_config_file,
     upgrade,
 )
-from ddpmkit.config.presets import PRESETS
+from ddpmkit.config.presets import PRESETS, QUICK_START
 from ddpmkit.config.schema import RunConfig
 
 if TYPE_CHECKING:
@@ -47,7 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
-    """Defaults <- the resumed run's config <- preset <- config file <- flags, checked key by key."""
+    """Defaults <- the resumed run's config <- preset <- config file <- flags, checked key by key.
+
+    A command that names no model (no preset, file or --model.kind/unet/mlp flag) starts from
+    QUICK_START: an automatically sized network and the recipe measured for short runs.
+    """
     values: dict[str, Any] = {}
     if args.resume and (run_dir / "config.json").is_file():
         values = upgrade(read_config_file(run_dir / "config.json"))
@@ -57,8 +61,9 @@ def config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
         values = merge(values, read_config_file(args.config))
     overrides = overrides_from_args(args)
     values = merge(values, overrides)
-    if not (args.resume or args.preset or args.config or "model" in overrides):
-        values = merge(values, {"model": {"auto_size": True}})  # no model named: size one
+    named = {"kind", "unet", "mlp"} & set(overrides.get("model", {}))
+    if not (args.resume or args.preset or args.config or named):
+        values = merge(QUICK_START, values)  # no model named: sized, with the quick recipe
     if args.autoencoder is not None:
         values = merge(values, {"model": {"autoencoder": args.autoencoder}})
     return from_dict(RunConfig, values, str(args.config or "config"))
