@@ -84,6 +84,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+PRESETS["ddpm-paper"] = {
+    # Ho et al. (2020)'s recipe on your own data (set data.*): the CIFAR-10 model and training,
+    # sized to the data's resolution by model.unet.sample_size; the defaults of an explicit config.
+    key: value
+    for key, value in PRESETS["cifar10-ddpm"].items()
+    if key != "data"
+}
 
 _DIGITS32_TRAIN = {
     "steps": 3000,
