@@ -86,8 +86,11 @@ def _outliers(x: Tensor, mean_image: Tensor, generator: torch.Generator) -> Tens
     return torch.cat([gaussian, uniform, mean, blurred]).clamp(-1, 1)
 
 
-def train_digits_classifier(seed: int = 0) -> DigitsClassifier:
-    """Train a DigitsClassifier on the 'train' split; deterministic in `seed`, CPU, a few seconds.
+def train_digits_classifier(
+    seed: int = 0, images: Tensor | None = None, labels: Tensor | None = None
+) -> DigitsClassifier:
+    """Train a DigitsClassifier on the 'train' split (or on other 8×8 digit ``images`` (N, 1, 8, 8)
+    in [-1, 1] with their ``labels``); deterministic in `seed`, CPU, a few seconds.
 
     The global RNG is left untouched: all randomness comes from a generator seeded with `seed`.
     Training runs on one thread (restored afterwards): for so small a network that is the fastest
@@ -95,15 +98,16 @@ def train_digits_classifier(seed: int = 0) -> DigitsClassifier:
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    if images is None or labels is None:
+        images, labels = digits_arrays("train")
     try:
-        return _train(seed)
+        return _train(seed, images, labels)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(seed: int) -> DigitsClassifier:
+def _train(seed: int, images: Tensor, labels: Tensor) -> DigitsClassifier:
     """The training loop of train_digits_classifier: AdamW, cross-entropy plus outlier exposure."""
-    images, labels = digits_arrays("train")
     mean_image = images.mean(0, keepdim=True)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
