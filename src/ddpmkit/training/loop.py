@@ -6,7 +6,6 @@ feeds it batches and keeps the run reproducible: a resumed run continues bit for
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -62,7 +61,7 @@ from ddpmkit.training.budget import PROBE_STEPS, Plan, plan_run
 from ddpmkit.training.distributed import Processes
 from ddpmkit.training.ema import EMA
 from ddpmkit.training.losses import LossOutput
-from ddpmkit.training.run_logs import TensorBoardLog, write_summary
+from ddpmkit.training.run_logs import LossLog, StepMetrics, TensorBoardLog, write_summary
 from ddpmkit.training.sizing import Sizing, choose_unet
 
 DEFAULT_SIZING_MINUTES = 10.0
@@ -74,25 +73,9 @@ PLAN_FILE = "plan.json"
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 """Devices with a fused AdamW kernel (one pass over all parameters instead of one per operation)."""
 
-StepMetrics = dict[str, torch.Tensor | float]
-"""loss and grad_norm as 0-dim tensors on the device (reading one waits for the device), lr."""
 
 TrainStepCallback = Callable[[int, StepMetrics], None]
 """Called after every step with (step, metrics); the CLI draws its progress bar with it."""
-
-LOG_COLUMNS = (
-    "step",
-    "loss",
-    "loss_q0",
-    "loss_q1",
-    "loss_q2",
-    "loss_q3",
-    "lr",
-    "grad_norm",
-    "seconds",
-    "heldout_bpd",
-    "skipped",
-)
 
 
 def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
@@ -205,7 +188,7 @@ class Trainer:
         batches = batch_stream(
             self.dataset, order, train.num_workers, pin_memory=self.device.type == "cuda"
         )
-        log = _LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
+        log = LossLog(self.run_dir / "log.csv", self.schedule.num_steps)
         main = self.processes.main
         start, first_step = time.perf_counter(), self.step
         self._step_times: list[float] = []
@@ -229,7 +212,7 @@ class Trainer:
     def _loop(
         self,
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-        log: _LossLog,
+        log: LossLog,
         on_step: TrainStepCallback | None,
         on_sampling: ProgressCallback | None,
     ) -> None:
@@ -309,7 +292,7 @@ class Trainer:
             seconds = time.perf_counter() - start
         return seconds * calls
 
-    def _write_summary(self, seconds: float, steps: int, log: _LossLog) -> None:
+    def _write_summary(self, seconds: float, steps: int, log: LossLog) -> None:
         """RUN/summary.json: what the run is, how far it got, its last figures and files."""
         train = self.config.train
         checkpoints = find_checkpoints(self.run_dir)
@@ -639,64 +622,3 @@ def _check_resumable(saved: RunConfig, requested: RunConfig, checkpoint: Path) -
             f"cannot resume from {checkpoint}: the config differs in section(s) {', '.join(changed)}; "
             "only train.steps, train.grad_accum and train.tensorboard may change when resuming"
         )
-
-
-class _LossLog:
-    """Rows of log.csv: the mean loss since the last row, overall and per quarter of the t range.
-
-    Steps add device tensors; only writing a row reads them back, so a GPU is not made to wait
-    for the host after every step.
-    """
-
-    def __init__(self, path: Path, num_steps: int) -> None:
-        self.path, self.num_steps = path, num_steps
-        self.start = time.perf_counter()
-        self.step = 0
-        self.last_row: dict[str, float] = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        self.sums: torch.Tensor | None = None
-        self.counts: torch.Tensor | None = None
-        self.losses: list[torch.Tensor] = []
-        self.heldout_bpd: float | None = None
-        self.skipped = 0
-        self.last: dict[str, torch.Tensor | float] = {}
-
-    def add(self, step: int, metrics: StepMetrics, output: LossOutput) -> None:
-        self.step = step
-        if "skipped" in metrics:  # its loss and gradient are not finite: counted, not averaged
-            self.skipped += 1
-            return
-        per_sample = output.per_sample.detach().double()
-        if self.sums is None or self.counts is None:
-            self.sums = per_sample.new_zeros(4)
-            self.counts = per_sample.new_zeros(4)
-        quarter = (output.t * 4 // self.num_steps).clamp(max=3).long().to(per_sample.device)
-        self.sums.index_add_(0, quarter, per_sample)
-        self.counts.index_add_(0, quarter, torch.ones_like(per_sample))
-        self.losses.append(torch.as_tensor(metrics["loss"]))
-        self.last = {"lr": metrics["lr"], "grad_norm": metrics["grad_norm"]}
-
-    def write(self) -> dict[str, float]:
-        """Append the row of the steps since the last one; returns it."""
-        row: dict[str, float] = {"seconds": time.perf_counter() - self.start}
-        if self.skipped:
-            row["skipped"] = self.skipped
-        if self.losses and self.sums is not None and self.counts is not None:
-            quarters = (self.sums / self.counts.clamp(min=1)).tolist()
-            row |= {k: float(v) for k, v in self.last.items()}
-            row |= {f"loss_q{i}": q for i, q in enumerate(quarters)}
-            row["loss"] = float(torch.stack(self.losses).double().mean())
-        if self.heldout_bpd is not None:
-            row["heldout_bpd"] = self.heldout_bpd
-        new = not self.path.exists()
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-            if new:
-                writer.writeheader()
-            formatted = {k: f"{v:.6g}" for k, v in row.items()}
-            writer.writerow({"step": self.step, **formatted})
-        self._reset()
-        self.last_row = {"step": self.step, **row}
-        return row
