@@ -106,6 +106,11 @@ RECIPES: dict[str, dict] = {
     "lr1e-3-b64": {"train": {"lr": 1e-3, "batch_size": 64}},
     "T250": {"diffusion": {"num_steps": 250}},
     "lr2e-4": {"train": {"lr": 2e-4}},
+    "v-b64": {"diffusion": {"parameterization": "v"}, "train": {"batch_size": 64}},
+    "v-minsnr-b64": {
+        "diffusion": {"parameterization": "v", "loss_weighting": "min_snr"},
+        "train": {"batch_size": 64},
+    },
 }
 """ddpmkit arms: ``--arms ddpmkit:v-lr2e-3,…`` (``ddpmkit`` alone is ``ddpmkit:default``)."""
 
