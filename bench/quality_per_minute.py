@@ -99,18 +99,16 @@ class Judge:
 
 RECIPES: dict[str, dict] = {
     # what a recipe changes on top of QUICK_START (what `ddpmkit train` does when no model is
-    # named): automatic sizing, lr 2e-3, ε, linear β with T = 1000, batch 128
+    # named): automatic sizing, v-prediction, lr 2e-3, linear β with T = 1000, batch 128
     "default": {},
-    "v": {"diffusion": {"parameterization": "v"}},
-    "minsnr": {"diffusion": {"loss_weighting": "min_snr"}},
-    "lr1e-3-b64": {"train": {"lr": 1e-3, "batch_size": 64}},
-    "T250": {"diffusion": {"num_steps": 250}},
-    "lr2e-4": {"train": {"lr": 2e-4}},
-    "v-b64": {"diffusion": {"parameterization": "v"}, "train": {"batch_size": 64}},
-    "v-minsnr-b64": {
-        "diffusion": {"parameterization": "v", "loss_weighting": "min_snr"},
-        "train": {"batch_size": 64},
+    "eps": {"diffusion": {"parameterization": "eps"}},
+    "eps-minsnr": {"diffusion": {"parameterization": "eps", "loss_weighting": "min_snr"}},
+    "eps-lr1e-3-b64": {
+        "diffusion": {"parameterization": "eps"},
+        "train": {"lr": 1e-3, "batch_size": 64},
     },
+    "b64": {"train": {"batch_size": 64}},
+    "minsnr-b64": {"diffusion": {"loss_weighting": "min_snr"}, "train": {"batch_size": 64}},
 }
 """ddpmkit arms: ``--arms ddpmkit:v-lr2e-3,…`` (``ddpmkit`` alone is ``ddpmkit:default``)."""
 

@@ -171,6 +171,7 @@ QUICK_START: dict[str, Any] = {
     # budget (train.minutes), bf16 where the hardware has it, and the recipe that learned fastest
     # at equal wall time (docs/benchmarks.md, "Quality per CPU-minute").
     "model": {"auto_size": True},
+    "diffusion": {"parameterization": "v"},
     "train": {"precision": "auto", "lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.995},
     "sample": {"sampler": "dpm++2m", "steps": 50, "num_samples": 64, "precision": "auto"},
 }
