@@ -252,6 +252,7 @@ def test_our_autoencoder_loads_into_diffusers(tmp_path: Path) -> None:
     _assert_same_outputs(loaded, model)
 
 
+@pytest.mark.slow
 def test_tiny_overfit() -> None:
     """100 Adam steps on 16 fixed 8x8 images push the per-pixel MSE well below the variance."""
     torch.manual_seed(0)

@@ -121,6 +121,20 @@ def test_eval_metrics_from_the_cli_with_local_weights(
     assert values["fid"] > 0 and values["is"] >= 1.0 and 0 <= values["coverage"] <= 1
     assert "FID from 8 samples is biased upwards" in capsys.readouterr().err
     assert len(list((tmp_path / "cache" / "fidelity").glob("*.npz"))) == 1
+
+
+@pytest.mark.slow
+def test_eval_metrics_reuse_cached_features_and_precomputed_statistics(
+    tmp_path, pipeline, published, monkeypatch, capsys
+):
+    monkeypatch.setenv("DDPMKIT_CACHE", str(tmp_path / "cache"))
+    images = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "reference.npz", arr_0=images)
+    args = ["eval", str(pipeline), "--metrics", "fid,is,kid,prdc", "--reference",
+            str(tmp_path / "reference.npz"), "--num_samples", "8", "--batch_size", "5",
+            "--inception_weights", str(published), "--quiet"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "first.json")]) == 0
+    values = json.loads((tmp_path / "first.json").read_text())["metrics"]
     # the reference features come from the cache the second time: the same FID
     assert main([*args, "--out", str(tmp_path / "again.json")]) == 0
     assert json.loads((tmp_path / "again.json").read_text())["metrics"]["fid"] == values["fid"]
