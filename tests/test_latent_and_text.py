@@ -19,6 +19,7 @@ from ddpmkit.pipeline.autoencoder_folders import load_autoencoder
 from ddpmkit.pipeline.generation import generate
 from ddpmkit.pipeline.latents import RUN_AUTOENCODER, raw_latents
 from ddpmkit.pipeline.model import load_model
+from ddpmkit.pipeline.restoration import restore
 from ddpmkit.training.autoencoder import train_autoencoder
 from ddpmkit.training.loop import Trainer
 
@@ -103,6 +104,8 @@ def test_a_latent_run_keeps_its_autoencoder_and_samples_decoded_images(
         decoded = model.autoencoder.images(latents).clamp(-1, 1)
     torch.testing.assert_close(images, decoded, rtol=0, atol=1e-5)
     assert main(["eval", str(tmp_path / "run"), "--nll", "vlb", "--num_samples", "2"]) == 2
+    with pytest.raises(ValueError, match="latent model"):
+        restore(model, images[0], "inpaint", mask=torch.ones(1, 8, 8))
     resumed = Trainer(dataclasses.replace(config, train=dataclasses.replace(config.train, steps=6)),
                       tmp_path / "run", resume=True)  # fmt: skip
     assert resumed.step == 4

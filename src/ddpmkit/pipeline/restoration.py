@@ -178,6 +178,11 @@ def restore(
     most t_0), x̂_0 clipped to [-1, 1]; restoration k of image b draws its noise from
     seed + b·K + k, so it does not depend on the batch. The results are clamped to [-1, 1].
     """
+    if model.autoencoder is not None:
+        raise ValueError(
+            "restoration measures pixels, but this is a latent model (its samples are decoded "
+            "latents); restore with a model trained on the images themselves"
+        )
     methods = METHODS.get(task)
     if methods is None:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(METHODS)}")
