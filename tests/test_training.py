@@ -26,7 +26,8 @@ from ddpmkit.pipeline.checkpoints import find_checkpoints
 from ddpmkit.pipeline.generation import generate
 from ddpmkit.pipeline.model import load_model
 from ddpmkit.training.batches import StepBatches, batch_stream
-from ddpmkit.training.loop import Trainer, learning_rate
+from ddpmkit.training.learning_rate import learning_rate
+from ddpmkit.training.loop import Trainer
 
 
 def _state(trainer):
@@ -463,3 +464,10 @@ def test_every_parameterization_trains_and_samples(tmp_path, parameterization, l
     assert samples.shape == (64, 2) and np.isfinite(samples).all()
     config = json.loads((run / "config.json").read_text())["diffusion"]
     assert (config["parameterization"], config["loss"]) == (parameterization, loss)
+
+
+def test_cosine_learning_rate_falls_from_the_peak_to_zero_after_the_warm_up():
+    assert learning_rate(9, 1.0, 10, "cosine", 110) == 1.0  # the warm-up's last step
+    assert learning_rate(60, 1.0, 10, "cosine", 110) == pytest.approx(0.5)
+    assert learning_rate(35, 1.0, 10, "cosine", 110) == pytest.approx((1 + math.sqrt(0.5)) / 2)
+    assert learning_rate(110, 1.0, 10, "cosine", 110) == pytest.approx(0.0)

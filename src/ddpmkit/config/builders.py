@@ -61,7 +61,9 @@ def build_loss(
 
     ``num_levels`` are the data's quantization levels, for L_vlb's decoder term.
     """
-    timesteps = timestep_sampler(config.timestep_sampling, schedule.num_steps)
+    timesteps = timestep_sampler(
+        config.timestep_sampling, schedule, config.lognormal_mean, config.lognormal_std
+    )
     if config.loss == "simple":
         weights = loss_weights(
             schedule, config.parameterization, config.loss_weighting, config.min_snr_gamma

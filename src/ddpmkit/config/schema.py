@@ -17,6 +17,7 @@ from ddpmkit.data.config import DataConfig
 from ddpmkit.networks import MLPConfig, UNetConfig
 from ddpmkit.networks.text import TextEncoderConfig
 from ddpmkit.samplers import SAMPLERS, ReverseVariance
+from ddpmkit.training.learning_rate import LrDecay
 from ddpmkit.training.losses import LossKind, LossWeighting, TimestepSampling
 
 _DATA_CLASSES = "the data's class count with class_conditional (+1 with label_dropout), else none"
@@ -191,10 +192,24 @@ class DiffusionConfig:
     vlb_weight: float = field(default=0.001, metadata={"help": "λ of the hybrid loss"})
     timestep_sampling: TimestepSampling = field(
         default="uniform",
-        metadata={"help": "t for the loss: uniform, or importance-sampled by √E[L_t²]"},
+        metadata={
+            "help": "t for the loss: uniform, importance-sampled by √E[L_t²], or lognormal: "
+            "EDM's ln σ_t ~ N(lognormal_mean, lognormal_std²), unweighted"
+        },
+    )
+    lognormal_mean: float = field(
+        default=-1.2, metadata={"help": "lognormal: the mean of ln σ (EDM's P_mean)"}
+    )
+    lognormal_std: float = field(
+        default=1.2, metadata={"help": "lognormal: the standard deviation of ln σ (EDM's P_std)"}
     )
 
     def __post_init__(self) -> None:
+        if self.loss != "simple" and self.timestep_sampling == "lognormal":
+            raise ValueError(
+                f"diffusion.timestep_sampling = 'lognormal' reweights the objective; "
+                f"diffusion.loss = {self.loss!r} needs 'uniform' or 'importance' to stay a bound"
+            )
         if self.loss == "hybrid" and not self.learned_variance:
             raise ValueError(
                 "diffusion.loss = 'hybrid' trains Σ_θ, so it needs diffusion.learned_variance = "
@@ -254,6 +269,10 @@ class TrainConfig:
     lr: float = field(default=2e-4, metadata={"help": "peak learning rate of AdamW"})
     warmup_steps: int = field(
         default=5000, metadata={"help": "linear learning-rate warm-up from 0, in steps"}
+    )
+    lr_decay: LrDecay = field(
+        default="constant",
+        metadata={"help": "after the warm-up: constant, or cosine down to 0 at train.steps"},
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW's decoupled weight decay"})
     adam_betas: tuple[float, float] = field(

@@ -22,7 +22,7 @@ from ddpmkit.outputs import picture_upscale
 from ddpmkit.pipeline.autoencoder_folders import save_autoencoder
 from ddpmkit.pipeline.latents import raw_latents, scaling_factor_of
 from ddpmkit.training.batches import StepBatches, batch_stream
-from ddpmkit.training.loop import learning_rate
+from ddpmkit.training.learning_rate import learning_rate
 
 StepCallback = Callable[[int, dict[str, float]], None]
 """Called after every step with (step, {"loss", "mse", "kl"})."""

@@ -60,6 +60,7 @@ from ddpmkit.training.batches import StepBatches, batch_stream
 from ddpmkit.training.budget import PROBE_STEPS, Plan, plan_run
 from ddpmkit.training.distributed import Processes
 from ddpmkit.training.ema import EMA
+from ddpmkit.training.learning_rate import learning_rate
 from ddpmkit.training.losses import LossOutput
 from ddpmkit.training.run_logs import LossLog, StepMetrics, TensorBoardLog, write_summary
 from ddpmkit.training.sizing import Sizing, choose_unet
@@ -76,11 +77,6 @@ FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 TrainStepCallback = Callable[[int, StepMetrics], None]
 """Called after every step with (step, metrics); the CLI draws its progress bar with it."""
-
-
-def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then constant (Ho et al. 2020, App. B)."""
-    return peak * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else peak
 
 
 class Trainer:
@@ -327,7 +323,7 @@ class Trainer:
         """
         train = self.config.train
         x0 = x0.to(self.device, non_blocking=True)
-        lr = learning_rate(self.step, train.lr, train.warmup_steps)
+        lr = learning_rate(self.step, train.lr, train.warmup_steps, train.lr_decay, train.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.network.train()

@@ -34,7 +34,7 @@ from ddpmkit.likelihood.vlb import (
 
 LossWeighting = Literal["uniform", "min_snr", "ncsn"]
 LossKind = Literal["simple", "hybrid", "vlb"]
-TimestepSampling = Literal["uniform", "importance"]
+TimestepSampling = Literal["uniform", "importance", "lognormal"]
 
 
 @dataclass
@@ -136,13 +136,53 @@ class SecondMomentTimesteps:
         self.counts = state["counts"].to(torch.long).clone()
 
 
-def timestep_sampler(kind: TimestepSampling, num_steps: int) -> TimestepSampler:
-    """Uniform t (Algorithm 1) or importance sampling by the loss's second moment (eq. 17)."""
+class LogNormalTimesteps:
+    """ln σ ~ N(P_mean, P_std²) (Karras et al. 2022, Table 1, "Training"), rounded to the grid's
+    nearest log σ_t; all weights 1, so the objective itself moves to the middle noise levels.
+
+    The grid's p_t is the normal mass of the log-σ interval around σ_t (ends open): exact for
+    the rounding, and drawn like any table of probabilities.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, mean: float, std: float) -> None:
+        if not std > 0:
+            raise ValueError(f"diffusion.lognormal_std must be positive, got {std}")
+        log_sigmas = schedule.sigmas.double().log()
+        edges = (log_sigmas[1:] + log_sigmas[:-1]) / 2
+        cdf = torch.distributions.Normal(mean, std).cdf(edges)
+        self.p = torch.diff(cdf, prepend=cdf.new_zeros(1), append=cdf.new_ones(1))
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator | BatchShard
+    ) -> tuple[Tensor, Tensor]:
+        t = multinomial_rows(self.p, batch_size, generator)
+        return t, torch.ones(batch_size, device=generator.device)
+
+    def update(self, t: Tensor, losses: Tensor) -> None:
+        """A fixed distribution learns nothing from the losses."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """A fixed distribution has no state to checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Nothing to restore."""
+
+
+def timestep_sampler(
+    kind: TimestepSampling, schedule: NoiseSchedule, mean: float = -1.2, std: float = 1.2
+) -> TimestepSampler:
+    """Uniform t (Algorithm 1), importance sampling by the loss's second moment (eq. 17), or
+    EDM's log-normal noise levels with ``mean`` and ``std`` of ln σ."""
     if kind == "uniform":
-        return UniformTimesteps(num_steps)
+        return UniformTimesteps(schedule.num_steps)
     if kind == "importance":
-        return SecondMomentTimesteps(num_steps)
-    raise ValueError(f"unknown timestep sampling {kind!r}; choose 'uniform' or 'importance'")
+        return SecondMomentTimesteps(schedule.num_steps)
+    if kind == "lognormal":
+        return LogNormalTimesteps(schedule, mean, std)
+    raise ValueError(
+        f"unknown timestep sampling {kind!r}; choose 'uniform', 'importance' or 'lognormal'"
+    )
 
 
 def min_snr_weight(
