@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,34 +100,40 @@ class Judge:
 
 RECIPES: dict[str, dict] = {
     # what a recipe changes on top of QUICK_START (what `ddpmkit train` does when no model is
-    # named): automatic sizing, v-prediction, lr 2e-3, linear β with T = 1000, batch 128
+    # named); recipes combine with "+": ``ddpmkit:b32+lognormal``
     "default": {},
     "eps": {"diffusion": {"parameterization": "eps"}},
-    "eps-minsnr": {"diffusion": {"parameterization": "eps", "loss_weighting": "min_snr"}},
-    "eps-lr1e-3-b64": {
-        "diffusion": {"parameterization": "eps"},
-        "train": {"lr": 1e-3, "batch_size": 64},
-    },
+    "minsnr": {"diffusion": {"loss_weighting": "min_snr"}},
+    "lognormal": {"diffusion": {"timestep_sampling": "lognormal"}},
+    "cosine": {"train": {"lr_decay": "cosine"}},
+    "constant": {"train": {"lr_decay": "constant"}},
+    "b16": {"train": {"batch_size": 16}},
+    "b32": {"train": {"batch_size": 32}},
     "b64": {"train": {"batch_size": 64}},
-    "minsnr-b64": {"diffusion": {"loss_weighting": "min_snr"}, "train": {"batch_size": 64}},
+    "b128": {"train": {"batch_size": 128}},
+    "lr1e-3": {"train": {"lr": 1e-3}},
+    "lr2e-3": {"train": {"lr": 2e-3}},
+    "lr4e-3": {"train": {"lr": 4e-3}},
 }
-"""ddpmkit arms: ``--arms ddpmkit:v-lr2e-3,…`` (``ddpmkit`` alone is ``ddpmkit:default``)."""
+"""ddpmkit arms: ``--arms ddpmkit:eps+b64,…`` (``ddpmkit`` alone is ``ddpmkit:default``)."""
 
 
 def ddpmkit_arm(
     source: str, minutes: float, out: Path, recipe: str = "default"
-) -> tuple[int, Callable[[], torch.Tensor]]:
+) -> tuple[int, Callable[[int], torch.Tensor]]:
     """ddpmkit as a new user runs it (no model named: QUICK_START, automatic sizing) with
     train.minutes, plus the recipe's changes."""
     run = {"data": data_options(source), "train": {"minutes": minutes, "steps": 1_000_000}}
-    values = merge(merge(QUICK_START, run), RECIPES[recipe])
+    values = merge(QUICK_START, run)
+    for part in recipe.split("+"):
+        values = merge(values, RECIPES[part])
     folder = out / f"ddpmkit-{recipe}"
     trainer = Trainer(from_dict(RunConfig, values), folder)
     trainer.fit()
 
-    def sample() -> torch.Tensor:
+    def sample(count: int) -> torch.Tensor:
         model = load_model(folder)
-        config = dataclasses.replace(model.config.sample, num_samples=SAMPLES, batch_size=250)
+        config = dataclasses.replace(model.config.sample, num_samples=count, batch_size=250)
         return generate(model, config).samples
 
     return trainer.step, sample
@@ -149,7 +156,7 @@ def batches(images: torch.Tensor, size: int, seed: int = 0):
 
 def diffusers_arm(
     source: str, minutes: float, _out: Path
-) -> tuple[int, Callable[[], torch.Tensor]]:
+) -> tuple[int, Callable[[int], torch.Tensor]]:
     """diffusers' unconditional training example at its defaults (UNet2DModel with attention,
     DDPMScheduler, AdamW 1e-4, cosine schedule with 500 warm-up steps, batch 16, EMA), the
     network's levels cut to what 28×28 allows; sampled with DDIM, 50 steps."""
@@ -188,20 +195,23 @@ def diffusers_arm(
     ema.copy_to(net.parameters())
 
     @torch.no_grad()
-    def sample() -> torch.Tensor:
+    def sample(count: int) -> torch.Tensor:
         ddim = DDIMScheduler.from_config(scheduler.config)
         ddim.set_timesteps(50)
-        x = torch.randn(SAMPLES, 1, size, size, generator=torch.Generator().manual_seed(0))
-        for t in ddim.timesteps:
-            x = ddim.step(net(x, t).sample, t, x).prev_sample
-        return x
+        x = torch.randn(count, 1, size, size, generator=torch.Generator().manual_seed(0))
+        parts = []
+        for part in x.split(100):
+            for t in ddim.timesteps:
+                part = ddim.step(net(part, t).sample, t, part).prev_sample
+            parts.append(part)
+        return torch.cat(parts)
 
     return steps, sample
 
 
 def lucidrains_arm(
     source: str, minutes: float, _out: Path
-) -> tuple[int, Callable[[], torch.Tensor]]:
+) -> tuple[int, Callable[[int], torch.Tensor]]:
     """lucidrains' denoising-diffusion-pytorch as its README trains it (Unet dim 64, v-prediction
     on the sigmoid schedule, Adam 8e-5, batch 32, EMA 0.995 every 10 steps), dim_mults cut to
     (1, 2, 4) for 28×28; sampled with its DDIM, 50 steps."""
@@ -228,10 +238,10 @@ def lucidrains_arm(
     steps = timed_loop(minutes, step)
 
     @torch.no_grad()
-    def sample() -> torch.Tensor:
+    def sample(count: int) -> torch.Tensor:
         torch.manual_seed(0)
-        parts = [ema.ema_model.sample(batch_size=250) for _ in range(SAMPLES // 250)]
-        return torch.cat(parts) * 2 - 1
+        parts = [ema.ema_model.sample(batch_size=100) for _ in range(math.ceil(count / 100))]
+        return torch.cat(parts)[:count] * 2 - 1
 
     return steps, sample
 
@@ -246,19 +256,28 @@ def main() -> None:
     parser.add_argument("--arms", default="ddpmkit,diffusers,lucidrains")
     parser.add_argument("--out", type=Path, default=Path("runs/quality-per-minute"))
     parser.add_argument("--table", type=Path, help="also write the table here")
+    parser.add_argument(
+        "--peer_samples", type=int, default=SAMPLES,
+        help="samples drawn from the peers' (slow) networks; their FID is compared with real "
+        "images' at the same count and their time scaled to 500",
+    )  # fmt: skip
     args = parser.parse_args()
     judge = Judge(args.data)
     train_images = training_images(args.data)
     pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))
-    real = judge(train_images[pick[:SAMPLES]])  # real against real: as many as samples
+    counts = sorted({SAMPLES, args.peer_samples}, reverse=True)
+    real = {n: judge(train_images[pick[:n]]) for n in counts}  # real against real, n each
     held = judge(heldout_split(args.data)[0])
     lines = [
         f"data {args.data}, {args.minutes:g} min of training per arm",
         "",
         "| arm | steps | feature FID | FID / real | confident ≥ 0.9 | class shares | s for 500 |",
         "|---|---|---|---|---|---|---|",
-        f"| real (training images) | – | {real['fid']:.2f} | 1.00 | {real['confident']:.3f} | "
-        f"{real['smallest class']:.3f}–{real['largest class']:.3f} | – |",
+        *(
+            f"| real (training images, {n}) | – | {q['fid']:.2f} | 1.00 | {q['confident']:.3f} "
+            f"| {q['smallest class']:.3f}–{q['largest class']:.3f} | – |"
+            for n, q in real.items()
+        ),
         f"| real held-out (confidence reference) | – | – | – | {held['confident']:.3f} | "
         f"{held['smallest class']:.3f}–{held['largest class']:.3f} | – |",
     ]
@@ -266,13 +285,17 @@ def main() -> None:
     for name in args.arms.split(","):
         arm, _, recipe = name.partition(":")
         options = {"recipe": recipe} if recipe else {}
+        count = SAMPLES if arm == "ddpmkit" else args.peer_samples
         steps, sample = ARMS[arm](args.data, args.minutes, args.out, **options)
         start = time.perf_counter()
-        images = sample()
-        seconds = time.perf_counter() - start
+        images = sample(count)
+        seconds = (time.perf_counter() - start) * SAMPLES / count
         q = judge(images)
+        label = (
+            name if count == SAMPLES else f"{name} ({count} samples; time × {SAMPLES / count:g})"
+        )
         lines.append(
-            f"| {name} | {steps} | {q['fid']:.2f} | {q['fid'] / real['fid']:.2f} | "
+            f"| {label} | {steps} | {q['fid']:.2f} | {q['fid'] / real[count]['fid']:.2f} | "
             f"{q['confident']:.3f} | {q['smallest class']:.3f}–{q['largest class']:.3f} | "
             f"{seconds:.0f} |"
         )
