@@ -18,6 +18,7 @@ LAYERS = {
     "inverse": 2,
     "plots": 2,
     "training.losses": 2,
+    "training.learning_rate": 2,
     "config": 3,
     "pipeline": 4,
     "training": 5,

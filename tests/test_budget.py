@@ -116,6 +116,34 @@ def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):
     assert sizing.choose_unet((1, 8, 8), 1e6, 32, torch.device("cpu"), "fp32").name == "xl"
 
 
+def test_the_batch_doubles_while_images_per_second_grow_by_a_quarter(monkeypatch):
+    """Made-up step times: a CPU whose step time grows with the batch (images/s flat) keeps 32;
+    a device with a fixed cost per step fills up to the cap; one whose images/s grow by 1.5× per
+    doubling up to 128 and 1.1× after stops at 128; a budget too short for 1,000 steps of the
+    doubled batch keeps the smaller one. Sizing reports the batch it timed."""
+    cases = [
+        (lambda b: 0.007 * b, sizing.FIRST_BATCH),
+        (lambda b: 0.05, sizing.MAX_BATCH),
+        (lambda b: 0.05 * (2 / 1.5) ** math.log2(b / 32) * (2 / 1.1 if b > 128 else 1), 128),
+    ]
+    config = rung((1, 8, 8), 16, 1, 0)
+    for seconds, expected in cases:
+        monkeypatch.setattr(sizing, "seconds_per_step", lambda c, b, d, p, s=seconds: s(b))
+        batch, per_step = sizing.batch_for(config, 1e3, torch.device("cpu"), "fp32")
+        assert batch == expected and per_step == pytest.approx(seconds(batch))
+    # 60 s hold 1,200 steps of batch 32 (0.05 s) but only 900 of batch 64 (0.0667 s): 32 stays
+    assert sizing.batch_for(config, 60.0, torch.device("cpu"), "fp32")[0] == 32
+    chosen = sizing.choose_unet((1, 8, 8), 1e3, None, torch.device("cpu"), "fp32")
+    assert chosen.batch == 128 and chosen.seconds_per_step == pytest.approx(cases[2][0](128))
+
+
+def test_an_automatic_batch_needs_automatic_sizing():
+    with pytest.raises(ValueError, match=r"model\.auto_size"):
+        from_dict(RunConfig, {"train": {"batch_size": 0}})
+    sized = from_dict(RunConfig, {"train": {"batch_size": 0}, "model": {"auto_size": True}})
+    assert sized.train.batch_size == 0
+
+
 def test_a_command_without_a_model_is_sized_and_vectors_get_the_mlp(tmp_path, capsys):
     flags = ["--train.steps", "2", "--train.batch_size", "8", "--train.precision", "fp32",
              "--train.minutes", "0.01", "--sample.num_samples", "2", "--sample.steps", "2",
@@ -128,3 +156,9 @@ def test_a_command_without_a_model_is_sized_and_vectors_get_the_mlp(tmp_path, ca
     vectors = ["--data.source", "toy2d", "--data.toy_size", "64"]
     assert main(["train", "--out", str(tmp_path / "toy"), *vectors, *flags]) == 0
     assert read_config(tmp_path / "toy").model.kind == "mlp"
+    unbatched = [flag for flag in flags if flag not in ("--train.batch_size", "8")]
+    assert main(["train", "--out", str(tmp_path / "auto"), *unbatched]) == 0
+    batch = read_config(tmp_path / "auto").train.batch_size  # chosen with the model, recorded
+    assert batch >= sizing.FIRST_BATCH and batch & (batch - 1) == 0
+    assert main(["train", "--out", str(tmp_path / "toy-auto"), *vectors, *unbatched]) == 0
+    assert read_config(tmp_path / "toy-auto").train.batch_size == 64  # all the 64 points

@@ -96,7 +96,8 @@ def describe_sizing(sizing: Sizing, unet: UNetConfig) -> str:
         f"ddpmkit: model sized for the data and {sizing.budget_seconds / 60:g} min: the "
         f"{sizing.name} U-Net ({unet.base_channels} channels × {','.join(map(str, unet.channel_mults))}, "
         f"{unet.layers_per_block} resnet(s) per level, attention at {attention}), "
-        f"{sizing.parameters:,} parameters, {sizing.seconds_per_step:.3f} s/step measured, "
+        f"{sizing.parameters:,} parameters, {sizing.seconds_per_step:.3f} s/step measured "
+        f"at batch {sizing.batch} per process, "
         f"~{sizing.expected_steps:,} steps (pick another with --model.unet.* flags or a --preset)"
     )
 

@@ -257,7 +257,11 @@ class TrainConfig:
     )
     batch_size: int = field(
         default=128,
-        metadata={"help": "samples per optimizer step, over all processes and micro-batches"},
+        metadata={
+            "help": "samples per optimizer step, over all processes and micro-batches; 0: chosen "
+            "with the model by model.auto_size (the smallest from 32 up whose doubling raises "
+            "images/s by less than 25%)"
+        },
     )
     grad_accum: int = field(
         default=1,
@@ -344,10 +348,17 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
+        for name in ("steps", "grad_accum", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "sample_every", "num_workers", "eval_every", "eval_samples"):
+        for name in (
+            "batch_size",
+            "warmup_steps",
+            "sample_every",
+            "num_workers",
+            "eval_every",
+            "eval_samples",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.minutes is not None and not 0 < self.minutes < math.inf:
@@ -539,3 +550,10 @@ class RunConfig:
     sample: SampleConfig = field(
         default_factory=SampleConfig, metadata={"help": "how samples are drawn"}
     )
+
+    def __post_init__(self) -> None:
+        if self.train.batch_size == 0 and not self.model.auto_size:
+            raise ValueError(
+                "train.batch_size = 0 (chosen automatically) needs model.auto_size = true; "
+                "otherwise give a batch size"
+            )

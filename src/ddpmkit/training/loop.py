@@ -63,7 +63,7 @@ from ddpmkit.training.ema import EMA
 from ddpmkit.training.learning_rate import learning_rate
 from ddpmkit.training.losses import LossOutput
 from ddpmkit.training.run_logs import LossLog, StepMetrics, TensorBoardLog, write_summary
-from ddpmkit.training.sizing import Sizing, choose_unet
+from ddpmkit.training.sizing import VECTOR_BATCH, Sizing, choose_unet
 
 DEFAULT_SIZING_MINUTES = 10.0
 """The budget automatic sizing assumes without train.minutes."""
@@ -143,25 +143,32 @@ class Trainer:
     def _sized(self, config: RunConfig, resume: bool) -> RunConfig:
         """The config with the U-Net chosen for the data and the budget (``model.auto_size``);
         a resumed run keeps the one it chose."""
+        train, world = config.train, self.processes.world
         saved = self.run_dir / "config.json"
         if resume and saved.is_file():
-            return dataclasses.replace(config, model=read_config(self.run_dir).model)
+            chosen = read_config(self.run_dir)
+            batch = train.batch_size or chosen.train.batch_size
+            train = dataclasses.replace(train, batch_size=batch)
+            return dataclasses.replace(config, model=chosen.model, train=train)
         if len(self.shape) != 3:  # vectors: the MLP at its defaults
             model = dataclasses.replace(config.model, kind="mlp", auto_size=False)
-            return dataclasses.replace(config, model=model)
+            batch = min(VECTOR_BATCH, len(self.dataset) // world) * world
+            train = dataclasses.replace(train, batch_size=train.batch_size or batch)
+            return dataclasses.replace(config, model=model, train=train)
         if config.model.kind != "unet":
             raise ValueError("model.auto_size chooses a U-Net for images; model.kind is 'mlp'")
-        train = config.train
         self.sizing = choose_unet(
             self.shape,
             budget_seconds=60.0 * (train.minutes or DEFAULT_SIZING_MINUTES),
-            batch=train.batch_size // self.processes.world,
+            batch=train.batch_size // world if train.batch_size else None,
             device=self.device,
             precision=train.precision,
             agree=partial(self.processes.slowest, device=self.device),
+            largest=len(self.dataset) // world,
         )
         model = dataclasses.replace(config.model, unet=self.sizing.unet, auto_size=False)
-        return dataclasses.replace(config, model=model)
+        train = dataclasses.replace(train, batch_size=self.sizing.batch * world)
+        return dataclasses.replace(config, model=model, train=train)
 
     def _autoencoder(self, configured: str, resume: bool) -> Autoencoder:
         """The autoencoder of a latent run (a resumed run's own copy), frozen, on the device."""

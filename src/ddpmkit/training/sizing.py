@@ -1,5 +1,6 @@
 """Automatic model sizing: the largest U-Net of a ladder that still trains enough steps in the
-time budget, judged by timing each rung's training step on the run's own device."""
+time budget, judged by timing each rung's training step on the run's own device; and, when
+asked, the batch: the smallest whose doubling no longer pays for itself in images per second."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ MIN_STEPS = 1000
 TIMED_STEPS = 2
 """Steps timed per rung, after one untimed step."""
 
+FIRST_BATCH = 32
+"""The smallest batch an automatic choice considers (per process)."""
+MAX_BATCH = 512
+"""The largest batch an automatic choice considers (per process)."""
+VECTOR_BATCH = 128
+"""An automatic batch for data that are not images (vectors, which get the MLP, not sized)."""
+BATCH_GAIN = 1.25
+"""A doubled batch is taken only if it raises images per second by at least this factor: at
+equal images a smaller batch's extra steps learned more (docs/benchmarks.md, 28×28 digits)."""
+
 
 @dataclass(frozen=True)
 class Sizing:
@@ -36,8 +47,9 @@ class Sizing:
     name: str
     unet: UNetConfig
     parameters: int
-    seconds_per_step: float  # measured: one training step at the run's batch size
+    seconds_per_step: float  # measured: one training step at ``batch``
     budget_seconds: float
+    batch: int  # per process: the run's, or the one chosen with the rung
 
     @property
     def expected_steps(self) -> int:
@@ -92,25 +104,53 @@ def seconds_per_step(
     return (times[-1] - times[0]) / TIMED_STEPS
 
 
-def choose_unet(
-    shape: tuple[int, ...],
+def batch_for(
+    config: UNetConfig,
     budget_seconds: float,
-    batch: int,
     device: torch.device,
     precision: Precision,
     agree: Callable[[float], float] = float,
+    largest: int = MAX_BATCH,
+) -> tuple[int, float]:
+    """The batch from FIRST_BATCH up, doubled while that raises images/s by BATCH_GAIN or more
+    and the budget still holds MIN_STEPS steps (up to ``largest``), and its step time: a CPU
+    whose images/s do not grow with the batch keeps the small one and its many steps, a GPU or
+    a tiny image fills the hardware first."""
+    batch = min(FIRST_BATCH, largest)
+    per_step = agree(seconds_per_step(config, batch, device, precision))
+    while 2 * batch <= min(MAX_BATCH, largest):
+        doubled = agree(seconds_per_step(config, 2 * batch, device, precision))
+        gain = 2 * batch / doubled / (batch / per_step)
+        if gain < BATCH_GAIN or budget_seconds / doubled < MIN_STEPS:
+            break
+        batch, per_step = 2 * batch, doubled
+    return batch, per_step
+
+
+def choose_unet(
+    shape: tuple[int, ...],
+    budget_seconds: float,
+    batch: int | None,
+    device: torch.device,
+    precision: Precision,
+    agree: Callable[[float], float] = float,
+    largest: int = MAX_BATCH,
 ) -> Sizing:
     """The largest rung that fits MIN_STEPS steps into the budget (the smallest if none does);
     rungs are timed smallest first and the timing stops at the first that does not fit.
+    ``batch`` is per process; None chooses one per rung (``batch_for``, at most ``largest``).
     ``agree`` turns one process's step time into the one all processes use (the slowest)."""
     if len(shape) != 3:
         raise ValueError(f"automatic sizing is for images (C, H, W); the data are {shape}")
     chosen: Sizing | None = None
     for name, base, layers, attended in LADDER:
         config = rung(shape, base, layers, attended)
-        per_step = agree(seconds_per_step(config, batch, device, precision))
+        if batch is None:
+            size, per_step = batch_for(config, budget_seconds, device, precision, agree, largest)
+        else:
+            size, per_step = batch, agree(seconds_per_step(config, batch, device, precision))
         parameters = sum(p.numel() for p in UNet(config).parameters())
-        candidate = Sizing(name, config, parameters, per_step, budget_seconds)
+        candidate = Sizing(name, config, parameters, per_step, budget_seconds, size)
         if chosen is not None and candidate.expected_steps < MIN_STEPS:
             break
         chosen = candidate
