@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -102,6 +103,7 @@ def test_sharded_sampling_equals_one_process(tmp_path):
     ]
 
 
+@pytest.mark.slow  # the sharding it relies on is checked by the sampling and PNG tests
 def test_sharded_likelihood_equals_one_process(tmp_path):
     """Each process evaluates its block of batches, each batch's noise seeded by its index, and
     the per-item values are joined by an exact sum: the report of one process, bit for bit (the
