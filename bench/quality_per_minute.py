@@ -33,9 +33,11 @@ from ddpmkit.evaluation.digits_classifier import train_digits_classifier
 from ddpmkit.evaluation.fid import frechet_distance
 from ddpmkit.pipeline.generation import generate
 from ddpmkit.pipeline.model import load_model
+from ddpmkit.training import budget
 from ddpmkit.training.loop import Trainer
 
 SAMPLES = 500
+EMA_HALF_LIFE_SHARE = budget.EMA_HALF_LIFE_SHARE  # the planner's own, before a recipe "ema…"
 
 
 def data_options(source: str) -> dict:
@@ -114,8 +116,25 @@ RECIPES: dict[str, dict] = {
     "lr1e-3": {"train": {"lr": 1e-3}},
     "lr2e-3": {"train": {"lr": 2e-3}},
     "lr4e-3": {"train": {"lr": 4e-3}},
+    "c124": {  # the tiny rung with 64 channels at the coarsest level (28×28 images)
+        "model": {
+            "auto_size": False,
+            "unet": {
+                "in_channels": 1,
+                "sample_size": 28,
+                "base_channels": 16,
+                "channel_mults": [1, 2, 4],
+                "layers_per_block": 1,
+                "attention_resolutions": [],
+                "dropout": 0.0,
+                "norm_groups": 16,
+            },
+        },
+        "train": {"batch_size": 32},  # a named model has no automatic batch
+    },
 }
-"""ddpmkit arms: ``--arms ddpmkit:eps+b64,…`` (``ddpmkit`` alone is ``ddpmkit:default``)."""
+"""ddpmkit arms: ``--arms ddpmkit:eps+b64,…`` (``ddpmkit`` alone is ``ddpmkit:default``); a part
+``ema<share>`` (``ema0.25``) sets the planner's EMA half-life share for that arm."""
 
 
 def ddpmkit_arm(
@@ -125,8 +144,13 @@ def ddpmkit_arm(
     train.minutes, plus the recipe's changes."""
     run = {"data": data_options(source), "train": {"minutes": minutes, "steps": 1_000_000}}
     values = merge(QUICK_START, run)
+    share = EMA_HALF_LIFE_SHARE
     for part in recipe.split("+"):
+        if part.startswith("ema"):
+            share = float(part[3:])
+            continue
         values = merge(values, RECIPES[part])
+    budget.EMA_HALF_LIFE_SHARE = share
     folder = out / f"ddpmkit-{recipe}"
     trainer = Trainer(from_dict(RunConfig, values), folder)
     trainer.fit()
