@@ -110,6 +110,29 @@ def test_unet_rejects_indivisible_input_size() -> None:
         _eval(SMALL)(torch.randn(1, 3, 16, 15), torch.tensor([1.0]))
 
 
+def test_patched_unet_is_the_network_on_space_to_depth_pixels() -> None:
+    """patch_size p: the same weights as a U-Net on p²·C channels at H/p, applied to the image's
+    p×p patches folded into channels (pixel_unshuffle) and unfolded after (pixel_shuffle); the
+    attention level is the one at sample_size / p / 2."""
+    patched = replace(SMALL, sample_size=32, patch_size=2)
+    folded = replace(SMALL, in_channels=12, out_channels=12, sample_size=16)
+    assert patched.level_resolutions == folded.level_resolutions == (16, 8)
+    net, plain = _eval(patched), UNet(folded).eval()
+    plain.load_state_dict(net.state_dict(), strict=True)
+    x, t = torch.randn(2, 3, 32, 24), torch.tensor([3.0, 640.0])
+    with torch.no_grad():
+        expected = torch.nn.functional.pixel_shuffle(
+            plain(torch.nn.functional.pixel_unshuffle(x, 2), t), 2
+        )
+        out = net(x, t)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        net(torch.randn(1, 3, 30, 32), t[:1])
+    with pytest.raises(ValueError, match="no diffusers UNet2DModel"):
+        diffusers_config_from(patched)
+
+
 def test_unet_scalar_and_batched_t_agree() -> None:
     model = _eval(SMALL)
     x = torch.randn(3, 3, 16, 16)
@@ -277,7 +300,9 @@ def test_mlp_gradients_and_class_conditioning() -> None:
     [
         ({"base_channels": 24, "norm_groups": 32}, "not divisible by norm_groups=32"),
         ({"attention_resolutions": (4,)}, "which no level reaches"),
-        ({"sample_size": 17}, "divisible by 2\\*\\*\\(levels-1\\)"),
+        ({"sample_size": 17}, "divisible by patch_size \\* 2\\*\\*\\(levels-1\\)"),
+        ({"sample_size": 32, "patch_size": 3}, "patch_size 3"),
+        ({"patch_size": 0}, "patch_size must be positive"),
         ({"in_channels": 0}, "in_channels must be positive"),
         ({"out_channels": -1}, "out_channels must be positive"),
         ({"layers_per_block": 0}, "layers_per_block must be positive"),

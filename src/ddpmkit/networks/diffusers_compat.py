@@ -94,7 +94,12 @@ def unet_config_from_diffusers(
 
 def diffusers_config_from(config: UNetConfig) -> dict[str, Any]:
     """The ``UNet2DModel`` keyword arguments of the same network: the inverse of
-    :func:`unet_config_from_diffusers`."""
+    :func:`unet_config_from_diffusers`; ``UNet2DModel`` has no patches (``patch_size`` 1)."""
+    if config.patch_size != 1:
+        raise ValueError(
+            f"a U-Net with patch_size {config.patch_size} has no diffusers UNet2DModel "
+            "equivalent; only patch_size 1 exports"
+        )
     levels = config.attention_levels
     down = ["AttnDownBlock2D" if a else "DownBlock2D" for a in levels]
     up = ["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)]

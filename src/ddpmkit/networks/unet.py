@@ -65,6 +65,14 @@ class UNetConfig:
     attention_head_dim: int | None = field(
         default=None, metadata={"help": "width of one attention head; none: a single head"}
     )
+    patch_size: int = field(
+        default=1,
+        metadata={
+            "help": "side of the square pixel patches folded into channels before the first "
+            "convolution and unfolded after the last: the levels run at sample_size / "
+            "patch_size, about patch_size² times cheaper (1: no patches)"
+        },
+    )
     num_classes: int | None = field(
         default=None,
         metadata={"help": "size of the class embedding table; none: unconditional"},
@@ -100,7 +108,13 @@ class UNetConfig:
     @property
     def level_resolutions(self) -> tuple[int, ...]:
         """Resolution of each level for an input of size ``sample_size``."""
-        return tuple(self.sample_size // 2**i for i in range(len(self.channel_mults)))
+        first = self.sample_size // self.patch_size
+        return tuple(first // 2**i for i in range(len(self.channel_mults)))
+
+    @property
+    def size_divisor(self) -> int:
+        """What input heights and widths must be divisible by: patches, then halvings."""
+        return self.patch_size * 2 ** (len(self.channel_mults) - 1)
 
     @property
     def attention_levels(self) -> tuple[bool, ...]:
@@ -116,6 +130,7 @@ def _check_positive(config: UNetConfig) -> None:
         "base_channels": config.base_channels,
         "layers_per_block": config.layers_per_block,
         "norm_groups": config.norm_groups,
+        "patch_size": config.patch_size,
     }
     for name, value in ints.items():
         if value <= 0:
@@ -166,11 +181,12 @@ def _check_channels(config: UNetConfig) -> None:
 
 
 def _check_resolutions(config: UNetConfig) -> None:
-    factor = 2 ** (len(config.channel_mults) - 1)
+    factor = config.size_divisor
     if config.sample_size % factor != 0:
         raise ValueError(
             f"UNetConfig.sample_size={config.sample_size} must be divisible by "
-            f"2**(levels-1)={factor} for {len(config.channel_mults)} levels"
+            f"patch_size * 2**(levels-1)={factor} for patch_size {config.patch_size} and "
+            f"{len(config.channel_mults)} levels"
         )
     for resolution in config.attention_resolutions:
         if resolution not in config.level_resolutions:
@@ -349,7 +365,10 @@ class UNet(nn.Module):
 
     ``forward(x, t, class_labels)`` maps x_t of shape (B, C, H, W) and timesteps t of shape (B,) or
     () (float, may be non-integer) to a (B, output_channels, H, W) tensor. H and W must be
-    divisible by ``2 ** (len(channel_mults) - 1)``; they need not equal ``sample_size``. With
+    divisible by ``config.size_divisor``; they need not equal ``sample_size``. With
+    ``patch_size`` p > 1 the image is cut into p×p patches whose pixels become channels (space to
+    depth) before ``conv_in`` and the output is put back together after ``conv_out``: the
+    down-sampling at the input of Hoogeboom et al. (2023, simple diffusion, §3). With
     ``num_classes`` set, ``class_labels`` (int64, shape (B,)) adds a learned class embedding to the
     time embedding; ``class_labels=None`` adds nothing (an unconditional evaluation of the same
     network). With ``cross_attention_dim`` set, ``context`` (B, L, cross_attention_dim) is
@@ -360,7 +379,8 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         channels = config.level_channels
-        self.conv_in = nn.Conv2d(config.in_channels, channels[0], kernel_size=3, padding=1)
+        folded = config.patch_size**2
+        self.conv_in = nn.Conv2d(config.in_channels * folded, channels[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(config.base_channels, config.time_embed_dim)
         self.class_embedding: nn.Embedding | None = None
         if config.num_classes is not None:
@@ -369,7 +389,7 @@ class UNet(nn.Module):
         self.up_blocks = self._build_up_blocks(config)
         self.mid_block = MidBlock(config, channels[-1])
         self.conv_norm_out = nn.GroupNorm(config.norm_groups, channels[0], eps=config.norm_eps)
-        self.conv_out = nn.Conv2d(channels[0], config.output_channels, kernel_size=3, padding=1)
+        self.conv_out = nn.Conv2d(channels[0], config.output_channels * folded, 3, padding=1)
 
     @staticmethod
     def _build_down_blocks(config: UNetConfig) -> nn.ModuleList:
@@ -431,7 +451,7 @@ class UNet(nn.Module):
         context_mask: Tensor | None = None,
     ) -> Tensor:
         """(B, C_in, H, W), t (B,) or () -> (B, C_out, H, W); see the class docstring."""
-        factor = 2 ** (len(self.config.channel_mults) - 1)
+        factor = self.config.size_divisor
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(
                 f"input height and width {tuple(x.shape[-2:])} must be divisible by {factor}"
@@ -442,7 +462,7 @@ class UNet(nn.Module):
                 f"(cross_attention_dim={self.config.cross_attention_dim})"
             )
         temb = self.embed(t, x.shape[0], class_labels)
-        h = self.conv_in(x)
+        h = self.conv_in(F.pixel_unshuffle(x, self.config.patch_size))
         skips = [h]
         for down in self.down_blocks:
             h, level_skips = down(h, temb, context, context_mask)
@@ -450,4 +470,5 @@ class UNet(nn.Module):
         h = self.mid_block(h, temb, context, context_mask)
         for up in self.up_blocks:
             h = up(h, skips, temb, context, context_mask)
-        return self.conv_out(F.silu(self.conv_norm_out(h)))
+        out = self.conv_out(F.silu(self.conv_norm_out(h)))
+        return F.pixel_shuffle(out, self.config.patch_size)
