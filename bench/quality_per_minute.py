@@ -132,6 +132,60 @@ RECIPES: dict[str, dict] = {
         },
         "train": {"batch_size": 32},  # a named model has no automatic batch
     },
+    "p2s": {  # 2×2 patches: 32 and 64 channels at 14×14 and 7×7 (28×28 images)
+        "model": {
+            "auto_size": False,
+            "unet": {
+                "in_channels": 1,
+                "sample_size": 28,
+                "patch_size": 2,
+                "base_channels": 32,
+                "channel_mults": [1, 2],
+                "layers_per_block": 1,
+                "attention_resolutions": [],
+                "dropout": 0.0,
+                "norm_groups": 16,
+            },
+        },
+        "train": {"batch_size": 32},
+    },
+    "p2t": {  # 2×2 patches: 16 and 32 channels at 14×14 and 7×7 (28×28 images)
+        "model": {
+            "auto_size": False,
+            "unet": {
+                "in_channels": 1,
+                "sample_size": 28,
+                "patch_size": 2,
+                "base_channels": 16,
+                "channel_mults": [1, 2],
+                "layers_per_block": 1,
+                "attention_resolutions": [],
+                "dropout": 0.0,
+                "norm_groups": 16,
+            },
+        },
+        "train": {"batch_size": 32},
+    },
+    "lnhigh": {  # log-normal noise levels centred at σ = 1 (the default centre is σ = 0.3)
+        "diffusion": {"timestep_sampling": "lognormal", "lognormal_mean": 0.0, "lognormal_std": 1.5}
+    },
+    "p4": {  # 4×4 patches: one level of 64 channels at 7×7 (28×28 images)
+        "model": {
+            "auto_size": False,
+            "unet": {
+                "in_channels": 1,
+                "sample_size": 28,
+                "patch_size": 4,
+                "base_channels": 64,
+                "channel_mults": [1],
+                "layers_per_block": 1,
+                "attention_resolutions": [],
+                "dropout": 0.0,
+                "norm_groups": 16,
+            },
+        },
+        "train": {"batch_size": 32},
+    },
 }
 """ddpmkit arms: ``--arms ddpmkit:eps+b64,…`` (``ddpmkit`` alone is ``ddpmkit:default``); a part
 ``ema<share>`` (``ema0.25``) sets the planner's EMA half-life share for that arm."""

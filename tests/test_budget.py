@@ -94,9 +94,15 @@ def test_a_tight_budget_stops_soon_after_the_probe(tmp_path):
 
 def test_the_ladder_has_levels_down_to_about_four_pixels():
     assert [levels_for(n) for n in (8, 28, 32, 64, 7)] == [2, 3, 4, 4, 1]
-    unet = rung((1, 28, 28), 64, 1, 1)
-    assert unet.channel_mults == (1, 2, 2) and unet.attention_resolutions == (7,)
+    unet = rung((1, 28, 28), 64, 1, 1)  # 2×2 patches: levels at 14 and 7
+    assert unet.patch_size == 2 and unet.level_resolutions == (14, 7)
+    assert unet.channel_mults == (1, 2) and unet.attention_resolutions == (7,)
+    small = rung((1, 8, 8), 16, 1, 1)  # too small for patches
+    assert small.patch_size == 1 and small.level_resolutions == (8, 4)
+    assert rung((3, 32, 32), 16, 1, 0).level_resolutions == (16, 8, 4)
     assert rung((3, 32, 32), 16, 1, 0).attention_resolutions == ()
+    assert rung((1, 18, 30), 16, 1, 0).patch_size == 2
+    assert rung((1, 17, 32), 16, 1, 0).patch_size == 1  # an odd side
 
 
 def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):

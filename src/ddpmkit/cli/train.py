@@ -92,9 +92,11 @@ def interrupted(step: int, checkpoints: list[Path], run_dir: Path) -> str:
 def describe_sizing(sizing: Sizing, unet: UNetConfig) -> str:
     """One line on the automatically chosen U-Net."""
     attention = ",".join(map(str, unet.attention_resolutions)) or "none"
+    patches = f"{unet.patch_size}×{unet.patch_size} patches, " if unet.patch_size > 1 else ""
     return (
         f"ddpmkit: model sized for the data and {sizing.budget_seconds / 60:g} min: the "
-        f"{sizing.name} U-Net ({unet.base_channels} channels × {','.join(map(str, unet.channel_mults))}, "
+        f"{sizing.name} U-Net ({patches}{unet.base_channels} channels × "
+        f"{','.join(map(str, unet.channel_mults))}, "
         f"{unet.layers_per_block} resnet(s) per level, attention at {attention}), "
         f"{sizing.parameters:,} parameters, {sizing.seconds_per_step:.3f} s/step measured "
         f"at batch {sizing.batch} per process, "
