@@ -58,8 +58,8 @@ class Sizing:
 
 PATCHED_FROM = 16
 """Images at least this wide (and of even sides) are cut into 2×2 patches before the first
-convolution (``UNetConfig.patch_size``): on 28×28 digits the patched U-Net took 1.4× the steps in
-the same time and drew more recognisable digits (docs/benchmarks.md)."""
+convolution (``UNetConfig.patch_size``): a rung's step is 2.4–4× cheaper, and on 28×28 digits the
+patched rungs drew more recognisable digits in the same time (docs/benchmarks.md)."""
 
 
 def patch_for(shape: tuple[int, ...]) -> int:
