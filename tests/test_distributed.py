@@ -103,7 +103,7 @@ def test_sharded_sampling_equals_one_process(tmp_path):
     ]
 
 
-@pytest.mark.slow  # the sharding it relies on is checked by the sampling and PNG tests
+@pytest.mark.slow  # the sharding it relies on is checked by test_sharded_sampling_equals_one_process
 def test_sharded_likelihood_equals_one_process(tmp_path):
     """Each process evaluates its block of batches, each batch's noise seeded by its index, and
     the per-item values are joined by an exact sum: the report of one process, bit for bit (the
@@ -121,6 +121,7 @@ def test_sharded_likelihood_equals_one_process(tmp_path):
         assert one[key] == two[key], key
 
 
+@pytest.mark.slow  # 14 s of torchrun; test_sharded_sampling_equals_one_process covers the shards
 def test_sharded_png_folder_holds_every_sample_once(tmp_path):
     """Each process writes the PNGs of its own samples, named by their index in the whole set."""
     run = tmp_path / "run"
