@@ -59,7 +59,8 @@ class Sizing:
 PATCHED_FROM = 16
 """Images at least this wide (and of even sides) are cut into 2×2 patches before the first
 convolution (``UNetConfig.patch_size``): a rung's step is 2.4–4× cheaper, and on 28×28 digits the
-patched rungs drew more recognisable digits in the same time (docs/benchmarks.md)."""
+patched rungs took more steps and sampled faster in the same time, their samples as good or better
+within the run-to-run spread (docs/benchmarks.md)."""
 
 
 def patch_for(shape: tuple[int, ...]) -> int:
