@@ -100,6 +100,17 @@ class Judge:
         }  # fmt: skip
 
 
+def fixed_unet(patch: int, base: int, mults: list[int]) -> dict:
+    """A recipe with a named one-resnet U-Net for 28×28 images at batch 32 (a named model has no
+    automatic batch)."""
+    unet = {
+        "in_channels": 1, "sample_size": 28, "patch_size": patch, "base_channels": base,
+        "channel_mults": mults, "layers_per_block": 1, "attention_resolutions": [],
+        "dropout": 0.0, "norm_groups": 16,
+    }  # fmt: skip
+    return {"model": {"auto_size": False, "unet": unet}, "train": {"batch_size": 32}}
+
+
 RECIPES: dict[str, dict] = {
     # what a recipe changes on top of QUICK_START (what `ddpmkit train` does when no model is
     # named); recipes combine with "+": ``ddpmkit:b32+lognormal``
@@ -116,75 +127,12 @@ RECIPES: dict[str, dict] = {
     "lr1e-3": {"train": {"lr": 1e-3}},
     "lr2e-3": {"train": {"lr": 2e-3}},
     "lr4e-3": {"train": {"lr": 4e-3}},
-    "c124": {  # the tiny rung with 64 channels at the coarsest level (28×28 images)
-        "model": {
-            "auto_size": False,
-            "unet": {
-                "in_channels": 1,
-                "sample_size": 28,
-                "base_channels": 16,
-                "channel_mults": [1, 2, 4],
-                "layers_per_block": 1,
-                "attention_resolutions": [],
-                "dropout": 0.0,
-                "norm_groups": 16,
-            },
-        },
-        "train": {"batch_size": 32},  # a named model has no automatic batch
-    },
-    "p2s": {  # 2×2 patches: 32 and 64 channels at 14×14 and 7×7 (28×28 images)
-        "model": {
-            "auto_size": False,
-            "unet": {
-                "in_channels": 1,
-                "sample_size": 28,
-                "patch_size": 2,
-                "base_channels": 32,
-                "channel_mults": [1, 2],
-                "layers_per_block": 1,
-                "attention_resolutions": [],
-                "dropout": 0.0,
-                "norm_groups": 16,
-            },
-        },
-        "train": {"batch_size": 32},
-    },
-    "p2t": {  # 2×2 patches: 16 and 32 channels at 14×14 and 7×7 (28×28 images)
-        "model": {
-            "auto_size": False,
-            "unet": {
-                "in_channels": 1,
-                "sample_size": 28,
-                "patch_size": 2,
-                "base_channels": 16,
-                "channel_mults": [1, 2],
-                "layers_per_block": 1,
-                "attention_resolutions": [],
-                "dropout": 0.0,
-                "norm_groups": 16,
-            },
-        },
-        "train": {"batch_size": 32},
-    },
+    "c124": fixed_unet(1, 16, [1, 2, 4]),  # the tiny rung with 64 channels at the coarsest level
+    "p2s": fixed_unet(2, 32, [1, 2]),  # 2×2 patches: 32 and 64 channels at 14×14 and 7×7
+    "p2t": fixed_unet(2, 16, [1, 2]),  # 2×2 patches: 16 and 32 channels at 14×14 and 7×7
+    "p4": fixed_unet(4, 64, [1]),  # 4×4 patches: one level of 64 channels at 7×7
     "lnhigh": {  # log-normal noise levels centred at σ = 1 (the default centre is σ = 0.3)
         "diffusion": {"timestep_sampling": "lognormal", "lognormal_mean": 0.0, "lognormal_std": 1.5}
-    },
-    "p4": {  # 4×4 patches: one level of 64 channels at 7×7 (28×28 images)
-        "model": {
-            "auto_size": False,
-            "unet": {
-                "in_channels": 1,
-                "sample_size": 28,
-                "patch_size": 4,
-                "base_channels": 64,
-                "channel_mults": [1],
-                "layers_per_block": 1,
-                "attention_resolutions": [],
-                "dropout": 0.0,
-                "norm_groups": 16,
-            },
-        },
-        "train": {"batch_size": 32},
     },
 }
 """ddpmkit arms: ``--arms ddpmkit:eps+b64,…`` (``ddpmkit`` alone is ``ddpmkit:default``); a part
