@@ -106,8 +106,8 @@ def test_the_ladder_has_levels_down_to_about_four_pixels():
 
 
 def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):
-    """With made-up step times (tiny 0.1 s, each rung twice the last) and 150 s, the budget holds
-    1,500 steps of tiny, 750 of small: tiny is chosen, and the rungs above are not timed."""
+    """With made-up step times (tiny 0.1 s, each rung twice the last) the budget holds 1.5×
+    MIN_STEPS steps of tiny, 0.75× of small: tiny is chosen, and the rungs above are not timed."""
     timed = []
 
     def fake_time(config, batch, device, precision):
@@ -115,9 +115,11 @@ def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):
         return 0.1 * 2 ** (len(timed) - 1)
 
     monkeypatch.setattr(sizing, "seconds_per_step", fake_time)
-    chosen = sizing.choose_unet((1, 8, 8), 150.0, 32, torch.device("cpu"), "fp32")
+    budget = 1.5 * sizing.MIN_STEPS * 0.1
+    chosen = sizing.choose_unet((1, 8, 8), budget, 32, torch.device("cpu"), "fp32")
     assert chosen.name == "tiny" and timed == [16, 32]
-    assert chosen.expected_steps == 1500 and chosen.parameters > 0
+    assert chosen.expected_steps == pytest.approx(1.5 * sizing.MIN_STEPS)
+    assert chosen.parameters > 0
     timed.clear()
     assert sizing.choose_unet((1, 8, 8), 1e6, 32, torch.device("cpu"), "fp32").name == "xl"
 
@@ -125,8 +127,8 @@ def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):
 def test_the_batch_doubles_while_images_per_second_grow_by_a_quarter(monkeypatch):
     """Made-up step times: a CPU whose step time grows with the batch (images/s flat) keeps 32;
     a device with a fixed cost per step fills up to the cap; one whose images/s grow by 1.5× per
-    doubling up to 128 and 1.1× after stops at 128; a budget too short for 1,000 steps of the
-    doubled batch keeps the smaller one. Sizing reports the batch it timed."""
+    doubling up to 128 and 1.1× after stops at 128; a budget too short for MIN_STEPS steps of
+    the doubled batch keeps the smaller one. Sizing reports the batch it timed."""
     cases = [
         (lambda b: 0.007 * b, sizing.FIRST_BATCH),
         (lambda b: 0.05, sizing.MAX_BATCH),
@@ -137,8 +139,9 @@ def test_the_batch_doubles_while_images_per_second_grow_by_a_quarter(monkeypatch
         monkeypatch.setattr(sizing, "seconds_per_step", lambda c, b, d, p, s=seconds: s(b))
         batch, per_step = sizing.batch_for(config, 1e3, torch.device("cpu"), "fp32")
         assert batch == expected and per_step == pytest.approx(seconds(batch))
-    # 60 s hold 1,200 steps of batch 32 (0.05 s) but only 900 of batch 64 (0.0667 s): 32 stays
-    assert sizing.batch_for(config, 60.0, torch.device("cpu"), "fp32")[0] == 32
+    # the budget holds 1.2× MIN_STEPS of batch 32 (0.05 s) but 0.9× of batch 64 (0.0667 s)
+    budget = 1.2 * sizing.MIN_STEPS * 0.05
+    assert sizing.batch_for(config, budget, torch.device("cpu"), "fp32")[0] == 32
     chosen = sizing.choose_unet((1, 8, 8), 1e3, None, torch.device("cpu"), "fp32")
     assert chosen.batch == 128 and chosen.seconds_per_step == pytest.approx(cases[2][0](128))
 
@@ -158,6 +161,7 @@ def test_a_command_without_a_model_is_sized_and_vectors_get_the_mlp(tmp_path, ca
     assert "model sized for the data" in capsys.readouterr().out
     saved = read_config(tmp_path / "img").model
     assert saved.auto_size is False and saved.unet.sample_size == 8  # the choice is recorded
+    assert read_config(tmp_path / "img").sample.clip_x0 is False  # the quick recipe's sampling
     assert main(["train", "--out", str(tmp_path / "img"), "--resume", *flags]) == 0
     vectors = ["--data.source", "toy2d", "--data.toy_size", "64"]
     assert main(["train", "--out", str(tmp_path / "toy"), *vectors, *flags]) == 0

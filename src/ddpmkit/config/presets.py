@@ -171,7 +171,10 @@ QUICK_START: dict[str, Any] = {
     # budget (train.minutes), bf16 where the hardware has it, and the recipe that learned fastest
     # at equal wall time (docs/benchmarks.md, "Quality per CPU-minute"): v-prediction, and the
     # batch chosen with the model: the smallest whose doubling no longer raises images/s much
-    # (on a CPU at 28×28 that is 32, whose 4× as many steps beat batch 128)
+    # (on a CPU at 28×28 that is 32, whose 4× as many steps beat batch 128). Samples come from
+    # Algorithm 2 without clipping x̂_0: clipping the under-shooting background predictions of a
+    # young model lifts them step after step into grey backgrounds, and the stochastic steps
+    # correct what the deterministic solvers carry along (feature FID 82 → 50 on 28×28 digits)
     "model": {"auto_size": True},
     "diffusion": {"parameterization": "v"},
     "train": {
@@ -181,5 +184,11 @@ QUICK_START: dict[str, Any] = {
         "warmup_steps": 100,
         "ema_decay": 0.995,
     },
-    "sample": {"sampler": "dpm++2m", "steps": 50, "num_samples": 64, "precision": "auto"},
+    "sample": {
+        "sampler": "ancestral",
+        "steps": 100,
+        "clip_x0": False,
+        "num_samples": 64,
+        "precision": "auto",
+    },
 }

@@ -23,8 +23,9 @@ LADDER: tuple[tuple[str, int, int, int], ...] = (
 )
 """The rungs, smallest first (docs/benchmarks.md has their step times on the project's CPUs)."""
 
-MIN_STEPS = 1000
-"""A rung is chosen only if the budget holds this many of its steps (docs/benchmarks.md)."""
+MIN_STEPS = 2000
+"""A rung is chosen only if the budget holds this many of its steps: at 28×28 in 4 CPU-minutes
+tiny's ~2,700 steps beat small's ~1,200 twice (docs/benchmarks.md, "Quality per CPU-minute")."""
 
 TIMED_STEPS = 2
 """Steps timed per rung, after one untimed step."""
