@@ -458,6 +458,20 @@ class SampleConfig:
     classifier_scale: float = field(
         default=1.0, metadata={"help": "classifier guidance scale s on ∇log p_φ(y|x_t)"}
     )
+    autoguidance: float = field(
+        default=1.0,
+        metadata={
+            "help": "autoguidance weight w (Karras et al. 2024): D_guide + w·(D - D_guide), "
+            "steering away from a weaker model, sample.guide (1 = off)"
+        },
+    )
+    guide: str | None = field(
+        default=None,
+        metadata={
+            "help": "autoguidance's weaker model: a checkpoint folder; none: the run's checkpoint "
+            "nearest half the sampled one's steps"
+        },
+    )
     clip_x0: bool = field(
         default=True, metadata={"help": "clip the predicted x_0 to [-1, 1] (image data)"}
     )
@@ -521,6 +535,8 @@ class SampleConfig:
             )
         if not math.isfinite(self.guidance):
             raise ValueError(f"sample.guidance must be finite, got {self.guidance}")
+        if not math.isfinite(self.autoguidance):
+            raise ValueError(f"sample.autoguidance must be finite, got {self.autoguidance}")
         if self.prompt is not None and self.label is not None:
             raise ValueError("give sample.prompt or sample.label, not both")
         if self.sampler not in SAMPLERS:

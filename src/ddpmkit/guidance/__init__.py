@@ -1,11 +1,18 @@
-"""Conditional generation: classifier-free and classifier guidance as denoiser wrappers, and the
-time-aware (noisy) classifier p_φ(y|x_t, t) they can be steered by."""
+"""Guided generation: classifier-free, classifier and autoguidance as denoiser wrappers, and the
+time-aware (noisy) classifier p_φ(y|x_t, t) classifier guidance is steered by."""
 
 from ddpmkit.guidance.wrappers import (
+    AutoGuidance,
     Classifier,
     ClassifierFreeGuidance,
     ClassifierGuidance,
     classifier_on_sigma,
 )
 
-__all__ = ["Classifier", "ClassifierFreeGuidance", "ClassifierGuidance", "classifier_on_sigma"]
+__all__ = [
+    "AutoGuidance",
+    "Classifier",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "classifier_on_sigma",
+]

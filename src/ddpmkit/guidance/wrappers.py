@@ -1,4 +1,4 @@
-"""Guided conditional sampling as denoiser wrappers: classifier-free and classifier guidance.
+"""Guided sampling as denoiser wrappers: classifier-free, classifier guidance and autoguidance.
 
 Every sampler calls only a denoiser D(x; σ, y) (``ddpmkit.core.denoisers``), so a guided denoiser works
 with every sampler unchanged; pass the target classes as the sampler's ``class_labels``. A learned
@@ -72,6 +72,35 @@ class ClassifierFreeGuidance:
         conditional, unconditional = x0_hat.chunk(2)
         guided = unconditional + self.scale * (conditional - unconditional)
         return guided, None if v is None else v.chunk(2)[0]
+
+
+class AutoGuidance:
+    """D_w(x; σ) = D_0(x; σ) + w·(D_1(x; σ) - D_0(x; σ)) (Karras et al. 2024, eq. 2).
+
+    D_1 is the model sampled, D_0 a weaker version of it (here an earlier checkpoint), which
+    errs the same way but more; w > 1 extrapolates away from its errors. For Gaussian data the
+    probability-flow ODE of D_w ends with standard deviation s_1^w·s_0^(1-w) when D_1 and D_0 are
+    exact for standard deviations s_1 and s_0. w = 1 runs D_1 alone. Both get the same labels;
+    the variance fraction v is D_1's.
+    """
+
+    def __init__(self, denoiser: Denoiser, guide: Denoiser, weight: float) -> None:
+        self.denoiser, self.guide, self.weight = denoiser, guide, weight
+
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
+        return self.predict(x, sigma, class_labels)[0]
+
+    def predict(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The guided x̂_0 and the sampled model's variance fraction v (or None)."""
+        x0_hat, v = predict_with_variance(self.denoiser, x, sigma, class_labels)
+        if self.weight == 1.0:
+            return x0_hat, v
+        weak = predict_with_variance(self.guide, x, sigma, class_labels)[0]
+        return weak + self.weight * (x0_hat - weak), v
 
 
 class ClassifierGuidance:

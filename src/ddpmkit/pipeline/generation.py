@@ -17,12 +17,14 @@ from ddpmkit.core.precision import autocast
 from ddpmkit.core.randomness import PerSampleGenerator, randn
 from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
 from ddpmkit.guidance import (
+    AutoGuidance,
     Classifier,
     ClassifierFreeGuidance,
     ClassifierGuidance,
     classifier_on_sigma,
 )
 from ddpmkit.outputs import save_npz, save_picture
+from ddpmkit.pipeline.autoguidance import load_guide
 from ddpmkit.pipeline.classifier import LoadedClassifier
 from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
@@ -71,6 +73,7 @@ def generate(
     record_trajectory: bool = False,
     progress: ProgressCallback | None = None,
     rows: slice | None = None,
+    guide: TrainedModel | None = None,
 ) -> SampleResult:
     """``config.num_samples`` samples of the model (its stored sample options by default);
     sample i is seeded ``config.seed + i``. With ``rows`` only those samples are drawn (one
@@ -79,7 +82,9 @@ def generate(
     Batches of ``config.batch_size`` are drawn one after another; since every sample's noise comes
     from its own generator, the result does not depend on the batch size. With a class-conditional
     model or a ``classifier`` sample i gets class ``config.label`` or i mod K, unless
-    ``class_labels`` are given, and the configured guidance steers towards it.
+    ``class_labels`` are given, and the configured guidance steers towards it. With
+    ``config.autoguidance`` ≠ 1 the weaker model is ``guide``, else the one ``config.guide``
+    names (``pipeline.autoguidance``).
     """
     config = config or model.config.sample
     device = model.device
@@ -87,7 +92,11 @@ def generate(
     if class_labels is None and not (config.prompt and model.captions):
         class_labels = sample_labels(config, conditioning.num_classes)
     class_labels = network_conditions(model, config, class_labels)
-    denoiser = wrap_denoiser(guided_denoiser(model.denoiser, config, conditioning), config)
+    denoiser: Denoiser = model.denoiser
+    if config.autoguidance != 1.0:
+        weak = guide or load_guide(model, config.guide)
+        denoiser = AutoGuidance(denoiser, weak.denoiser, config.autoguidance)
+    denoiser = wrap_denoiser(guided_denoiser(denoiser, config, conditioning), config)
     steps = config.steps_for(model.schedule.num_steps)
     first, last, _ = (rows or slice(None)).indices(config.num_samples)
     starts = range(first, last, config.batch_size)
@@ -133,10 +142,14 @@ def network_conditions(
 
 
 def write_samples(
-    model: TrainedModel, stem: Path, progress: ProgressCallback | None = None
+    model: TrainedModel,
+    stem: Path,
+    progress: ProgressCallback | None = None,
+    guide: TrainedModel | None = None,
 ) -> tuple[Path, Path]:
-    """Draw the model's configured samples and write ``stem.png`` and ``stem.npz``."""
-    result = generate(model, progress=progress)
+    """Draw the model's configured samples (autoguided by ``guide`` if given) and write
+    ``stem.png`` and ``stem.npz``."""
+    result = generate(model, progress=progress, guide=guide)
     png = save_picture(result.samples, stem.with_suffix(".png"))
     return png, save_npz(result.samples, stem.with_suffix(".npz"))
 

@@ -39,6 +39,7 @@ from ddpmkit.likelihood import (
 from ddpmkit.networks.autoencoder import Autoencoder
 from ddpmkit.networks.execution import CompiledNetwork, set_layout
 from ddpmkit.pipeline.autoencoder_folders import load_autoencoder, save_autoencoder
+from ddpmkit.pipeline.autoguidance import guide_checkpoint, load_guide
 from ddpmkit.pipeline.checkpoints import (
     CHECKPOINT_PREFIX,
     TrainingState,
@@ -206,7 +207,7 @@ class Trainer:
                 board.close()
         final = self.run_dir / "samples" / checkpoint_name(self.step)
         if main and not final.with_suffix(".png").exists():
-            write_samples(self.sampling_model, final, on_sampling)  # stopped after the checkpoint
+            self._write_grid(final, on_sampling)  # stopped after the checkpoint
         self.processes.barrier()
         if main:
             self._write_summary(time.perf_counter() - start, self.step - first_step, log)
@@ -286,6 +287,7 @@ class Trainer:
         sampler = SAMPLERS[sample.sampler]
         calls = sample.steps_for(self.schedule.num_steps) * sampler.calls_per_level
         calls *= math.ceil(sample.num_samples / batch) * (2 if sample.guidance != 1.0 else 1)
+        calls *= 2 if sample.autoguidance != 1.0 else 1
         with autocast(sample.precision, self.device):
             self.sampling_model.denoiser(x, 1.0)  # warm-up
             self._synchronize()
@@ -452,10 +454,23 @@ class Trainer:
             self.save()
         if samples and self.processes.main:
             stem = self.run_dir / "samples" / checkpoint_name(step)
-            write_samples(self.sampling_model, stem, on_sampling)
+            self._write_grid(stem, on_sampling)
             if self._board is not None:
                 self._board.picture("samples", stem.with_suffix(".png"), step)
         self.processes.barrier()  # no process runs ahead of a checkpoint being written
+
+    def _write_grid(self, stem: Path, on_sampling: ProgressCallback | None) -> None:
+        """A sample grid of the current weights, autoguided when ``sample.autoguidance`` ≠ 1 by
+        ``sample.guide`` or this run's checkpoint nearest half the current step (a grid before
+        any earlier checkpoint is drawn unguided)."""
+        sample, model, guide = self.config.sample, self.sampling_model, None
+        if sample.autoguidance != 1.0:
+            folder = sample.guide or guide_checkpoint(self.run_dir, self.step)
+            if folder is None:
+                model = model.with_sample(dataclasses.replace(sample, autoguidance=1.0))
+            else:
+                guide = load_guide(model, folder)
+        write_samples(model, stem, on_sampling, guide)
 
     def save(self) -> Path:
         """Write a checkpoint of the current step."""
