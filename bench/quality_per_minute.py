@@ -8,9 +8,10 @@ training loops at their usual settings, each given the same wall time on the sam
 For each arm: the steps it reached, then 500 samples judged by a digits classifier (the demo's
 calibrated CNN) trained on the bench's own training images, all area-averaged to 8×8: the
 feature FID to the held-out images, the share classified with confidence ≥ 0.9, the smallest
-and largest class share, and the seconds to draw the 500 (DDIM / DPM-Solver++, 50 steps, for
-every arm). The row "real" judges 500 training images the same way: the FID target is 2× its
-FID. Peers need ``pip install diffusers denoising-diffusion-pytorch``.
+and largest class share, and the seconds to draw the 500 (each arm with its own default sampler:
+ddpmkit's quick recipe draws by 100 autoguided ancestral steps, the peers by DDIM, 50 steps).
+The row "real" judges 500 training images the same way: the FID target is 2× its FID.
+Peers need ``pip install diffusers denoising-diffusion-pytorch``.
 """
 
 from __future__ import annotations
