@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ddpmkit.cli import main
+from ddpmkit.training.distributed import Processes
 
 TOY = ["--preset", "toy2d", "--train.batch_size", "64", "--train.log_every", "10",
        "--sample.num_samples", "8", "--diffusion.num_steps", "60", "--quiet"]  # fmt: skip
@@ -59,6 +60,16 @@ def test_two_processes_train_what_one_process_trains_and_resume_with_one(tmp_pat
     assert [row.split(",")[0] for row in rows[1:]] == ["10", "20"]  # one log, from rank 0
 
 
+def test_each_process_takes_its_rows_of_an_evenly_split_global_batch():
+    assert [Processes(rank, 2).rows(8) for rank in (0, 1)] == [slice(0, 4), slice(4, 8)]
+    assert Processes(1, 2).rows(8, parts=2) == slice(4, 8)
+    with pytest.raises(ValueError, match="batch_size = 63 is the global batch; it must be"):
+        Processes(0, 2).rows(63)
+    with pytest.raises(ValueError, match=r"2 processes × train\.grad_accum = 2"):
+        Processes(0, 2).rows(6, parts=2)
+
+
+@pytest.mark.slow  # 12 s of torchrun; the check itself is the test above, in-process
 def test_the_global_batch_must_split_evenly(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "ddpmkit", "train", "--out", str(tmp_path / "r"), *TOY,
