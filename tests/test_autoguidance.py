@@ -78,7 +78,8 @@ def test_the_default_guide_is_the_checkpoint_nearest_half_the_steps(tmp_path):
 
 def test_an_autoguided_run_and_its_samples(tmp_path, capsys):
     """A run with sample.autoguidance 2 draws its final grid guided by step 2; `sample` guides
-    by default with the run's half-way checkpoint and differs from w = 1; a guide of another
+    by default with the run's half-way checkpoint and differs from w = 1; the run's first
+    checkpoint, with none before it, samples unguided and warns; a guide of another
     conditioning, or a model outside a run without sample.guide, is refused by name."""
     run = tmp_path / "run"
     flags = ["--out", str(run), "--quiet", *TINY, "--sample.autoguidance", "2"]
@@ -93,6 +94,14 @@ def test_an_autoguided_run_and_its_samples(tmp_path, capsys):
     assert np.isfinite(two).all() and np.abs(one - two).max() > 1e-3
     model = load_model(run)
     assert load_guide(model).checkpoint.name == "step-0000002"
+    first = str(run / "checkpoints" / "step-0000002")  # no earlier one: unguided, with a warning
+    for weight in ("1", "2"):
+        out = str(tmp_path / f"first-w{weight}.png")
+        capsys.readouterr()
+        assert main(["sample", first, "--autoguidance", weight, "--out", out, *common]) == 0
+        assert ("no earlier checkpoint" in capsys.readouterr().err) == (weight == "2")
+    one, two = (np.load(tmp_path / f"first-w{w}.npz")["samples"] for w in ("1", "2"))
+    assert np.array_equal(one, two)
     other = tmp_path / "other"
     labelled = ["--model.class_conditional", "true"]
     assert (

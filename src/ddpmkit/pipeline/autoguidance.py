@@ -20,8 +20,9 @@ def guide_checkpoint(run_dir: Path, step: int) -> Path | None:
     return min(earlier, key=lambda c: (abs(2 * (step_of(c.name) or 0) - step), c.name))
 
 
-def default_guide(model: TrainedModel) -> Path:
-    """The default guide of a model read from a run's checkpoint folder."""
+def default_guide(model: TrainedModel) -> Path | None:
+    """The default guide of a model read from a run's checkpoint folder; None when the run has
+    no checkpoint before it."""
     checkpoint = model.checkpoint
     step = step_of(checkpoint.name) if checkpoint is not None else None
     if checkpoint is None or checkpoint.parent.name != "checkpoints" or step is None:
@@ -29,20 +30,16 @@ def default_guide(model: TrainedModel) -> Path:
             f"sample.autoguidance needs sample.guide (a checkpoint folder): {checkpoint or 'the model'}"
             " is not a checkpoint of a run whose earlier checkpoints could guide it"
         )
-    found = guide_checkpoint(checkpoint.parent.parent, step)
-    if found is None:
-        raise ValueError(
-            f"sample.autoguidance: {checkpoint.parent.parent} has no checkpoint before step "
-            f"{step} to guide with; name one with sample.guide, or sample without it "
-            "(sample.autoguidance 1)"
-        )
-    return found
+    return guide_checkpoint(checkpoint.parent.parent, step)
 
 
-def load_guide(model: TrainedModel, guide: str | Path | None = None) -> TrainedModel:
-    """The weaker model for ``model``: the checkpoint ``guide`` (or the run's default), its EMA
-    weights on the model's device; it must draw the same shape under the same conditioning."""
+def load_guide(model: TrainedModel, guide: str | Path | None = None) -> TrainedModel | None:
+    """The weaker model for ``model``: the checkpoint ``guide`` (or the run's default; None if the
+    run has none before the model), its EMA weights on the model's device; it must draw the same
+    shape under the same conditioning."""
     folder = Path(guide) if guide is not None else default_guide(model)
+    if folder is None:
+        return None
     weak = load_model(folder, str(model.device), "ema")
     if weak.shape != model.shape:
         raise ValueError(

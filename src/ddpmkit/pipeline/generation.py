@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,8 @@ def generate(
     model or a ``classifier`` sample i gets class ``config.label`` or i mod K, unless
     ``class_labels`` are given, and the configured guidance steers towards it. With
     ``config.autoguidance`` ≠ 1 the weaker model is ``guide``, else the one ``config.guide``
-    names (``pipeline.autoguidance``).
+    names (``pipeline.autoguidance``); a run's first checkpoint, which has none, is sampled
+    unguided with a warning.
     """
     config = config or model.config.sample
     device = model.device
@@ -95,7 +97,14 @@ def generate(
     denoiser: Denoiser = model.denoiser
     if config.autoguidance != 1.0:
         weak = guide or load_guide(model, config.guide)
-        denoiser = AutoGuidance(denoiser, weak.denoiser, config.autoguidance)
+        if weak is None:
+            warnings.warn(
+                f"{model.checkpoint}: no earlier checkpoint of its run to autoguide with; "
+                "sampling without autoguidance (name one with sample.guide)",
+                stacklevel=2,
+            )
+        else:
+            denoiser = AutoGuidance(denoiser, weak.denoiser, config.autoguidance)
     denoiser = wrap_denoiser(guided_denoiser(denoiser, config, conditioning), config)
     steps = config.steps_for(model.schedule.num_steps)
     first, last, _ = (rows or slice(None)).indices(config.num_samples)
