@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ddpmkit.config.builders import class_labels_of
 from ddpmkit.pipeline.checkpoints import find_checkpoints, step_of
-from ddpmkit.pipeline.model import TrainedModel, load_model
+from ddpmkit.pipeline.model import TrainedModel, load_model, outputs_folder_of
 
 
 def guide_checkpoint(run_dir: Path, step: int) -> Path | None:
@@ -24,13 +24,14 @@ def default_guide(model: TrainedModel) -> Path | None:
     """The default guide of a model read from a run's checkpoint folder; None when the run has
     no checkpoint before it."""
     checkpoint = model.checkpoint
+    run_dir = outputs_folder_of(checkpoint) if checkpoint is not None else None
     step = step_of(checkpoint.name) if checkpoint is not None else None
-    if checkpoint is None or checkpoint.parent.name != "checkpoints" or step is None:
+    if run_dir is None or run_dir == checkpoint or step is None:
         raise ValueError(
             f"sample.autoguidance needs sample.guide (a checkpoint folder): {checkpoint or 'the model'}"
             " is not a checkpoint of a run whose earlier checkpoints could guide it"
         )
-    return guide_checkpoint(checkpoint.parent.parent, step)
+    return guide_checkpoint(run_dir, step)
 
 
 def load_guide(model: TrainedModel, guide: str | Path | None = None) -> TrainedModel | None:
