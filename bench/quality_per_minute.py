@@ -34,11 +34,9 @@ from ddpmkit.evaluation.digits_classifier import train_digits_classifier
 from ddpmkit.evaluation.fid import frechet_distance
 from ddpmkit.pipeline.generation import generate
 from ddpmkit.pipeline.model import load_model
-from ddpmkit.training import budget
 from ddpmkit.training.loop import Trainer
 
 SAMPLES = 500
-EMA_HALF_LIFE_SHARE = budget.EMA_HALF_LIFE_SHARE  # the planner's own, before a recipe "ema…"
 
 
 def data_options(source: str) -> dict:
@@ -120,6 +118,8 @@ RECIPES: dict[str, dict] = {
     "minsnr": {"diffusion": {"loss_weighting": "min_snr"}},
     "lognormal": {"diffusion": {"timestep_sampling": "lognormal"}},
     "cosine": {"train": {"lr_decay": "cosine"}},
+    "linear": {"diffusion": {"schedule": "linear"}},
+    "cosine_noise": {"diffusion": {"schedule": "cosine"}},
     "constant": {"train": {"lr_decay": "constant"}},
     "b16": {"train": {"batch_size": 16}},
     "b32": {"train": {"batch_size": 32}},
@@ -136,8 +136,7 @@ RECIPES: dict[str, dict] = {
         "diffusion": {"timestep_sampling": "lognormal", "lognormal_mean": 0.0, "lognormal_std": 1.5}
     },
 }
-"""ddpmkit arms: ``--arms ddpmkit:eps+b64,…`` (``ddpmkit`` alone is ``ddpmkit:default``); a part
-``ema<share>`` (``ema0.25``) sets the planner's EMA half-life share for that arm."""
+"""ddpmkit arms: ``--arms ddpmkit:eps+b64,…`` (``ddpmkit`` alone is ``ddpmkit:default``)."""
 
 
 def ddpmkit_arm(
@@ -147,13 +146,8 @@ def ddpmkit_arm(
     train.minutes, plus the recipe's changes."""
     run = {"data": data_options(source), "train": {"minutes": minutes, "steps": 1_000_000}}
     values = merge(QUICK_START, run)
-    share = EMA_HALF_LIFE_SHARE
     for part in recipe.split("+"):
-        if part.startswith("ema"):
-            share = float(part[3:])
-            continue
         values = merge(values, RECIPES[part])
-    budget.EMA_HALF_LIFE_SHARE = share
     folder = out / f"ddpmkit-{recipe}"
     trainer = Trainer(from_dict(RunConfig, values), folder)
     trainer.fit()

@@ -8,6 +8,12 @@ import torch
 from torch import nn
 
 
+def warmup_decay(n: int) -> float:
+    """(1+n)/(10+n), the warm-up decay of the n-th update: its half-life grows with the run,
+    ≈ 7.7% of the updates so far (a power-function EMA, Karras et al. 2024 (EDM2), §3.1)."""
+    return (1 + n) / (10 + n)
+
+
 class EMA:
     """θ_EMA ← d·θ_EMA + (1-d)·θ after every optimizer step.
 
@@ -25,8 +31,7 @@ class EMA:
         """d for the next update."""
         if not self.warmup:
             return self.decay
-        n = self.num_updates + 1
-        return min(self.decay, (1 + n) / (10 + n))
+        return min(self.decay, warmup_decay(self.num_updates + 1))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
