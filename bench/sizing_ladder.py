@@ -1,5 +1,5 @@
 """The automatic-sizing ladder measured: each rung's parameters and training-step time per image
-size, and the rung a budget would choose.
+size (MLPs for images of at most 256 values, else U-Nets), and the rung a budget would choose.
 
     python bench/sizing_ladder.py [--sizes 8,28,32,64] [--batch 128] [--budgets 1,4,15,60]
 
@@ -15,8 +15,7 @@ import argparse
 import torch
 
 from ddpmkit.core.precision import resolve_precision
-from ddpmkit.networks import UNet
-from ddpmkit.training.sizing import LADDER, MIN_STEPS, rung, seconds_per_step
+from ddpmkit.training.sizing import MIN_STEPS, ladder, network_of, seconds_per_step
 
 
 def main() -> None:
@@ -41,9 +40,8 @@ def main() -> None:
     )
     print("|---|---|---|---|" + "---|" * len(budgets))
     for size in (int(s) for s in args.sizes.split(",")):
-        for name, base, layers, attended in LADDER:
-            config = rung((args.channels, size, size), base, layers, attended)
-            parameters = sum(p.numel() for p in UNet(config).parameters())
+        for name, config in ladder((args.channels, size, size)):
+            parameters = sum(p.numel() for p in network_of(config).parameters())
             per_step = seconds_per_step(config, args.batch, device, precision)
             steps = " | ".join(f"{int(60 * b / per_step):,}" for b in budgets)
             print(f"| {size} | {name} | {parameters:,} | {per_step:.3f} | {steps} |", flush=True)

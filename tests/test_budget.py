@@ -13,7 +13,8 @@ from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig, TrainConfig
 from ddpmkit.pipeline.checkpoints import read_config
 from ddpmkit.training import sizing
-from ddpmkit.training.budget import PROBE_STEPS, ema_decay_for, plan_run
+from ddpmkit.training.budget import PROBE_STEPS, half_life, plan_run
+from ddpmkit.training.ema import EMA, warmup_decay
 from ddpmkit.training.loop import PLAN_FILE, Trainer
 from ddpmkit.training.sizing import levels_for, rung
 
@@ -24,7 +25,9 @@ def test_the_plan_fills_the_budget_left_after_the_sample_grid():
     assert plan.train.steps == 11 + int((60 - 10 - 5) / 0.5)
     assert plan.train.warmup_steps == int(0.05 * plan.train.steps)  # ≤ 5% of the run
     assert plan.train.ema_decay**plan.ema_half_life == pytest.approx(0.5)
-    assert plan.ema_half_life == pytest.approx(0.1 * plan.train.steps)
+    steps = plan.train.steps
+    assert plan.train.ema_decay == pytest.approx((1 + steps) / (10 + steps))  # the warm-up's
+    assert plan.ema_half_life == pytest.approx(math.log(2) / 9 * (steps + 5.5), rel=0.01)
     assert plan.train.checkpoint_every == math.ceil(plan.train.steps / 4)
     assert plan.train.minutes == 1.0 and plan.train.lr == train.lr
 
@@ -44,9 +47,20 @@ def test_the_plan_respects_the_step_cap_and_always_takes_one_more_step():
         plan_run(TrainConfig(), steps_done=1, elapsed=0.0, seconds_per_step=1.0, sample_seconds=0.0)
 
 
-def test_ema_decay_halves_a_steps_weight_after_its_half_life():
-    assert ema_decay_for(10.0) ** 10 == pytest.approx(0.5)
-    assert ema_decay_for(0.1) == 0.5  # at least one step
+def test_half_life_is_where_the_decay_reaches_one_half():
+    assert 0.9 ** half_life(0.9) == pytest.approx(0.5)
+    assert half_life(0.5) == pytest.approx(1.0)
+
+
+def test_the_planned_ema_is_the_warm_up_average_all_the_way():
+    """The plan's decay is the warm-up's at the last step, so min(decay, warm-up) is the
+    warm-up's at every step: the planned run averages exactly as an uncapped warm-up would."""
+    train = TrainConfig(minutes=1.0, steps=10_000)
+    plan = plan_run(train, steps_done=1, elapsed=0.0, seconds_per_step=0.2, sample_seconds=0.0)
+    ema = EMA(torch.nn.Linear(1, 1), plan.train.ema_decay, warmup=True)
+    for n in range(plan.train.steps):
+        assert ema.current_decay() == warmup_decay(n + 1)
+        ema.num_updates += 1
 
 
 @pytest.mark.parametrize("minutes", [-1.0, 0.0, float("inf")])
@@ -105,23 +119,43 @@ def test_the_ladder_has_levels_down_to_about_four_pixels():
     assert rung((1, 17, 32), 16, 1, 0).patch_size == 1  # an odd side
 
 
-def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):
-    """With made-up step times (tiny 0.1 s, each rung twice the last) the budget holds 1.5×
-    MIN_STEPS steps of tiny, 0.75× of small: tiny is chosen, and the rungs above are not timed."""
+@pytest.mark.parametrize(
+    ("shape", "mlp", "widths"),
+    [
+        ((1, 32, 32), True, [16, 32, 64, 96, 128]),
+        ((1, 8, 8), True, [256, 512, 1024]),
+        ((3, 8, 8), True, [256, 512, 1024]),
+        ((1, 8, 8), False, [16, 32, 64, 96, 128]),
+    ],
+)
+def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch, shape, mlp, widths):
+    """With made-up step times (the first rung 0.1 s, each rung twice the last) the budget holds
+    1.5× MIN_STEPS steps of the first rung, 0.75× of the second: the first is chosen, and the
+    rungs above are not timed. Images of at most MLP_MAX_VALUES values climb the MLP ladder
+    (unless text conditioning asks for the U-Net), larger ones the U-Net ladder."""
     timed = []
 
     def fake_time(config, batch, device, precision):
-        timed.append(config.base_channels)
+        timed.append(getattr(config, "base_channels", getattr(config, "hidden", None)))
         return 0.1 * 2 ** (len(timed) - 1)
 
     monkeypatch.setattr(sizing, "seconds_per_step", fake_time)
     budget = 1.5 * sizing.MIN_STEPS * 0.1
-    chosen = sizing.choose_unet((1, 8, 8), budget, 32, torch.device("cpu"), "fp32")
-    assert chosen.name == "tiny" and timed == [16, 32]
+    chosen = sizing.choose_network(shape, budget, 32, torch.device("cpu"), "fp32", mlp=mlp)
+    assert chosen.kind == ("mlp" if widths[0] == 256 else "unet")
+    assert timed == widths[:2]
     assert chosen.expected_steps == pytest.approx(1.5 * sizing.MIN_STEPS)
-    assert chosen.parameters > 0
+    assert chosen.parameters == sum(
+        p.numel() for p in sizing.network_of(chosen.network).parameters()
+    )
     timed.clear()
-    assert sizing.choose_unet((1, 8, 8), 1e6, 32, torch.device("cpu"), "fp32").name == "xl"
+    largest = sizing.choose_network(shape, 1e6, 32, torch.device("cpu"), "fp32", mlp=mlp)
+    assert timed == widths and largest.name in ("xl", "mlp-large")
+
+
+def test_an_mlp_rung_sees_the_whole_image():
+    assert math.prod((3, 8, 8)) <= sizing.MLP_MAX_VALUES < math.prod((1, 28, 28))
+    assert sizing.mlp_rung((3, 8, 8), 256, 2).dim == 192
 
 
 def test_the_batch_doubles_while_images_per_second_grow_by_a_quarter(monkeypatch):
@@ -142,7 +176,7 @@ def test_the_batch_doubles_while_images_per_second_grow_by_a_quarter(monkeypatch
     # the budget holds 1.2× MIN_STEPS of batch 32 (0.05 s) but 0.9× of batch 64 (0.0667 s)
     budget = 1.2 * sizing.MIN_STEPS * 0.05
     assert sizing.batch_for(config, budget, torch.device("cpu"), "fp32")[0] == 32
-    chosen = sizing.choose_unet((1, 8, 8), 1e3, None, torch.device("cpu"), "fp32")
+    chosen = sizing.choose_network((1, 32, 32), 1e3, None, torch.device("cpu"), "fp32")
     assert chosen.batch == 128 and chosen.seconds_per_step == pytest.approx(cases[2][0](128))
 
 
@@ -160,7 +194,11 @@ def test_a_command_without_a_model_is_sized_and_vectors_get_the_mlp(tmp_path, ca
     assert main(["train", "--out", str(tmp_path / "img"), *flags]) == 0
     assert "model sized for the data" in capsys.readouterr().out
     saved = read_config(tmp_path / "img").model
-    assert saved.auto_size is False and saved.unet.sample_size == 8  # the choice is recorded
+    assert saved.auto_size is False and saved.kind == "mlp"  # the choice is recorded:
+    assert saved.mlp.dim == 64 and saved.sample_shape == (1, 8, 8)  # 8×8 digits get the MLP
+    assert main(["sample", str(tmp_path / "img"), "--num_samples", "2", "--steps", "2",
+                 "--out", str(tmp_path / "drawn.png")]) == 0  # fmt: skip
+    assert (tmp_path / "drawn.png").is_file()
     assert read_config(tmp_path / "img").sample.clip_x0 is False  # the quick recipe's sampling
     assert main(["train", "--out", str(tmp_path / "img"), "--resume", *flags]) == 0
     vectors = ["--data.source", "toy2d", "--data.toy_size", "64"]

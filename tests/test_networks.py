@@ -292,6 +292,23 @@ def test_mlp_gradients_and_class_conditioning() -> None:
         MLPDenoiser(MLPConfig(hidden=8, time_embed_dim=8))(x, t, labels)
 
 
+def test_mlp_on_images_is_the_mlp_on_the_flattened_pixels() -> None:
+    """An image batch (B, C, H, W) is read as (B, C·H·W) vectors in row-major order, and a
+    learned-variance output of 2·C·H·W values comes back as 2C channels: the first C hold the
+    first C·H·W outputs (the mean), as ``chunk(2, dim=1)`` splits both layouts alike."""
+    torch.manual_seed(0)
+    model = MLPDenoiser(MLPConfig(dim=3 * 4 * 4, hidden=32, time_embed_dim=16, out_dim=96)).double()
+    images, t = torch.randn(5, 3, 4, 4, dtype=torch.float64), torch.rand(5) * 1000
+    out = model(images, t)
+    flat = model(images.reshape(5, -1), t)
+    assert out.shape == (5, 6, 4, 4) and flat.shape == (5, 96)
+    assert torch.equal(out.reshape(5, -1), flat)
+    for half_image, half_flat in zip(out.chunk(2, dim=1), flat.chunk(2, dim=1), strict=True):
+        assert torch.equal(half_image.reshape(5, -1), half_flat)
+    channels_last = images.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(channels_last, t), out, rtol=0, atol=1e-12)
+
+
 # --- (g) invalid configs --------------------------------------------------------------------------
 
 

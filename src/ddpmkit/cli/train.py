@@ -19,9 +19,9 @@ from ddpmkit.config.parsing import (
 )
 from ddpmkit.config.presets import PRESETS, QUICK_START
 from ddpmkit.config.schema import RunConfig
+from ddpmkit.networks import MLPConfig, UNetConfig
 
 if TYPE_CHECKING:
-    from ddpmkit.networks import UNetConfig
     from ddpmkit.training.budget import Plan
     from ddpmkit.training.sizing import Sizing
 
@@ -89,18 +89,32 @@ def interrupted(step: int, checkpoints: list[Path], run_dir: Path) -> str:
     )
 
 
-def describe_sizing(sizing: Sizing, unet: UNetConfig) -> str:
-    """One line on the automatically chosen U-Net."""
-    attention = ",".join(map(str, unet.attention_resolutions)) or "none"
-    patches = f"{unet.patch_size}×{unet.patch_size} patches, " if unet.patch_size > 1 else ""
+def describe_sizing(sizing: Sizing) -> str:
+    """One line on the automatically chosen network."""
     return (
         f"ddpmkit: model sized for the data and {sizing.budget_seconds / 60:g} min: the "
-        f"{sizing.name} U-Net ({patches}{unet.base_channels} channels × "
-        f"{','.join(map(str, unet.channel_mults))}, "
-        f"{unet.layers_per_block} resnet(s) per level, attention at {attention}), "
+        f"{sizing.name} {describe_network(sizing.network)}, "
         f"{sizing.parameters:,} parameters, {sizing.seconds_per_step:.3f} s/step measured "
-        f"at batch {sizing.batch} per process, "
-        f"~{sizing.expected_steps:,} steps (pick another with --model.unet.* flags or a --preset)"
+        f"at batch {sizing.batch} per process, ~{sizing.expected_steps:,} steps "
+        f"(pick another with --model.{sizing.kind}.* flags or a --preset)"
+    )
+
+
+def describe_network(network: UNetConfig | MLPConfig) -> str:
+    """A U-Net's levels, channels and attention, or an MLP's width and depth."""
+    if isinstance(network, MLPConfig):
+        return (
+            f"MLP on the flattened image ({network.dim} values; {network.num_blocks} residual "
+            f"blocks of width {network.hidden})"
+        )
+    attention = ",".join(map(str, network.attention_resolutions)) or "none"
+    patches = (
+        f"{network.patch_size}×{network.patch_size} patches, " if network.patch_size > 1 else ""
+    )
+    return (
+        f"U-Net ({patches}{network.base_channels} channels × "
+        f"{','.join(map(str, network.channel_mults))}, "
+        f"{network.layers_per_block} resnet(s) per level, attention at {attention})"
     )
 
 
@@ -135,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     where = f"{processes.world} processes" if processes.distributed else str(trainer.device)
     say(f"ddpmkit: training in {run_dir} on {where}, {precision}, {parameters:,} parameters")
     if trainer.sizing is not None:
-        say(describe_sizing(trainer.sizing, trainer.config.model.unet))
+        say(describe_sizing(trainer.sizing))
     planning = config.train.minutes is not None and trainer.plan is None
     total = None if planning else trainer.config.train.steps
     bar = tqdm(total=total, initial=trainer.step, disable=quiet, desc="train")

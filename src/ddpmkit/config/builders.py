@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import partial
 
 import torch
@@ -130,12 +131,11 @@ def resolve_for_data(
         )
         model = dataclasses.replace(model, unet=unet)
     else:
-        if len(shape) != 1:
-            raise ValueError(f"model.kind = 'mlp' needs vector data (D,); the data is {shape}")
+        dim = math.prod(shape)  # images are flattened
         mlp = dataclasses.replace(
             model.mlp,
-            dim=shape[0],
-            out_dim=2 * shape[0] if learned else model.mlp.out_dim,
+            dim=dim,
+            out_dim=2 * dim if learned else model.mlp.out_dim,
             num_classes=classes,
         )
         model = dataclasses.replace(model, mlp=mlp)
@@ -221,7 +221,7 @@ def check_sample_shape(model: ModelConfig, where: str) -> None:
         fits = shape is not None and len(shape) == 3 and tuple(shape[:2]) == expected
         network = f"in_channels {expected[0]}, sample_size {expected[1]}"
     else:
-        fits = shape is not None and tuple(shape) == (model.mlp.dim,)
+        fits = shape is not None and math.prod(shape) == model.mlp.dim
         network = f"dim {model.mlp.dim}"
     if not fits:
         raise ValueError(

@@ -28,7 +28,10 @@ _DATA_CLASSES = "the data's class count with class_conditional (+1 with label_dr
 class ModelConfig:
     kind: Literal["unet", "mlp"] = field(
         default="unet",
-        metadata={"help": "the network: the U-Net for images, the MLP for vectors and 2-D points"},
+        metadata={
+            "help": "the network: the U-Net for images, the MLP for vectors, 2-D points and "
+            "small images (flattened)"
+        },
     )
     class_conditional: bool = field(
         default=False, metadata={"help": "add a class embedding; the classes come from the data"}
@@ -36,9 +39,10 @@ class ModelConfig:
     auto_size: bool = field(
         default=False,
         metadata={
-            "help": "choose the U-Net from the data and the time budget (train.minutes, else "
-            "10 minutes): the largest of a measured ladder that trains enough steps; "
-            "`ddpmkit train` sets it when no model is named"
+            "help": "choose the network from the data and the time budget (train.minutes, "
+            "else 10 minutes): the largest of a measured ladder that trains enough steps, of "
+            "MLPs for images of at most 256 values, else of U-Nets; `ddpmkit train` sets it "
+            "when no model is named"
         },
     )
     label_dropout: float = field(

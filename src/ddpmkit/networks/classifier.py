@@ -185,4 +185,4 @@ class NoisyMLPClassifier(MLPDenoiser):
 
     def forward(self, x_t: Tensor, t: Tensor | float) -> Tensor:
         """(B, dim), t (B,) or () -> (B, num_classes) logits."""
-        return super().forward(x_t, t)
+        return self.forward_flat(x_t, t)

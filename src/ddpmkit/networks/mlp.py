@@ -1,4 +1,5 @@
-"""A residual MLP denoiser for low-dimensional (e.g. 2-D toy) data.
+"""A residual MLP denoiser for low-dimensional data: 2-D toy points, vectors and small images
+(flattened; for 8×8 digits it learns more per CPU-minute than the U-Net, docs/benchmarks.md).
 
 The time conditioning mirrors the U-Net of Ho et al. (2020), Appendix B: sinusoidal features, a
 two-layer time MLP, and a per-block projection of SiLU(temb) added to the hidden state.
@@ -21,7 +22,9 @@ __all__ = ["MLPConfig", "MLPDenoiser"]
 class MLPConfig:
     """Hyper-parameters of :class:`MLPDenoiser`."""
 
-    dim: int = field(default=2, metadata={"help": "features of x"})
+    dim: int = field(
+        default=2, metadata={"help": "features of x (C·H·W for images, which are flattened)"}
+    )
     hidden: int = field(
         default=256, metadata={"help": "width of the residual stream and of the time embedding"}
     )
@@ -119,6 +122,14 @@ class MLPDenoiser(nn.Module):
         return temb + self.class_embedding(class_labels).to(temb.dtype)
 
     def forward(self, x: Tensor, t: Tensor | float, class_labels: Tensor | None = None) -> Tensor:
+        """(B, dim), t (B,) or () -> (B, output_dim); an image batch (B, C, H, W) with
+        C·H·W = dim is flattened, and its output comes back as (B, C·output_dim/dim, H, W)."""
+        flat = self.forward_flat(x.flatten(1), t, class_labels)
+        return flat.view(x.shape[0], -1, *x.shape[2:])
+
+    def forward_flat(
+        self, x: Tensor, t: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
         """(B, dim), t (B,) or () -> (B, output_dim)."""
         temb = self.embed(t, x.shape[0], class_labels)
         h = self.linear_in(x)

@@ -64,7 +64,7 @@ from ddpmkit.training.ema import EMA
 from ddpmkit.training.learning_rate import learning_rate
 from ddpmkit.training.losses import LossOutput
 from ddpmkit.training.run_logs import LossLog, StepMetrics, TensorBoardLog, write_summary
-from ddpmkit.training.sizing import VECTOR_BATCH, Sizing, choose_unet
+from ddpmkit.training.sizing import VECTOR_BATCH, Sizing, choose_network
 
 DEFAULT_SIZING_MINUTES = 10.0
 """The budget automatic sizing assumes without train.minutes."""
@@ -142,7 +142,7 @@ class Trainer:
         self.processes.barrier()  # no process reads the run folder before it is claimed
 
     def _sized(self, config: RunConfig, resume: bool) -> RunConfig:
-        """The config with the U-Net chosen for the data and the budget (``model.auto_size``);
+        """The config with the network chosen for the data and the budget (``model.auto_size``);
         a resumed run keeps the one it chose."""
         train, world = config.train, self.processes.world
         saved = self.run_dir / "config.json"
@@ -156,9 +156,7 @@ class Trainer:
             batch = min(VECTOR_BATCH, len(self.dataset) // world) * world
             train = dataclasses.replace(train, batch_size=train.batch_size or batch)
             return dataclasses.replace(config, model=model, train=train)
-        if config.model.kind != "unet":
-            raise ValueError("model.auto_size chooses a U-Net for images; model.kind is 'mlp'")
-        self.sizing = choose_unet(
+        self.sizing = choose_network(
             self.shape,
             budget_seconds=60.0 * (train.minutes or DEFAULT_SIZING_MINUTES),
             batch=train.batch_size // world if train.batch_size else None,
@@ -166,8 +164,10 @@ class Trainer:
             precision=train.precision,
             agree=partial(self.processes.slowest, device=self.device),
             largest=len(self.dataset) // world,
+            mlp=not config.model.text_conditional,
         )
-        model = dataclasses.replace(config.model, unet=self.sizing.unet, auto_size=False)
+        network = {self.sizing.kind: self.sizing.network}
+        model = dataclasses.replace(config.model, kind=self.sizing.kind, auto_size=False, **network)
         train = dataclasses.replace(train, batch_size=self.sizing.batch * world)
         return dataclasses.replace(config, model=model, train=train)
 

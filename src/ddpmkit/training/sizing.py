@@ -1,17 +1,25 @@
-"""Automatic model sizing: the largest U-Net of a ladder that still trains enough steps in the
+"""Automatic model sizing: the largest network of a ladder that still trains enough steps in the
 time budget, judged by timing each rung's training step on the run's own device; and, when
-asked, the batch: the smallest whose doubling no longer pays for itself in images per second."""
+asked, the batch: the smallest whose doubling no longer pays for itself in images per second.
+Images of at most MLP_MAX_VALUES values climb a ladder of residual MLPs on the flattened image,
+larger ones a ladder of U-Nets."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch import nn
 
 from ddpmkit.core.precision import Precision, autocast
-from ddpmkit.networks import UNet, UNetConfig
+from ddpmkit.networks import MLPConfig, MLPDenoiser, UNet, UNetConfig
+
+NetworkConfig = UNetConfig | MLPConfig
+"""What a rung is: a U-Net or an MLP."""
 
 LADDER: tuple[tuple[str, int, int, int], ...] = (
     # name, base channels, resnets per level, levels with self-attention (the coarsest ones)
@@ -21,7 +29,21 @@ LADDER: tuple[tuple[str, int, int, int], ...] = (
     ("large", 96, 2, 1),
     ("xl", 128, 2, 2),
 )
-"""The rungs, smallest first (docs/benchmarks.md has their step times on the project's CPUs)."""
+"""The U-Net rungs, smallest first (docs/benchmarks.md has their step times on the project's CPUs)."""
+
+MLP_LADDER: tuple[tuple[str, int, int], ...] = (
+    # name, hidden width, residual blocks
+    ("mlp-small", 256, 2),
+    ("mlp-medium", 512, 2),
+    ("mlp-large", 1024, 3),
+)
+"""The MLP rungs, smallest first."""
+
+MLP_MAX_VALUES = 256
+"""Images of at most this many values (16×16 grey, 8×8 RGB) get the MLP ladder: on the bundled
+8×8 digits (64 values) in one CPU-minute the smallest MLP trained ~2,400 steps where the tiny
+U-Net trained ~500, and met the demo's criteria that the U-Net missed; at 28×28 (784 values) the
+U-Net won (docs/benchmarks.md, "The bundled 8×8 digits in one minute")."""
 
 MIN_STEPS = 2000
 """A rung is chosen only if the budget holds this many of its steps: at 28×28 in 4 CPU-minutes
@@ -43,14 +65,19 @@ equal images a smaller batch's extra steps learned more (docs/benchmarks.md, 28�
 
 @dataclass(frozen=True)
 class Sizing:
-    """The chosen U-Net and what it was chosen on."""
+    """The chosen network and what it was chosen on."""
 
     name: str
-    unet: UNetConfig
+    network: NetworkConfig  # a UNetConfig or an MLPConfig
     parameters: int
     seconds_per_step: float  # measured: one training step at ``batch``
     budget_seconds: float
     batch: int  # per process: the run's, or the one chosen with the rung
+
+    @property
+    def kind(self) -> Literal["unet", "mlp"]:
+        """The model.kind of the chosen network."""
+        return "unet" if isinstance(self.network, UNetConfig) else "mlp"
 
     @property
     def expected_steps(self) -> int:
@@ -98,14 +125,35 @@ def rung(shape: tuple[int, ...], base: int, layers: int, attended: int) -> UNetC
     )
 
 
+def mlp_rung(shape: tuple[int, ...], hidden: int, blocks: int) -> MLPConfig:
+    """One rung's MLP for data of ``shape``, flattened."""
+    return MLPConfig(dim=math.prod(shape), hidden=hidden, num_blocks=blocks)
+
+
+def ladder(shape: tuple[int, ...], mlp: bool = True) -> list[tuple[str, NetworkConfig]]:
+    """The rungs for images of ``shape`` (C, H, W), smallest first: MLPs for images of at most
+    MLP_MAX_VALUES values (unless ``mlp`` is False), else U-Nets."""
+    if mlp and math.prod(shape) <= MLP_MAX_VALUES:
+        return [(name, mlp_rung(shape, hidden, blocks)) for name, hidden, blocks in MLP_LADDER]
+    return [(name, rung(shape, *sizes)) for name, *sizes in LADDER]
+
+
+def network_of(config: NetworkConfig) -> nn.Module:
+    """The network a rung describes."""
+    return UNet(config) if isinstance(config, UNetConfig) else MLPDenoiser(config)
+
+
 def seconds_per_step(
-    config: UNetConfig, batch: int, device: torch.device, precision: Precision
+    config: NetworkConfig, batch: int, device: torch.device, precision: Precision
 ) -> float:
     """The time of one AdamW training step of the network on random data (after one untimed)."""
     generator = torch.Generator().manual_seed(0)
-    network = UNet(config).to(device)
+    network = network_of(config).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
-    shape = (batch, config.in_channels, config.sample_size, config.sample_size)
+    if isinstance(config, UNetConfig):
+        shape = (batch, config.in_channels, config.sample_size, config.sample_size)
+    else:
+        shape = (batch, config.dim)  # an MLP flattens images: the same step
     x = torch.randn(shape, generator=generator).to(device)
     t = torch.randint(0, 1000, (batch,), generator=generator).to(device)
     times = []
@@ -122,7 +170,7 @@ def seconds_per_step(
 
 
 def batch_for(
-    config: UNetConfig,
+    config: NetworkConfig,
     budget_seconds: float,
     device: torch.device,
     precision: Precision,
@@ -144,7 +192,7 @@ def batch_for(
     return batch, per_step
 
 
-def choose_unet(
+def choose_network(
     shape: tuple[int, ...],
     budget_seconds: float,
     batch: int | None,
@@ -152,21 +200,23 @@ def choose_unet(
     precision: Precision,
     agree: Callable[[float], float] = float,
     largest: int = MAX_BATCH,
+    mlp: bool = True,
 ) -> Sizing:
     """The largest rung that fits MIN_STEPS steps into the budget (the smallest if none does);
     rungs are timed smallest first and the timing stops at the first that does not fit.
     ``batch`` is per process; None chooses one per rung (``batch_for``, at most ``largest``).
-    ``agree`` turns one process's step time into the one all processes use (the slowest)."""
+    ``agree`` turns one process's step time into the one all processes use (the slowest).
+    ``mlp`` False keeps small images on the U-Net ladder (text conditioning needs its
+    cross-attention)."""
     if len(shape) != 3:
         raise ValueError(f"automatic sizing is for images (C, H, W); the data are {shape}")
     chosen: Sizing | None = None
-    for name, base, layers, attended in LADDER:
-        config = rung(shape, base, layers, attended)
+    for name, config in ladder(shape, mlp):
         if batch is None:
             size, per_step = batch_for(config, budget_seconds, device, precision, agree, largest)
         else:
             size, per_step = batch, agree(seconds_per_step(config, batch, device, precision))
-        parameters = sum(p.numel() for p in UNet(config).parameters())
+        parameters = sum(p.numel() for p in network_of(config).parameters())
         candidate = Sizing(name, config, parameters, per_step, budget_seconds, size)
         if chosen is not None and candidate.expected_steps < MIN_STEPS:
             break
