@@ -39,12 +39,20 @@ from ddpmkit.training.loop import Trainer
 SAMPLES = 500
 
 
+def folder_and_size(source: str) -> tuple[Path, int]:
+    """A digits28 folder and the side its images are read at: ``/tmp/d28`` is 28, ``/tmp/d28@16``
+    resizes them to 16×16."""
+    folder, _, size = source.partition("@")
+    return Path(folder), int(size or 28)
+
+
 def data_options(source: str) -> dict:
     """The DataConfig values of the bench's images: a digits28 folder or the bundled digits."""
     if source == "digits":
         return {"source": "digits"}
+    folder, size = folder_and_size(source)
     return {
-        "source": "folder", "path": str(Path(source) / "train"), "image_size": 28,
+        "source": "folder", "path": str(folder / "train"), "image_size": size,
         "channels": 1, "labels_from_subfolders": True, "heldout_fraction": 0.0,
     }  # fmt: skip
 
@@ -53,7 +61,7 @@ def heldout_split(source: str) -> tuple[torch.Tensor, torch.Tensor]:
     if source == "digits":
         config = from_dict(RunConfig, {"data": data_options(source)}).data
         return stack_items(load_data(config, "heldout").dataset)
-    options = data_options(source) | {"path": str(Path(source) / "heldout")}
+    options = data_options(source) | {"path": str(folder_and_size(source)[0] / "heldout")}
     config = from_dict(RunConfig, {"data": options}).data
     return stack_items(load_data(config, "train").dataset)
 
@@ -99,11 +107,11 @@ class Judge:
         }  # fmt: skip
 
 
-def fixed_unet(patch: int, base: int, mults: list[int]) -> dict:
-    """A recipe with a named one-resnet U-Net for 28×28 images at batch 32 (a named model has no
-    automatic batch)."""
+def fixed_unet(patch: int, base: int, mults: list[int], size: int = 28) -> dict:
+    """A recipe with a named one-resnet U-Net for grey images of ``size`` at batch 32 (a named
+    model has no automatic batch)."""
     unet = {
-        "in_channels": 1, "sample_size": 28, "patch_size": patch, "base_channels": base,
+        "in_channels": 1, "sample_size": size, "patch_size": patch, "base_channels": base,
         "channel_mults": mults, "layers_per_block": 1, "attention_resolutions": [],
         "dropout": 0.0, "norm_groups": 16,
     }  # fmt: skip
@@ -132,6 +140,13 @@ RECIPES: dict[str, dict] = {
     "p2s": fixed_unet(2, 32, [1, 2]),  # 2×2 patches: 32 and 64 channels at 14×14 and 7×7
     "p2t": fixed_unet(2, 16, [1, 2]),  # 2×2 patches: 16 and 32 channels at 14×14 and 7×7
     "p4": fixed_unet(4, 64, [1]),  # 4×4 patches: one level of 64 channels at 7×7
+    "unet8t": fixed_unet(1, 16, [1, 2], size=8),  # the tiny rung at 8×8
+    "unet8s": fixed_unet(1, 32, [1, 2], size=8),  # the small rung at 8×8
+    "unet16t": fixed_unet(2, 16, [1, 2], size=16),  # the tiny rung at 16×16 (2×2 patches)
+    "mlp512": {  # the mlp-medium rung at batch 128, at any size
+        "model": {"auto_size": False, "kind": "mlp", "mlp": {"hidden": 512, "num_blocks": 2}},
+        "train": {"batch_size": 128},
+    },
     "lnhigh": {  # log-normal noise levels centred at σ = 1 (the default centre is σ = 0.3)
         "diffusion": {"timestep_sampling": "lognormal", "lognormal_mean": 0.0, "lognormal_std": 1.5}
     },
@@ -272,7 +287,10 @@ ARMS = {"ddpmkit": ddpmkit_arm, "diffusers": diffusers_arm, "lucidrains": lucidr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", help="a digits28 folder (bench/digits28.py) or 'digits'")
+    parser.add_argument(
+        "data",
+        help="a digits28 folder (bench/digits28.py), FOLDER@SIZE to resize its images, or 'digits'",
+    )
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--arms", default="ddpmkit,diffusers,lucidrains")
     parser.add_argument("--out", type=Path, default=Path("runs/quality-per-minute"))

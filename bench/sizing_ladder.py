@@ -1,5 +1,5 @@
 """The automatic-sizing ladder measured: each rung's parameters and training-step time per image
-size (MLPs for images of at most 256 values, else U-Nets), and the rung a budget would choose.
+size (U-Nets; and MLPs for images of at most 64 values), and the rung a budget would choose.
 
     python bench/sizing_ladder.py [--sizes 8,28,32,64] [--batch 128] [--budgets 1,4,15,60]
 
@@ -11,11 +11,19 @@ is not timed (and nothing above it).
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
 
 from ddpmkit.core.precision import resolve_precision
-from ddpmkit.training.sizing import MIN_STEPS, ladder, network_of, seconds_per_step
+from ddpmkit.training.sizing import (
+    MIN_STEPS,
+    MLP_MAX_VALUES,
+    mlp_ladder,
+    network_of,
+    seconds_per_step,
+    unet_ladder,
+)
 
 
 def main() -> None:
@@ -40,13 +48,18 @@ def main() -> None:
     )
     print("|---|---|---|---|" + "---|" * len(budgets))
     for size in (int(s) for s in args.sizes.split(",")):
-        for name, config in ladder((args.channels, size, size)):
-            parameters = sum(p.numel() for p in network_of(config).parameters())
-            per_step = seconds_per_step(config, args.batch, device, precision)
-            steps = " | ".join(f"{int(60 * b / per_step):,}" for b in budgets)
-            print(f"| {size} | {name} | {parameters:,} | {per_step:.3f} | {steps} |", flush=True)
-            if per_step > args.max_seconds:
-                break
+        shape = (args.channels, size, size)
+        mlps = mlp_ladder(shape) if math.prod(shape) <= MLP_MAX_VALUES else []
+        for rungs in (unet_ladder(shape), mlps):
+            for name, config in rungs:
+                parameters = sum(p.numel() for p in network_of(config).parameters())
+                per_step = seconds_per_step(config, args.batch, device, precision)
+                steps = " | ".join(f"{int(60 * b / per_step):,}" for b in budgets)
+                print(
+                    f"| {size} | {name} | {parameters:,} | {per_step:.3f} | {steps} |", flush=True
+                )
+                if per_step > args.max_seconds:
+                    break
 
 
 if __name__ == "__main__":

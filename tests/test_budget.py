@@ -11,6 +11,7 @@ from ddpmkit.cli.main import main
 from ddpmkit.config.parsing import from_dict, merge
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig, TrainConfig
+from ddpmkit.networks import UNetConfig
 from ddpmkit.pipeline.checkpoints import read_config
 from ddpmkit.training import sizing
 from ddpmkit.training.budget import PROBE_STEPS, half_life, plan_run
@@ -119,43 +120,61 @@ def test_the_ladder_has_levels_down_to_about_four_pixels():
     assert rung((1, 17, 32), 16, 1, 0).patch_size == 1  # an odd side
 
 
-@pytest.mark.parametrize(
-    ("shape", "mlp", "widths"),
-    [
-        ((1, 32, 32), True, [16, 32, 64, 96, 128]),
-        ((1, 8, 8), True, [256, 512, 1024]),
-        ((3, 8, 8), True, [256, 512, 1024]),
-        ((1, 8, 8), False, [16, 32, 64, 96, 128]),
-    ],
-)
-def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch, shape, mlp, widths):
-    """With made-up step times (the first rung 0.1 s, each rung twice the last) the budget holds
-    1.5× MIN_STEPS steps of the first rung, 0.75× of the second: the first is chosen, and the
-    rungs above are not timed. Images of at most MLP_MAX_VALUES values climb the MLP ladder
-    (unless text conditioning asks for the U-Net), larger ones the U-Net ladder."""
+def test_sizing_takes_the_largest_rung_that_trains_enough_steps(monkeypatch):
+    """With made-up step times (tiny 0.1 s, each rung twice the last) the budget holds 1.5×
+    MIN_STEPS steps of tiny, 0.75× of small: tiny is chosen, and the rungs above are not timed."""
     timed = []
 
     def fake_time(config, batch, device, precision):
-        timed.append(getattr(config, "base_channels", getattr(config, "hidden", None)))
+        timed.append(config.base_channels)
         return 0.1 * 2 ** (len(timed) - 1)
 
     monkeypatch.setattr(sizing, "seconds_per_step", fake_time)
     budget = 1.5 * sizing.MIN_STEPS * 0.1
-    chosen = sizing.choose_network(shape, budget, 32, torch.device("cpu"), "fp32", mlp=mlp)
-    assert chosen.kind == ("mlp" if widths[0] == 256 else "unet")
-    assert timed == widths[:2]
+    chosen = sizing.choose_network((1, 32, 32), budget, 32, torch.device("cpu"), "fp32")
+    assert chosen.name == "tiny" and chosen.kind == "unet" and timed == [16, 32]
     assert chosen.expected_steps == pytest.approx(1.5 * sizing.MIN_STEPS)
     assert chosen.parameters == sum(
         p.numel() for p in sizing.network_of(chosen.network).parameters()
     )
     timed.clear()
-    largest = sizing.choose_network(shape, 1e6, 32, torch.device("cpu"), "fp32", mlp=mlp)
-    assert timed == widths and largest.name in ("xl", "mlp-large")
+    assert sizing.choose_network((1, 8, 8), 1e6, 32, torch.device("cpu"), "fp32").name == "xl"
+
+
+@pytest.mark.parametrize(
+    ("shape", "mlp", "expected"),
+    [((1, 8, 8), True, "mlp-small"), ((1, 8, 8), False, "tiny"), ((1, 16, 16), True, "tiny")],
+)
+def test_a_tiny_image_gets_the_mlp_when_no_unet_trains_enough_steps(
+    monkeypatch, shape, mlp, expected
+):
+    """U-Net steps of 1 s leave 0.15× MIN_STEPS in the budget, MLP steps of 0.1 s (doubling per
+    rung) 1.5× for the first: an 8×8 image takes mlp-small, unless the MLP is ruled out (text
+    conditioning) or the image has more than MLP_MAX_VALUES values."""
+    timed = []
+
+    def fake_time(config, batch, device, precision):
+        timed.append(type(config).__name__)
+        if isinstance(config, UNetConfig):
+            return 1.0
+        return 0.1 * 2 ** (timed.count("MLPConfig") - 1)
+
+    monkeypatch.setattr(sizing, "seconds_per_step", fake_time)
+    budget = 1.5 * sizing.MIN_STEPS * 0.1
+    chosen = sizing.choose_network(shape, budget, 32, torch.device("cpu"), "fp32", mlp=mlp)
+    assert chosen.name == expected
+    assert timed[0] == "UNetConfig"  # the U-Nets are tried first; tiny does not fit
+    if chosen.kind == "mlp":
+        assert chosen.network.dim == math.prod(shape)
+        assert timed[1:] == ["MLPConfig", "MLPConfig"]
+        assert chosen.expected_steps == pytest.approx(1.5 * sizing.MIN_STEPS)
+    else:
+        assert timed == ["UNetConfig"]
 
 
 def test_an_mlp_rung_sees_the_whole_image():
-    assert math.prod((3, 8, 8)) <= sizing.MLP_MAX_VALUES < math.prod((1, 28, 28))
-    assert sizing.mlp_rung((3, 8, 8), 256, 2).dim == 192
+    assert sizing.MLP_MAX_VALUES == 64 and sizing.mlp_rung((1, 8, 8), 256, 2).dim == 64
+    assert sizing.mlp_rung((3, 4, 4), 256, 2).dim == 48
 
 
 def test_the_batch_doubles_while_images_per_second_grow_by_a_quarter(monkeypatch):
@@ -173,6 +192,8 @@ def test_the_batch_doubles_while_images_per_second_grow_by_a_quarter(monkeypatch
         monkeypatch.setattr(sizing, "seconds_per_step", lambda c, b, d, p, s=seconds: s(b))
         batch, per_step = sizing.batch_for(config, 1e3, torch.device("cpu"), "fp32")
         assert batch == expected and per_step == pytest.approx(seconds(batch))
+    mlp = sizing.mlp_rung((1, 8, 8), 256, 2)  # an MLP starts from a larger batch
+    assert sizing.batch_for(mlp, 1e3, torch.device("cpu"), "fp32")[0] == sizing.MLP_FIRST_BATCH
     # the budget holds 1.2× MIN_STEPS of batch 32 (0.05 s) but 0.9× of batch 64 (0.0667 s)
     budget = 1.2 * sizing.MIN_STEPS * 0.05
     assert sizing.batch_for(config, budget, torch.device("cpu"), "fp32")[0] == 32

@@ -1,8 +1,8 @@
 """Automatic model sizing: the largest network of a ladder that still trains enough steps in the
 time budget, judged by timing each rung's training step on the run's own device; and, when
 asked, the batch: the smallest whose doubling no longer pays for itself in images per second.
-Images of at most MLP_MAX_VALUES values climb a ladder of residual MLPs on the flattened image,
-larger ones a ladder of U-Nets."""
+Images climb a ladder of U-Nets; tiny images (at most MLP_MAX_VALUES values) whose budget is
+too short for every U-Net rung climb a ladder of residual MLPs on the flattened image."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -35,15 +36,16 @@ MLP_LADDER: tuple[tuple[str, int, int], ...] = (
     # name, hidden width, residual blocks
     ("mlp-small", 256, 2),
     ("mlp-medium", 512, 2),
-    ("mlp-large", 1024, 3),
 )
 """The MLP rungs, smallest first."""
 
-MLP_MAX_VALUES = 256
-"""Images of at most this many values (16×16 grey, 8×8 RGB) get the MLP ladder: on the bundled
-8×8 digits (64 values) in one CPU-minute the smallest MLP trained ~2,400 steps where the tiny
-U-Net trained ~500, and met the demo's criteria that the U-Net missed; at 28×28 (784 values) the
-U-Net won (docs/benchmarks.md, "The bundled 8×8 digits in one minute")."""
+MLP_MAX_VALUES = 64
+"""Images of at most this many values (8×8 grey) whose budget is too short for every U-Net rung
+climb the MLP ladder instead. Measured on this project's Zen 3 CPU (docs/benchmarks.md, "The
+bundled 8×8 digits in one minute"): in `ddpmkit train --train.minutes 1` with a 400-sample grid
+the MLP met the demo's criteria twice where the tiny U-Net missed them twice (its grid alone
+takes ~25 s); with time for 2,400 U-Net steps (4 minutes) the small U-Net won, and at 16×16 (256
+values, 2 minutes) the tiny U-Net won by far."""
 
 MIN_STEPS = 2000
 """A rung is chosen only if the budget holds this many of its steps: at 28×28 in 4 CPU-minutes
@@ -53,7 +55,10 @@ TIMED_STEPS = 2
 """Steps timed per rung, after one untimed step."""
 
 FIRST_BATCH = 32
-"""The smallest batch an automatic choice considers (per process)."""
+"""The smallest batch an automatic choice considers for a U-Net (per process)."""
+MLP_FIRST_BATCH = 128
+"""The same for an MLP: on 8×8 digits in one minute the MLP at batch 64 missed the demo's FID
+criterion (ratio 4.6) that it met at 128 (2.8, 2.4) and 256 (2.0)."""
 MAX_BATCH = 512
 """The largest batch an automatic choice considers (per process)."""
 VECTOR_BATCH = 128
@@ -130,12 +135,14 @@ def mlp_rung(shape: tuple[int, ...], hidden: int, blocks: int) -> MLPConfig:
     return MLPConfig(dim=math.prod(shape), hidden=hidden, num_blocks=blocks)
 
 
-def ladder(shape: tuple[int, ...], mlp: bool = True) -> list[tuple[str, NetworkConfig]]:
-    """The rungs for images of ``shape`` (C, H, W), smallest first: MLPs for images of at most
-    MLP_MAX_VALUES values (unless ``mlp`` is False), else U-Nets."""
-    if mlp and math.prod(shape) <= MLP_MAX_VALUES:
-        return [(name, mlp_rung(shape, hidden, blocks)) for name, hidden, blocks in MLP_LADDER]
+def unet_ladder(shape: tuple[int, ...]) -> list[tuple[str, NetworkConfig]]:
+    """The U-Net rungs for images of ``shape`` (C, H, W), smallest first."""
     return [(name, rung(shape, *sizes)) for name, *sizes in LADDER]
+
+
+def mlp_ladder(shape: tuple[int, ...]) -> list[tuple[str, NetworkConfig]]:
+    """The MLP rungs for data of ``shape``, smallest first."""
+    return [(name, mlp_rung(shape, hidden, blocks)) for name, hidden, blocks in MLP_LADDER]
 
 
 def network_of(config: NetworkConfig) -> nn.Module:
@@ -177,11 +184,12 @@ def batch_for(
     agree: Callable[[float], float] = float,
     largest: int = MAX_BATCH,
 ) -> tuple[int, float]:
-    """The batch from FIRST_BATCH up, doubled while that raises images/s by BATCH_GAIN or more
-    and the budget still holds MIN_STEPS steps (up to ``largest``), and its step time: a CPU
+    """The batch from FIRST_BATCH (MLP_FIRST_BATCH for an MLP) up, doubled while that raises
+    images/s by BATCH_GAIN or more and the budget still holds MIN_STEPS steps (up to
+    ``largest``), and its step time: a CPU
     whose images/s do not grow with the batch keeps the small one and its many steps, a GPU or
     a tiny image fills the hardware first."""
-    batch = min(FIRST_BATCH, largest)
+    batch = min(FIRST_BATCH if isinstance(config, UNetConfig) else MLP_FIRST_BATCH, largest)
     per_step = agree(seconds_per_step(config, batch, device, precision))
     while 2 * batch <= min(MAX_BATCH, largest):
         doubled = agree(seconds_per_step(config, 2 * batch, device, precision))
@@ -202,16 +210,38 @@ def choose_network(
     largest: int = MAX_BATCH,
     mlp: bool = True,
 ) -> Sizing:
-    """The largest rung that fits MIN_STEPS steps into the budget (the smallest if none does);
-    rungs are timed smallest first and the timing stops at the first that does not fit.
-    ``batch`` is per process; None chooses one per rung (``batch_for``, at most ``largest``).
-    ``agree`` turns one process's step time into the one all processes use (the slowest).
-    ``mlp`` False keeps small images on the U-Net ladder (text conditioning needs its
+    """The largest U-Net rung that fits MIN_STEPS steps into the budget; when none does and the
+    image has at most MLP_MAX_VALUES values, the largest MLP rung that does (the smallest if none
+    does). ``batch`` is per process; None chooses one per rung (``batch_for``, at most
+    ``largest``). ``agree`` turns one process's step time into the one all processes use (the
+    slowest). ``mlp`` False never takes an MLP (text conditioning needs the U-Net's
     cross-attention)."""
     if len(shape) != 3:
         raise ValueError(f"automatic sizing is for images (C, H, W); the data are {shape}")
+    climb = partial(
+        climb_ladder, budget_seconds=budget_seconds, batch=batch, device=device,
+        precision=precision, agree=agree, largest=largest,
+    )  # fmt: skip
+    unet = climb(unet_ladder(shape))
+    if unet.expected_steps >= MIN_STEPS or not mlp or math.prod(shape) > MLP_MAX_VALUES:
+        return unet
+    return climb(mlp_ladder(shape))
+
+
+def climb_ladder(
+    rungs: list[tuple[str, NetworkConfig]],
+    *,
+    budget_seconds: float,
+    batch: int | None,
+    device: torch.device,
+    precision: Precision,
+    agree: Callable[[float], float],
+    largest: int,
+) -> Sizing:
+    """The largest of ``rungs`` that fits MIN_STEPS steps into the budget (the smallest if none
+    does); rungs are timed smallest first and the timing stops at the first that does not fit."""
     chosen: Sizing | None = None
-    for name, config in ladder(shape, mlp):
+    for name, config in rungs:
         if batch is None:
             size, per_step = batch_for(config, budget_seconds, device, precision, agree, largest)
         else:
