@@ -168,8 +168,8 @@ PRESETS |= {
 
 QUICK_START: dict[str, Any] = {
     # What `ddpmkit train` uses when no model is named: a network sized for the data and the time
-    # budget (train.minutes; an MLP for images of at most 256 values, else a U-Net), bf16 where
-    # the hardware has it, and the recipe that learned fastest
+    # budget (train.minutes; a U-Net, or an MLP for 8×8 grey images whose budget is too short
+    # for every U-Net), bf16 where the hardware has it, and the recipe that learned fastest
     # at equal wall time (docs/benchmarks.md, "Quality per CPU-minute"): v-prediction, and the
     # batch chosen with the model: the smallest whose doubling no longer raises images/s much
     # (on a CPU at 28×28 that is 32, whose 4× as many steps beat batch 128). Samples come from

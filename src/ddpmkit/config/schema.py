@@ -40,8 +40,8 @@ class ModelConfig:
         default=False,
         metadata={
             "help": "choose the network from the data and the time budget (train.minutes, "
-            "else 10 minutes): the largest of a measured ladder that trains enough steps, of "
-            "MLPs for images of at most 256 values, else of U-Nets; `ddpmkit train` sets it "
+            "else 10 minutes): the largest of a measured ladder of U-Nets that trains enough "
+            "steps (of MLPs for 8×8 grey images when no U-Net does); `ddpmkit train` sets it "
             "when no model is named"
         },
     )

@@ -1,5 +1,5 @@
 """A residual MLP denoiser for low-dimensional data: 2-D toy points, vectors and small images
-(flattened; for 8×8 digits it learns more per CPU-minute than the U-Net, docs/benchmarks.md).
+(flattened; on 8×8 digits in one CPU-minute it learned more than the U-Net, docs/benchmarks.md).
 
 The time conditioning mirrors the U-Net of Ho et al. (2020), Appendix B: sinusoidal features, a
 two-layer time MLP, and a per-block projection of SiLU(temb) added to the hidden state.
