@@ -11,6 +11,7 @@ import csv
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -159,7 +160,7 @@ def _quarter_label(quarter: int, num_steps: int | None) -> str:
     return f"loss_q{quarter}: {low} ≤ t < {high}"
 
 
-def _plot_positive(axes: Axes, log: Log, column: str, **style: object) -> None:
+def _plot_positive(axes: Axes, log: Log, column: str, **style: Any) -> None:
     """The column's positive values against step (empty cells and zeros have no loss to show)."""
     if column not in log:
         return
@@ -208,7 +209,8 @@ def _save_figure(figure: Figure, path: Path) -> Path:
 def _to_pixels(images: np.ndarray) -> np.ndarray:
     """[-1, 1] images (N, C, H, W) as uint8 (N, H, W, C), clipped; NaN is black."""
     scaled = (np.nan_to_num(images, nan=-1.0) + 1.0) * 127.5
-    return scaled.round().clip(0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    pixels: np.ndarray = scaled.round().clip(0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return pixels
 
 
 def _column_mosaic(images: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ class GaussianDenoiser:
 
     def __init__(self, mean: Tensor, cov: Tensor) -> None:
         self.mean = mean.to(torch.float64)
+        self.eigenvalues: Tensor
+        self.eigenvectors: Tensor
         self.eigenvalues, self.eigenvectors = torch.linalg.eigh(cov.to(torch.float64))
 
     def __call__(

@@ -10,7 +10,7 @@ reads both from any denoiser (v is None where there is none).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +40,13 @@ def predict_with_variance(
     predict = getattr(denoiser, "predict", None)
     if predict is None:
         return denoiser(x, sigma, class_labels), None
-    return predict(x, sigma, class_labels)
+    return cast("tuple[Tensor, Tensor | None]", predict(x, sigma, class_labels))
+
+
+def network_evaluations(denoiser: Denoiser) -> int:
+    """Network evaluations per sample in one call of ``denoiser``: 1, or what a wrapper that
+    evaluates more than one branch declares as ``network_evaluations`` (guidance: 2)."""
+    return int(getattr(denoiser, "network_evaluations", 1))
 
 
 def per_sample_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:

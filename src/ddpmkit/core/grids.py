@@ -48,7 +48,7 @@ def respaced_timesteps(num_steps: int, steps: int, spacing: str = "linspace") ->
 
 def timestep_sigmas(schedule: NoiseSchedule, timesteps: list[int] | Tensor) -> Tensor:
     """The grid through the given training steps (any order, no repeats), then σ = 0."""
-    t = torch.as_tensor(timesteps, dtype=torch.long).unique().flip(0)
+    t: Tensor = torch.unique(torch.as_tensor(timesteps, dtype=torch.long)).flip(0)
     if t.min() < 0 or t.max() >= schedule.num_steps:
         raise ValueError(f"timesteps must lie in [0, {schedule.num_steps - 1}]")
     return _append_zero(schedule.sigmas[t])

@@ -61,7 +61,7 @@ def describe_precision(precision: Precision, device: torch.device) -> str:
     return f"{chosen} (auto: {reason})" if reason else f"{chosen} (auto: no bf16 units on {device})"
 
 
-def autocast(precision: Precision, device: torch.device) -> AbstractContextManager:
+def autocast(precision: Precision, device: torch.device) -> AbstractContextManager[None]:
     """bf16 or fp16 autocast for the network when the precision resolves to one, else nothing."""
     chosen = resolve_precision(precision, device)
     if chosen in AUTOCAST_DTYPES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -175,6 +175,22 @@ class NoiseSchedule:
         return cls(torch.as_tensor(betas, dtype=torch.float64))
 
 
+@overload
+def posterior_coefficients(
+    alpha_bar: float, alpha_bar_prev: float
+) -> tuple[float, float, float]: ...
+@overload
+def posterior_coefficients(
+    alpha_bar: Tensor, alpha_bar_prev: Tensor | float
+) -> tuple[Tensor, Tensor, Tensor]: ...
+@overload
+def posterior_coefficients(
+    alpha_bar: Tensor | float, alpha_bar_prev: Tensor
+) -> tuple[Tensor, Tensor, Tensor]: ...
+@overload
+def posterior_coefficients(
+    alpha_bar: Tensor | float, alpha_bar_prev: Tensor | float
+) -> tuple[Tensor | float, Tensor | float, Tensor | float]: ...
 def posterior_coefficients(
     alpha_bar: Tensor | float, alpha_bar_prev: Tensor | float
 ) -> tuple[Tensor | float, Tensor | float, Tensor | float]:

@@ -28,7 +28,7 @@ VALUE_RANGES = ("uint8", "unit", "signed", "raw")
 """How stored values map to x: uint8 (0..255), unit ([0, 1]), signed ([-1, 1]), raw (as is)."""
 
 
-class ArrayDataset(Dataset):
+class ArrayDataset(Dataset[tuple[Tensor, Tensor]]):
     """(x, label) pairs from an in-memory (N, ...) tensor, converted to float32 per item.
 
     Images (N, C, H, W) are mapped to [-1, 1] by value_range and, with image_size, resized so the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 SOURCES = ("digits", "toy2d", "folder", "array", "mnist", "cifar10")
 TOY_NAMES = ("moons", "swiss_roll", "8gaussians", "checkerboard")
@@ -119,7 +120,7 @@ class DataConfig:
         return (int(self.image_size[0]), int(self.image_size[1]))
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -142,7 +142,7 @@ def check_readable(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             check_mode(img, path)
-            size = img.size
+            size: tuple[int, int] = img.size
             img.draft(None, (1, 1))  # JPEG: the smallest scale the decoder offers
             img.load()
     except _READ_ERRORS as err:
@@ -186,7 +186,7 @@ def checked_files(
     return good
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(Dataset[tuple[Tensor, Tensor]]):
     """(x, label) pairs from the image files under root; label is -1 without subfolder labels."""
 
     def __init__(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ CIFAR10_NAMES = (
 class LoadedData:
     """A dataset of (x, label) pairs and what a model needs to know about it."""
 
-    dataset: Dataset  # yields (x float32 in [-1, 1], label int64 scalar, -1 when unlabelled)
+    # yields (x float32 in [-1, 1], label int64 scalar, -1 when unlabelled)
+    dataset: Dataset[tuple[torch.Tensor, torch.Tensor]]
     shape: tuple[int, ...]  # per-sample shape: (C, H, W) for images, (D,) for vectors
     num_classes: int | None  # None when the data has no labels
     kind: str  # "image" or "vector"
@@ -114,7 +116,10 @@ def load_data(config: DataConfig, split: str = "train") -> LoadedData:
     return _LOADERS[config.source](config, split)
 
 
-def stack_items(dataset: Dataset, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_items(
+    dataset: Dataset[tuple[torch.Tensor, torch.Tensor]], count: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` (all by default) (x, label) pairs of a dataset as two stacked tensors."""
-    items = [dataset[i] for i in range(len(dataset) if count is None else count)]  # type: ignore[arg-type]
+    # torch's Dataset declares no __len__, but every map-style dataset of ddpmkit has one
+    items = [dataset[i] for i in range(len(cast(Sized, dataset)) if count is None else count)]
     return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])

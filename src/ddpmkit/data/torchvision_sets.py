@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def _datasets_module(name: str) -> ModuleType:
         raise ImportError(
             f"source {name!r} needs torchvision; install it with: pip install ddpmkit[vision]"
         ) from err
-    return datasets
+    return cast(ModuleType, datasets)
 
 
 def open_torchvision_set(name: str, root: str | Path, split: str) -> Any:

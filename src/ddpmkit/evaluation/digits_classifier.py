@@ -10,6 +10,8 @@ Without it a plain classifier assigns the mean image to one class with near-cert
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,11 +54,11 @@ class DigitsClassifier(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate-layer activations (N, feature_dim) of images (N, 1, 8, 8)."""
-        return self.trunk(x)
+        return cast(Tensor, self.trunk(x))
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, 10) of images (N, 1, 8, 8)."""
-        return self.head(self.features(x))
+        return cast(Tensor, self.head(self.features(x)))
 
 
 def _reset_parameters(model: nn.Module, generator: torch.Generator) -> None:
@@ -66,6 +68,7 @@ def _reset_parameters(model: nn.Module, generator: torch.Generator) -> None:
             nn.init.kaiming_uniform_(layer.weight, a=5**0.5, generator=generator)
             fan_in = layer.weight[0].numel()
             bound = fan_in**-0.5
+            assert layer.bias is not None  # the classifier's layers all have biases
             nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 

@@ -91,7 +91,7 @@ class DigitsQuality:
 def _logits_and_features(classifier: DigitsClassifier, images: Tensor) -> tuple[Tensor, Tensor]:
     """Logits (N, 10) and penultimate features (N, D), computed in chunks."""
     logits, features = [], []
-    for chunk in images.split(_CHUNK):
+    for chunk in torch.split(images, _CHUNK):
         chunk_features = classifier.features(chunk)
         features.append(chunk_features)
         logits.append(classifier.head(chunk_features))

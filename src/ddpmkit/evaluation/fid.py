@@ -15,7 +15,7 @@ def _sqrtm_product(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
     """(S_a S_b)^{1/2}, real part; a tiny ridge is added if the product is too singular."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+        root: np.ndarray = scipy.linalg.sqrtm(cov_a @ cov_b)
         if not np.isfinite(root).all():
             ridge = 1e-6 * np.eye(len(cov_a))
             root = scipy.linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))

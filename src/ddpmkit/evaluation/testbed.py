@@ -46,6 +46,8 @@ class Gaussian:
     def __init__(self, mean: Tensor, cov: Tensor) -> None:
         self.mean = mean.to(torch.float64)
         self.cov = cov.to(torch.float64)
+        self.eigenvalues: Tensor
+        self.eigenvectors: Tensor
         self.eigenvalues, self.eigenvectors = torch.linalg.eigh(self.cov)
 
     @property

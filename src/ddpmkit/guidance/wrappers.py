@@ -9,6 +9,7 @@ where the score is ∇ log p_σ(x) = (D(x; σ) - x)/σ² (Karras et al. 2022, eq
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -155,6 +156,6 @@ def classifier_on_sigma(network: nn.Module, schedule: NoiseSchedule) -> Classifi
 
     def classifier(x: Tensor, sigma: Tensor) -> Tensor:
         x_t, t, _ = network_inputs(network, schedule, x, sigma)
-        return network(x_t.to(t.dtype), t)
+        return cast(Tensor, network(x_t.to(t.dtype), t))
 
     return classifier

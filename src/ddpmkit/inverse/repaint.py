@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 from torch import Tensor
 
@@ -40,7 +41,7 @@ def repaint_path(num_steps: int, jump_length: int, resamplings: int) -> list[int
 def forward_step(x: Tensor, sigma: float, sigma_up: float, generator: Generator) -> Tensor:
     """x_b = √(ᾱ_b/ᾱ_a) x_a + √(1 - ᾱ_b/ᾱ_a) ε: q(x_b|x_a) up one level (DDPM eq. 2, respaced)."""
     ratio = alpha_bar_from_sigma(sigma_up) / alpha_bar_from_sigma(sigma)
-    return ratio**0.5 * x + (1.0 - ratio) ** 0.5 * randn_like(x, generator)
+    return cast(Tensor, ratio**0.5 * x + (1.0 - ratio) ** 0.5 * randn_like(x, generator))
 
 
 def repaint_loop(

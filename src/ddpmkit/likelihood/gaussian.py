@@ -42,7 +42,8 @@ def log_ndtr_difference(upper: Tensor, lower: Tensor) -> Tensor:
     """log(Φ(upper) - Φ(lower)) for upper ≥ lower, stable in both tails (Φ(b)-Φ(a) = Φ(-a)-Φ(-b))."""
     flip = lower > 0  # both in the right tail: use the mirrored, left-tail form
     upper, lower = torch.where(flip, -lower, upper), torch.where(flip, -upper, lower)
-    log_upper, log_lower = torch.special.log_ndtr(upper), torch.special.log_ndtr(lower)
+    log_upper: Tensor = torch.special.log_ndtr(upper)
+    log_lower: Tensor = torch.special.log_ndtr(lower)
     # log Φ(u) + log(1 - Φ(l)/Φ(u)); -expm1 of a non-positive number is accurate near 0 too.
     return log_upper + torch.log(-torch.expm1((log_lower - log_upper).clamp(max=0.0)))
 

@@ -85,7 +85,7 @@ def batch_generator(seed: int, index: int) -> torch.Generator:
 def nll_values(
     denoiser: Denoiser,
     schedule: NoiseSchedule,
-    dataset: Dataset,
+    dataset: Dataset[tuple[Tensor, Tensor]],
     method: NLLMethod,
     *,
     batch_size: int,
@@ -165,7 +165,7 @@ def nll_report(method: NLLMethod, values: NLLValues, seconds: float) -> NLLRepor
 def evaluate_nll(
     denoiser: Denoiser,
     schedule: NoiseSchedule,
-    dataset: Dataset,
+    dataset: Dataset[tuple[Tensor, Tensor]],
     method: NLLMethod,
     *,
     num_samples: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +75,7 @@ class AutoencoderConfig:
     @property
     def downsampling_factor(self) -> int:
         """How many times smaller the latent is than the image in H and W: 2**(levels-1)."""
-        return 2 ** (len(self.channel_mults) - 1)
+        return cast(int, 2 ** (len(self.channel_mults) - 1))
 
 
 def _check_positive(config: AutoencoderConfig) -> None:
@@ -226,7 +227,7 @@ class MidBlock(nn.Module):
         x = self.resnets[0](x)
         for attention in self.attentions:
             x = attention(x)
-        return self.resnets[1](x)
+        return cast(Tensor, self.resnets[1](x))
 
 
 class Encoder(nn.Module):
@@ -252,7 +253,7 @@ class Encoder(nn.Module):
         for block in self.down_blocks:
             h = block(h)
         h = self.mid_block(h)
-        return self.conv_out(F.silu(self.conv_norm_out(h)))
+        return cast(Tensor, self.conv_out(F.silu(self.conv_norm_out(h))))
 
 
 class Decoder(nn.Module):
@@ -277,7 +278,7 @@ class Decoder(nn.Module):
         h = self.mid_block(self.conv_in(z))
         for block in self.up_blocks:
             h = block(h)
-        return self.conv_out(F.silu(self.conv_norm_out(h)))
+        return cast(Tensor, self.conv_out(F.silu(self.conv_norm_out(h))))
 
 
 class Autoencoder(nn.Module):
@@ -311,7 +312,7 @@ class Autoencoder(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """The reconstruction (B, in_channels, h * f, w * f) of raw latents z."""
-        return self.decoder(self.post_quant_conv(z))
+        return cast(Tensor, self.decoder(self.post_quant_conv(z)))
 
     def latents(
         self, x: Tensor, generator: torch.Generator | None = None, sample: bool = False

@@ -10,6 +10,7 @@ for vector data. Both take VP x_t and a (possibly fractional) step t, like the d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -82,7 +83,7 @@ class NoisyClassifierConfig:
     @property
     def downsample_factor(self) -> int:
         """How much the last level is smaller than the input: 2**(levels-1)."""
-        return 2 ** (len(self.channel_mults) - 1)
+        return cast(int, 2 ** (len(self.channel_mults) - 1))
 
 
 class ClassifierLevel(nn.Module):
@@ -108,7 +109,7 @@ class ClassifierLevel(nn.Module):
         """(B, C_in, H, W) -> (B, C_out, H', W'), H' = ceil(H/2) when downsampling."""
         for resnet in self.resnets:
             x = resnet(x, temb)
-        return x if self.downsample is None else self.downsample(x)
+        return x if self.downsample is None else cast(Tensor, self.downsample(x))
 
 
 class NoisyClassifier(nn.Module):
@@ -140,7 +141,7 @@ class NoisyClassifier(nn.Module):
         elif t.numel() != batch:
             raise ValueError(f"t must be a scalar or have shape ({batch},), got {t.numel()} values")
         features = timestep_embedding(t, self.config.base_channels, freq_shift=1)
-        return self.time_embedding(features.to(self.conv_in.weight.dtype))
+        return cast(Tensor, self.time_embedding(features.to(self.conv_in.weight.dtype)))
 
     def forward(self, x_t: Tensor, t: Tensor | float) -> Tensor:
         """(B, C, H, W), t (B,) or () -> (B, num_classes) logits."""
@@ -153,7 +154,7 @@ class NoisyClassifier(nn.Module):
         h = self.conv_in(x_t)
         for level in self.levels:
             h = level(h, temb)
-        return self.head(F.silu(self.norm_out(h)).mean(dim=(2, 3)))
+        return cast(Tensor, self.head(F.silu(self.norm_out(h)).mean(dim=(2, 3))))
 
 
 class NoisyMLPClassifier(MLPDenoiser):
@@ -183,6 +184,7 @@ class NoisyMLPClassifier(MLPDenoiser):
             )
         )
 
-    def forward(self, x_t: Tensor, t: Tensor | float) -> Tensor:
-        """(B, dim), t (B,) or () -> (B, num_classes) logits."""
-        return self.forward_flat(x_t, t)
+    def forward(self, x_t: Tensor, t: Tensor | float, class_labels: Tensor | None = None) -> Tensor:
+        """(B, dim), t (B,) or () -> (B, num_classes) logits. ``class_labels`` is there only for
+        ``MLPDenoiser``'s signature: the classifier has no class embedding, so it must be None."""
+        return self.forward_flat(x_t, t, class_labels)

@@ -8,6 +8,7 @@ Both follow Ho et al. (2020), Appendix B (the Transformer positional encoding of
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -74,4 +75,4 @@ class TimestepEmbedding(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         """(B, in_features) -> (B, embed_dim)."""
-        return self.linear_2(self.act(self.linear_1(features)))
+        return cast(Tensor, self.linear_2(self.act(self.linear_1(features))))

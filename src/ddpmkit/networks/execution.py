@@ -9,6 +9,7 @@ away and is fastest channels-last, as are CUDA's tensor-core convolutions.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,6 +27,9 @@ class CompiledNetwork(nn.Module):
     """``torch.compile(network)``, or ``network`` itself after one warning if compilation fails
     (no C++ compiler, an unsupported operation). ``network`` is its only submodule, so its
     parameters and train/eval mode are the network's."""
+
+    # Set with object.__setattr__, so that nn.Module does not register it as a submodule.
+    _compiled: Callable[..., Any] | None
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()

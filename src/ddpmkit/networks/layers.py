@@ -7,6 +7,8 @@ self-attention); module and parameter names follow diffusers (``ResnetBlock2D``,
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -50,11 +52,12 @@ class ResnetBlock2D(nn.Module):
         """x: (B, C_in, H, W), temb: (B, temb_channels) or None -> (B, C_out, H, W)."""
         if (temb is None) != (self.time_emb_proj is None):
             raise ValueError("temb must be given exactly when the block has temb_channels")
-        h = self.conv1(F.silu(self.norm1(x)))
+        h: Tensor = self.conv1(F.silu(self.norm1(x)))
         if self.time_emb_proj is not None:
+            assert temb is not None  # checked above: temb is given exactly with time_emb_proj
             h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
+        shortcut: Tensor = x if self.conv_shortcut is None else self.conv_shortcut(x)
         return shortcut + h
 
 
@@ -92,7 +95,8 @@ class AttentionBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
         batch, channels, height, width = x.shape
-        h = self.group_norm(x).view(batch, channels, height * width).transpose(1, 2)  # (B, HW, C)
+        normed: Tensor = self.group_norm(x)
+        h: Tensor = normed.view(batch, channels, height * width).transpose(1, 2)  # (B, HW, C)
         q, k, v = (self._split_heads(proj(h)) for proj in (self.to_q, self.to_k, self.to_v))
         h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C / heads)
         h = h.transpose(1, 2).reshape(batch, height * width, channels)
@@ -113,7 +117,7 @@ class Downsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2))."""
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
+        return cast(Tensor, self.conv(F.pad(x, (0, 1, 0, 1))))
 
 
 class Upsample(nn.Module):
@@ -125,7 +129,7 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, 2H, 2W)."""
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return cast(Tensor, self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
 
 
 class CrossAttentionBlock(nn.Module):
@@ -170,7 +174,8 @@ class CrossAttentionBlock(nn.Module):
         """x (B, C, H, W), context (B, L, context_dim), context_mask (B, L) bool, True where a
         context position may be attended (None: all) -> (B, C, H, W)."""
         batch, channels, height, width = x.shape
-        h = self.group_norm(x).view(batch, channels, height * width).transpose(1, 2)  # (B, HW, C)
+        normed: Tensor = self.group_norm(x)
+        h: Tensor = normed.view(batch, channels, height * width).transpose(1, 2)  # (B, HW, C)
         q = self._split_heads(self.to_q(h))
         k, v = self._split_heads(self.to_k(context)), self._split_heads(self.to_v(context))
         mask = None if context_mask is None else context_mask[:, None, None, :]  # (B, 1, 1, L)

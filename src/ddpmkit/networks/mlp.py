@@ -8,6 +8,7 @@ two-layer time MLP, and a per-block projection of SiLU(temb) added to the hidden
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,7 @@ class MLPBlock(nn.Module):
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         """x, temb: (B, hidden) -> (B, hidden)."""
         h = self.linear_1(F.silu(self.norm(x))) + self.time_emb_proj(F.silu(temb))
-        return x + self.linear_2(self.dropout(F.silu(h)))
+        return cast(Tensor, x + self.linear_2(self.dropout(F.silu(h))))
 
 
 class MLPDenoiser(nn.Module):
@@ -112,14 +113,14 @@ class MLPDenoiser(nn.Module):
         elif t.numel() != batch:
             raise ValueError(f"t must be a scalar or have shape ({batch},), got {t.numel()} values")
         features = timestep_embedding(t, self.config.time_embed_dim)
-        temb = self.time_embedding(features.to(self.linear_in.weight.dtype))
+        temb: Tensor = self.time_embedding(features.to(self.linear_in.weight.dtype))
         if class_labels is None:
             return temb
         if self.class_embedding is None:
             raise ValueError(
                 "class_labels were given but the MLP has no class embedding (num_classes=None)"
             )
-        return temb + self.class_embedding(class_labels).to(temb.dtype)
+        return temb + cast(Tensor, self.class_embedding(class_labels)).to(temb.dtype)
 
     def forward(self, x: Tensor, t: Tensor | float, class_labels: Tensor | None = None) -> Tensor:
         """(B, dim), t (B,) or () -> (B, output_dim); an image batch (B, C, H, W) with
@@ -135,4 +136,4 @@ class MLPDenoiser(nn.Module):
         h = self.linear_in(x)
         for block in self.blocks:
             h = block(h, temb)
-        return self.linear_out(F.silu(self.norm_out(h)))
+        return cast(Tensor, self.linear_out(F.silu(self.norm_out(h))))

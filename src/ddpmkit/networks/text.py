@@ -15,10 +15,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextModel
 
 __all__ = [
     "ClipTextEncoder",
@@ -191,7 +194,7 @@ class _FrozenClip:
     """A frozen CLIP model and its tokenizer, held outside the owning module's parameters and
     state dict; deep copies (e.g. the EMA copy of the network) share it."""
 
-    model: nn.Module
+    model: CLIPTextModel
     tokenizer: Any
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _FrozenClip:
@@ -219,7 +222,9 @@ def _load_clip(clip_path: str) -> _FrozenClip:
             f"clip_path={clip_path!r} does not hold a CLIPTextModel and a CLIPTokenizer "
             f"(save_pretrained of both): {error}"
         ) from error
-    return _FrozenClip(model.requires_grad_(False).eval(), tokenizer)
+    frozen: nn.Module = model.requires_grad_(False)
+    frozen.eval()  # transformers' eval(), called through nn.Module's annotated signature
+    return _FrozenClip(model, tokenizer)
 
 
 class ClipTextEncoder(nn.Module):
@@ -250,8 +255,9 @@ class ClipTextEncoder(nn.Module):
 
     def _apply(self, fn: Any, recurse: bool = True) -> ClipTextEncoder:
         """Also converts (moves, casts) the frozen CLIP model."""
-        self._clip.model._apply(fn, recurse)
-        return super()._apply(fn, recurse)
+        # torch leaves nn.Module._apply unannotated
+        self._clip.model._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        return cast(ClipTextEncoder, super()._apply(fn, recurse))  # type: ignore[no-untyped-call]
 
     def tokenize(self, prompts: Sequence[str]) -> Tensor:
         """ddpmkit token ids (B, max_length) of some prompts: CLIP's, truncated, + 1."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -38,4 +40,4 @@ class TextConditionedUNet(nn.Module):
                 x.shape[0], self.text_encoder.max_length, dtype=torch.int64, device=x.device
             )
         context, mask = self.text_encoder(tokens)
-        return self.unet(x, t, context=context, context_mask=mask)
+        return cast(Tensor, self.unet(x, t, context=context, context_mask=mask))

@@ -12,6 +12,7 @@ layout above is unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +115,7 @@ class UNetConfig:
     @property
     def size_divisor(self) -> int:
         """What input heights and widths must be divisible by: patches, then halvings."""
-        return self.patch_size * 2 ** (len(self.channel_mults) - 1)
+        return self.patch_size * cast(int, 2 ** (len(self.channel_mults) - 1))
 
     @property
     def attention_levels(self) -> tuple[bool, ...]:
@@ -357,7 +358,7 @@ class MidBlock(nn.Module):
         x = self.attentions[0](self.resnets[0](x, temb))
         if self.cross_attentions is not None:
             x = self.cross_attentions[0](x, context, mask)
-        return self.resnets[1](x, temb)
+        return cast(Tensor, self.resnets[1](x, temb))
 
 
 class UNet(nn.Module):
@@ -433,14 +434,14 @@ class UNet(nn.Module):
         features = timestep_embedding(
             t, self.config.base_channels, flip_sin_to_cos=False, freq_shift=1
         )
-        temb = self.time_embedding(features.to(self.conv_in.weight.dtype))
+        temb: Tensor = self.time_embedding(features.to(self.conv_in.weight.dtype))
         if class_labels is None:
             return temb
         if self.class_embedding is None:
             raise ValueError(
                 "class_labels were given but the UNet has no class embedding (num_classes=None)"
             )
-        return temb + self.class_embedding(class_labels).to(temb.dtype)
+        return temb + cast(Tensor, self.class_embedding(class_labels)).to(temb.dtype)
 
     def forward(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -96,9 +97,9 @@ def ddpm_ancestral(
     denoiser: Denoiser,
     schedule: NoiseSchedule,
     x_T: Tensor,
-    **options: object,
+    **options: Any,
 ) -> SampleResult:
     """Algorithm 2 of Ho et al. (2020) over all T steps of the schedule."""
     return ancestral(
         denoiser, timestep_sigmas(schedule, list(range(schedule.num_steps))), x_T, **options
-    )  # type: ignore[arg-type]
+    )

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ddpmkit.core.denoisers import Denoiser, predict_with_variance
+from ddpmkit.core.grids import GridKind
 from ddpmkit.core.randomness import Generator
 
 StepCallback = Callable[[int, int, Tensor], None]
@@ -107,7 +108,7 @@ class Sampler:
     """
 
     loop: SamplerLoop
-    default_grid: str  # a ``grids.GridKind``
+    default_grid: GridKind
     ve: bool = False  # the loop works in VE coordinates x = x_t·√(1 + σ²)
     calls_per_level: int = 1  # Heun and predictor–corrector evaluate twice per level
     saves_last_call: bool = False  # the step to σ = 0 costs one call, not calls_per_level

@@ -15,7 +15,10 @@ from ddpmkit.samplers.common import Sampler, SamplerRun, StepCallback, levels
 
 def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:
     """σ_t(η) = η √((1-ᾱ_prev)/(1-ᾱ_t)) √(1 - ᾱ_t/ᾱ_prev) (Song et al. 2021, eq. 16)."""
-    return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)) ** 0.5
+    sigma: float = (
+        eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)) ** 0.5
+    )
+    return sigma
 
 
 def ddim_loop(
@@ -63,7 +66,7 @@ def ddim_invert(
     """
     grid = levels(sigmas)[:-1][::-1]  # increasing noise, without σ = 0
     run = SamplerRun(denoiser, class_labels, len(grid) - 1, callback=callback)
-    x = x0 * alpha_bar_from_sigma(grid[0]) ** 0.5
+    x: Tensor = x0 * alpha_bar_from_sigma(grid[0]) ** 0.5
     for sigma, sigma_next in itertools.pairwise(grid):
         alpha_bar, alpha_bar_next = alpha_bar_from_sigma(sigma), alpha_bar_from_sigma(sigma_next)
         x0_hat = run.denoise_vp(x, sigma)

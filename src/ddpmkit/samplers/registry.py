@@ -66,5 +66,5 @@ def sample(
         sigmas = timestep_sigmas(schedule, list(timesteps))
     else:  # an adaptive solver needs at least the grid's two ends
         steps = max(steps, 2) if sampler.adaptive else steps
-        sigmas = build_grid(schedule, grid or sampler.default_grid, steps, rho)  # type: ignore[arg-type]
+        sigmas = build_grid(schedule, grid or sampler.default_grid, steps, rho)
     return sampler(denoiser, sigmas, noise, **run_options)

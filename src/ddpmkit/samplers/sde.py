@@ -26,7 +26,8 @@ def vp_score(x_t: Tensor, x0_hat: Tensor, alpha_bar: float) -> Tensor:
 
 def reverse_vp_sde_step(x_t: Tensor, score: Tensor, beta_dt: float, generator: Generator) -> Tensor:
     """One Euler–Maruyama step of dx = [-½βx - β∇log p]dτ + √β dw̄ backwards by dτ (Song et al. eq. 6)."""
-    return x_t + (0.5 * x_t + score) * beta_dt + beta_dt**0.5 * randn_like(x_t, generator)
+    noise_scale: float = beta_dt**0.5
+    return x_t + (0.5 * x_t + score) * beta_dt + noise_scale * randn_like(x_t, generator)
 
 
 def predictor_step(
