@@ -46,4 +46,4 @@ test-all: $(TEST_BIN)/ddpmkit
 	$(PYTEST) -m "slow or not slow"
 
 lint: $(TEST_BIN)/ddpmkit
-	$(TEST_BIN)/ruff check . && $(TEST_BIN)/ruff format --check .
+	$(TEST_BIN)/ruff check . && $(TEST_BIN)/ruff format --check . && $(TEST_BIN)/mypy

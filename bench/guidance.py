@@ -24,9 +24,9 @@ from ddpmkit.config.schema import SampleConfig
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation import assess_digits, train_digits_classifier
 from ddpmkit.evaluation.digits_classifier import DigitsClassifier
-from ddpmkit.pipeline.classifier import LoadedClassifier, load_classifier
-from ddpmkit.pipeline.generation import generate
-from ddpmkit.pipeline.model import TrainedModel, load_model
+from ddpmkit.generation.sampling import generate
+from ddpmkit.storage.classifier_folders import LoadedClassifier, load_classifier
+from ddpmkit.storage.model import TrainedModel, load_model
 
 
 @torch.no_grad()

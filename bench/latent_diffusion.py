@@ -30,8 +30,8 @@ from ddpmkit.config.schema import RunConfig
 from ddpmkit.data.loading import DIGIT_NAMES
 from ddpmkit.evaluation import assess_digits
 from ddpmkit.evaluation.digits_classifier import train_digits_classifier
-from ddpmkit.pipeline.generation import generate
-from ddpmkit.pipeline.model import TrainedModel, load_model
+from ddpmkit.generation.sampling import generate
+from ddpmkit.storage.model import TrainedModel, load_model
 from ddpmkit.training.loop import Trainer
 
 

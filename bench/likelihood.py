@@ -20,8 +20,8 @@ import torch
 
 from ddpmkit.data import load_data
 from ddpmkit.likelihood.report import NLLReport, evaluate_nll
-from ddpmkit.pipeline.checkpoints import read_config, resolve_checkpoint
-from ddpmkit.pipeline.model import load_model
+from ddpmkit.storage.checkpoints import read_config, resolve_checkpoint
+from ddpmkit.storage.model import load_model
 
 
 def evaluate(run: Path, method: str, variance: str, split: str, count: int | None) -> NLLReport:

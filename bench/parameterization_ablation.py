@@ -25,9 +25,9 @@ from ddpmkit.config.parsing import from_dict, merge
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig
 from ddpmkit.data import load_data
+from ddpmkit.generation.sampling import generate
 from ddpmkit.likelihood.report import evaluate_nll
-from ddpmkit.pipeline.generation import generate
-from ddpmkit.pipeline.model import load_model
+from ddpmkit.storage.model import load_model
 from ddpmkit.training.loop import Trainer
 
 ROWS = [  # (row, parameterization, loss, learned Σ)

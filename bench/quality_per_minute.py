@@ -32,8 +32,8 @@ from ddpmkit.config.schema import RunConfig
 from ddpmkit.data import load_data, stack_items
 from ddpmkit.evaluation.digits_classifier import train_digits_classifier
 from ddpmkit.evaluation.fid import frechet_distance
-from ddpmkit.pipeline.generation import generate
-from ddpmkit.pipeline.model import load_model
+from ddpmkit.generation.sampling import generate
+from ddpmkit.storage.model import load_model
 from ddpmkit.training.loop import Trainer
 
 SAMPLES = 500

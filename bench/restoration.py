@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.likelihood.report import mean_ci95
-from ddpmkit.pipeline.model import load_model
 from ddpmkit.pipeline.restoration import bicubic_upsample, mean_fill, restore
+from ddpmkit.storage.model import load_model
 
 
 def row(

@@ -36,8 +36,8 @@ from ddpmkit.config.parsing import from_dict
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig
 from ddpmkit.core.precision import cpu_flags
+from ddpmkit.generation.sampling import generate
 from ddpmkit.networks import UNetConfig
-from ddpmkit.pipeline.generation import generate
 from ddpmkit.training.loop import Trainer
 
 SMALL28 = UNetConfig(

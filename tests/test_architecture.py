@@ -10,6 +10,7 @@ LAYERS = {
     "core": 0,
     "networks": 0,
     "data": 0,
+    "learning_rate": 0,
     "samplers": 1,
     "likelihood": 1,
     "guidance": 1,
@@ -17,12 +18,13 @@ LAYERS = {
     "outputs": 1,
     "inverse": 2,
     "plots": 2,
-    "training.losses": 2,
-    "training.learning_rate": 2,
+    "losses": 2,
     "config": 3,
-    "pipeline": 4,
-    "training": 5,
-    "cli": 6,
+    "storage": 4,
+    "generation": 5,
+    "pipeline": 6,
+    "training": 6,
+    "cli": 7,
 }
 """Rank of each package (or module, where a package spans layers): a module may import its own
 package or any lower rank. Packages of one rank are independent of each other."""

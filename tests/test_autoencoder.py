@@ -24,7 +24,7 @@ from ddpmkit.networks.diffusers_autoencoder import (
     autoencoder_config_from_diffusers,
     diffusers_config_from_autoencoder,
 )
-from ddpmkit.pipeline.autoencoder_folders import load_autoencoder, save_autoencoder
+from ddpmkit.storage.autoencoder_folders import load_autoencoder, save_autoencoder
 
 TINY = AutoencoderConfig(
     in_channels=3, latent_channels=2, base_channels=8, channel_mults=(1, 2, 2), norm_groups=4

@@ -18,10 +18,10 @@ from ddpmkit.cli import main
 from ddpmkit.core.analytic import GaussianDenoiser
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.guidance import AutoGuidance
-from ddpmkit.pipeline.autoguidance import guide_checkpoint, load_guide
-from ddpmkit.pipeline.checkpoints import read_config
-from ddpmkit.pipeline.model import load_model
 from ddpmkit.samplers import sample
+from ddpmkit.storage.checkpoints import read_config
+from ddpmkit.storage.guides import guide_checkpoint, load_guide
+from ddpmkit.storage.model import ModelSource, load_model
 
 SCHEDULE = NoiseSchedule.linear(1000)
 DIM = 3
@@ -109,6 +109,6 @@ def test_an_autoguided_run_and_its_samples(tmp_path, capsys):
     )
     with pytest.raises(ValueError, match=r"sample\.guide .*other.*conditioning differs"):
         load_guide(model, other / "checkpoints" / "step-0000002")
-    lone = dataclasses.replace(model, checkpoint=tmp_path / "loose")
+    lone = dataclasses.replace(model, source=ModelSource(tmp_path / "loose", "ddpmkit"))
     with pytest.raises(ValueError, match=r"needs sample\.guide"):
         load_guide(lone)

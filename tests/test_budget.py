@@ -12,11 +12,12 @@ from ddpmkit.config.parsing import from_dict, merge
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig, TrainConfig
 from ddpmkit.networks import UNetConfig
-from ddpmkit.pipeline.checkpoints import read_config
+from ddpmkit.storage.checkpoints import read_config
 from ddpmkit.training import sizing
 from ddpmkit.training.budget import PROBE_STEPS, half_life, plan_run
 from ddpmkit.training.ema import EMA, warmup_decay
-from ddpmkit.training.loop import PLAN_FILE, Trainer
+from ddpmkit.training.loop import Trainer
+from ddpmkit.training.run_folder import PLAN_FILE
 from ddpmkit.training.sizing import levels_for, rung
 
 

@@ -57,7 +57,7 @@ def test_top_level_help_lists_the_commands_without_loading_torch():
 def test_an_unusable_device_is_one_line_naming_the_option(name):
     import torch
 
-    from ddpmkit.config.builders import pick_device
+    from ddpmkit.config.execution import pick_device
 
     if name == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -9,9 +9,10 @@ from conftest import tiny_digits_config
 from ddpmkit.cli import main
 from ddpmkit.config.builders import build_schedule, class_labels_of
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, SampleConfig
+from ddpmkit.generation.conditioning import Conditioning, sample_labels
+from ddpmkit.generation.sampling import guided_denoiser
 from ddpmkit.guidance import ClassifierFreeGuidance, ClassifierGuidance
-from ddpmkit.pipeline.classifier import build_classifier, load_classifier, save_classifier
-from ddpmkit.pipeline.generation import Conditioning, guided_denoiser, sample_labels
+from ddpmkit.storage.classifier_folders import build_classifier, load_classifier, save_classifier
 from ddpmkit.training.loop import Trainer
 
 TINY = [

@@ -21,8 +21,8 @@ from ddpmkit.config.builders import build_schedule
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.networks.diffusers_compat import unet_config_from_diffusers
 from ddpmkit.networks.unet import UNet
-from ddpmkit.pipeline.diffusers_folders import diffusion_config_from_scheduler
-from ddpmkit.pipeline.model import load_model
+from ddpmkit.storage.diffusers_folders import diffusion_config_from_scheduler
+from ddpmkit.storage.model import load_model
 
 UNET = {
     "_class_name": "UNet2DModel",

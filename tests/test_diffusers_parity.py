@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ddpmkit.cli import main
-from ddpmkit.pipeline.model import load_model
 from ddpmkit.samplers import sample
+from ddpmkit.storage.model import load_model
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")

@@ -15,9 +15,9 @@ from ddpmkit.core.denoisers import per_sample_sigma
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.evaluation.testbed import GaussianMixture, GaussianMixtureDenoiser
 from ddpmkit.guidance import ClassifierFreeGuidance, ClassifierGuidance, classifier_on_sigma
-from ddpmkit.guidance.classifier_training import train_noisy_classifier
 from ddpmkit.networks.classifier import NoisyClassifier, NoisyClassifierConfig, NoisyMLPClassifier
 from ddpmkit.samplers import SAMPLERS, sample
+from ddpmkit.training.classifier import train_noisy_classifier
 
 NUM_CLASSES = 3
 NULL = NUM_CLASSES  # the label of the unconditional branch

@@ -10,8 +10,8 @@ from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.randomness import randn_like
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.likelihood import schedule_log_variance, vlb_term
+from ddpmkit.losses import HybridLoss, SecondMomentTimesteps, SimpleLoss, UniformTimesteps
 from ddpmkit.networks import MLPConfig, MLPDenoiser
-from ddpmkit.training.losses import HybridLoss, SecondMomentTimesteps, SimpleLoss, UniformTimesteps
 
 LEVELS = torch.linspace(-1.0, 1.0, 256)
 

@@ -15,12 +15,12 @@ from ddpmkit.config.presets import DIGIT_CAPTIONS, PRESETS
 from ddpmkit.config.schema import RunConfig
 from ddpmkit.core.randomness import BatchShard
 from ddpmkit.data import load_data, stack_items
-from ddpmkit.pipeline.autoencoder_folders import load_autoencoder
-from ddpmkit.pipeline.generation import generate
-from ddpmkit.pipeline.latents import RUN_AUTOENCODER, raw_latents
-from ddpmkit.pipeline.model import load_model
+from ddpmkit.generation.sampling import generate
 from ddpmkit.pipeline.restoration import restore
+from ddpmkit.storage.autoencoder_folders import RUN_AUTOENCODER, load_autoencoder
+from ddpmkit.storage.model import load_model
 from ddpmkit.training.autoencoder import train_autoencoder
+from ddpmkit.training.latents import raw_latents
 from ddpmkit.training.loop import Trainer
 
 TINY_AE = {"base_channels": 8, "channel_mults": [1, 2], "norm_groups": 4, "latent_channels": 2}

@@ -19,9 +19,9 @@ from ddpmkit.likelihood import (
     schedule_log_variance,
     variational_bound,
 )
+from ddpmkit.losses import HybridLoss, SimpleLoss
 from ddpmkit.networks import MLPConfig, MLPDenoiser
 from ddpmkit.samplers import ancestral, sample
-from ddpmkit.training.losses import HybridLoss, SimpleLoss
 
 DIAGONAL = Gaussian(
     torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64),

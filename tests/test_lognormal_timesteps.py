@@ -7,7 +7,7 @@ import torch
 
 from ddpmkit.config.schema import DiffusionConfig
 from ddpmkit.core.schedules import NoiseSchedule
-from ddpmkit.training.losses import LogNormalTimesteps, timestep_sampler
+from ddpmkit.losses import LogNormalTimesteps, timestep_sampler
 
 
 def test_drawn_log_sigmas_have_the_configured_mean_and_spread():

@@ -12,14 +12,14 @@ from ddpmkit.core.parameterization import (
     x0_from_v,
 )
 from ddpmkit.core.schedules import NoiseSchedule
-from ddpmkit.training.ema import EMA
-from ddpmkit.training.losses import (
+from ddpmkit.losses import (
     HybridLoss,
     SimpleLoss,
     UniformTimesteps,
     loss_weights,
     min_snr_weight,
 )
+from ddpmkit.training.ema import EMA
 
 
 class Oracle(torch.nn.Module):

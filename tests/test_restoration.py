@@ -11,7 +11,6 @@ import ddpmkit.cli as cli
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.inverse import Mask
-from ddpmkit.pipeline.model import load_model
 from ddpmkit.pipeline.restoration import (
     bicubic_upsample,
     mean_fill,
@@ -20,6 +19,7 @@ from ddpmkit.pipeline.restoration import (
     restore,
     save_panel,
 )
+from ddpmkit.storage.model import load_model
 
 TINY = [
     "--model.unet.base_channels", "16", "--model.unet.channel_mults", "1,2",

@@ -21,12 +21,12 @@ from ddpmkit.cli import main
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from ddpmkit.data import DataConfig
 from ddpmkit.data.digits import digits_arrays
+from ddpmkit.generation.sampling import generate
+from ddpmkit.learning_rate import learning_rate
 from ddpmkit.networks import MLPConfig
-from ddpmkit.pipeline.checkpoints import find_checkpoints
-from ddpmkit.pipeline.generation import generate
-from ddpmkit.pipeline.model import load_model
+from ddpmkit.storage.checkpoints import find_checkpoints
+from ddpmkit.storage.model import load_model
 from ddpmkit.training.batches import StepBatches, batch_stream
-from ddpmkit.training.learning_rate import learning_rate
 from ddpmkit.training.loop import Trainer
 
 

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from ddpmkit.core.forward import posterior_mean, posterior_variance, q_sample, q_step
     from ddpmkit.core.randomness import PerSampleGenerator
     from ddpmkit.core.schedules import NoiseSchedule
+    from ddpmkit.losses import LossOutput, SimpleLoss, UniformTimesteps
     from ddpmkit.samplers import SampleResult, ddpm_ancestral
-    from ddpmkit.training.losses import LossOutput, SimpleLoss, UniformTimesteps
 
 __version__ = "0.1.0"
 
@@ -44,9 +44,9 @@ _HOMES = {
     "NoiseSchedule": "ddpmkit.core.schedules",
     "SampleResult": "ddpmkit.samplers",
     "ddpm_ancestral": "ddpmkit.samplers",
-    "LossOutput": "ddpmkit.training.losses",
-    "SimpleLoss": "ddpmkit.training.losses",
-    "UniformTimesteps": "ddpmkit.training.losses",
+    "LossOutput": "ddpmkit.losses",
+    "SimpleLoss": "ddpmkit.losses",
+    "UniformTimesteps": "ddpmkit.losses",
 }
 """Where each public name lives (PEP 562 lazy attributes)."""
 

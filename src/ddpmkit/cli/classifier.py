@@ -32,12 +32,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ddpmkit.config.builders import build_schedule, pick_device
+    from ddpmkit.config.builders import build_schedule
+    from ddpmkit.config.execution import pick_device
     from ddpmkit.data import load_data, stack_items
-    from ddpmkit.guidance.classifier_training import noisy_accuracy, train_noisy_classifier
     from ddpmkit.outputs import refuse_existing
-    from ddpmkit.pipeline.checkpoints import read_config, resolve_checkpoint
-    from ddpmkit.pipeline.classifier import build_classifier, save_classifier
+    from ddpmkit.storage.checkpoints import read_config, resolve_checkpoint
+    from ddpmkit.storage.classifier_folders import build_classifier, save_classifier
+    from ddpmkit.training.classifier import noisy_accuracy, train_noisy_classifier
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     config = read_config(checkpoint)
@@ -55,11 +56,15 @@ def run(args: argparse.Namespace) -> int:
     schedule = build_schedule(config.diffusion)
     generator = torch.Generator().manual_seed(args.seed)
     bar = tqdm(total=args.steps, desc="classifier", disable=args.quiet)
+
+    def on_step(_step: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
     with bar:
         train_noisy_classifier(
             network, schedule, x, labels, steps=args.steps, batch_size=args.batch_size,
-            lr=args.lr, generator=generator,
-            on_step=lambda _step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+            lr=args.lr, generator=generator, on_step=on_step,
         )  # fmt: skip
     x_heldout, labels_heldout = stack_items(heldout.dataset)
     for step in (0, schedule.num_steps // 4, schedule.num_steps // 2):

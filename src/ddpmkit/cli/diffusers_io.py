@@ -35,24 +35,24 @@ def add_export(parser: argparse.ArgumentParser) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from ddpmkit.pipeline.checkpoints import save_weights
-    from ddpmkit.pipeline.diffusers_folders import is_diffusers_folder
-    from ddpmkit.pipeline.model import load_model
+    from ddpmkit.storage.checkpoints import save_weights
+    from ddpmkit.storage.model import ModelSource, load_model
 
-    if not is_diffusers_folder(args.source):
+    source = ModelSource.find(args.source)
+    if source.format != "diffusers":
         raise ValueError(
             f"{args.source} is not a diffusers model folder (no model_index.json, and no "
             "config.json of a UNet2DModel)"
         )
-    model = load_model(args.source, "cpu")
+    model = load_model(source, "cpu")
     saved = save_weights(args.destination, model.config, model.network)
     print(f"ddpmkit: checkpoint {saved} (sample it with: ddpmkit sample {saved})")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ddpmkit.pipeline.diffusers_folders import write_pipeline_folder
-    from ddpmkit.pipeline.model import load_model
+    from ddpmkit.storage.diffusers_folders import write_pipeline_folder
+    from ddpmkit.storage.model import load_model
 
     model = load_model(args.checkpoint, "cpu", args.weights)
     written = write_pipeline_folder(model.config, model.network, args.destination)

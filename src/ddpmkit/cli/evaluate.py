@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ddpmkit.config.schema import RunConfig
     from ddpmkit.data import DataConfig
     from ddpmkit.likelihood.report import NLLValues
-    from ddpmkit.pipeline.model import TrainedModel
+    from ddpmkit.storage.model import TrainedModel
     from ddpmkit.training.distributed import Processes
 
 DESCRIPTION = (
@@ -112,12 +112,12 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import Subset
 
     from ddpmkit.cli.progress import ProgressBar, reporter
-    from ddpmkit.data import load_data
+    from ddpmkit.data import dataset_size, load_data
     from ddpmkit.likelihood.report import nll_report
     from ddpmkit.outputs import check_outputs, save_terms_plot
-    from ddpmkit.pipeline.latents import encode_dataset
-    from ddpmkit.pipeline.model import load_model
+    from ddpmkit.storage.model import load_model
     from ddpmkit.training.distributed import Processes
+    from ddpmkit.training.latents import encode_dataset
 
     processes = Processes.from_environment()
     model = load_model(args.checkpoint, processes.device_name(args.device))
@@ -132,14 +132,14 @@ def run(args: argparse.Namespace) -> int:
     if model.autoencoder is not None:  # the density of the latents, which the model learned
         say("ddpmkit: a latent model: bits per latent dimension of the encoded images (a "
             "continuous density, not bits/dim of pixels)")  # fmt: skip
-        count = min(args.num_samples, len(dataset))
+        count = min(args.num_samples, dataset_size(dataset))
         dataset = encode_dataset(model.autoencoder, Subset(dataset, range(count)))
     if dataset[0][0].shape != model.shape:
         raise ValueError(
             f"--data {args.data}: items have shape {tuple(dataset[0][0].shape)} but the model "
             f"was trained on {model.shape}"
         )
-    num_samples = min(args.num_samples, len(dataset))
+    num_samples = min(args.num_samples, dataset_size(dataset))
     if num_samples < args.num_samples:
         say(f"ddpmkit: the data hold {num_samples} items; evaluating all of them")
     batches = -(-num_samples // args.batch_size)
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
 def sharded_nll(
     model: TrainedModel,
-    dataset: Dataset,
+    dataset: Dataset[tuple[Tensor, Tensor]],
     args: argparse.Namespace,
     num_samples: int,
     data_config: DataConfig,
@@ -196,7 +196,8 @@ def sharded_nll(
         return None if part is None else processes.join(part, rows, num_samples, model.device)
 
     nfe = processes.total(mine.nfe, model.device)
-    return NLLValues(join(mine.bits), join(mine.terms), join(mine.prior), nfe)
+    bits = processes.join(mine.bits, rows, num_samples, model.device)
+    return NLLValues(bits, join(mine.terms), join(mine.prior), nfe)
 
 
 def eval_data(
@@ -215,7 +216,7 @@ def eval_data(
         raise FileNotFoundError(f"--data {data}: no such file or folder (nor a source {SOURCES})")
     if path.is_dir():
         return DataConfig(
-            source="folder", path=data, image_size=shape[1:], channels=shape[0],
+            source="folder", path=data, image_size=(shape[1], shape[2]), channels=shape[0],
             heldout_fraction=0.0,
         ), "train"  # fmt: skip
     return DataConfig(source="array", path=data, heldout_fraction=0.0), "train"

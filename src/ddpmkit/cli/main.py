@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():  # restores Python's warning display on the way out
         warnings.showwarning = one_line
         try:
-            return args.run(args)
+            code: int = args.run(args)
+            return code
         except (
             ValueError,
             FileExistsError,

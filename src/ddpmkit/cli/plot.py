@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ddpmkit import plots
     from ddpmkit.outputs import check_outputs
-    from ddpmkit.pipeline.checkpoints import read_config
+    from ddpmkit.storage.checkpoints import read_config
 
     run_dir: Path = args.run_dir
     if not run_dir.is_dir():
@@ -118,8 +118,8 @@ def samples_pictures(folder: Path, most: int) -> dict[str, Drawing]:
     most ``most`` of them, evenly spaced; the first few images of each, or all its points."""
     from functools import partial
 
-    from ddpmkit.pipeline.checkpoints import step_of
     from ddpmkit.plots import evenly_spaced, is_points, read_samples, save_strip
+    from ddpmkit.storage.checkpoints import step_of
 
     found = sorted(
         (step, path)
@@ -148,14 +148,14 @@ def forward_process(config: RunConfig, args: argparse.Namespace) -> Drawing:
 
     from ddpmkit.config.builders import build_schedule
     from ddpmkit.core.forward import q_sample
-    from ddpmkit.data import load_data, stack_items
+    from ddpmkit.data import dataset_size, load_data, stack_items
     from ddpmkit.plots import evenly_spaced, save_strip
 
     schedule = build_schedule(config.diffusion)
     split = "heldout" if config.data.heldout_fraction > 0 else "train"
     dataset = load_data(config.data, split).dataset
     points = len(config.model.sample_shape or ()) == 1
-    count = min(len(dataset), POINTS_SHOWN if points else args.num_items)
+    count = min(dataset_size(dataset), POINTS_SHOWN if points else args.num_items)
     x0, _ = stack_items(dataset, count)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(args.seed))
     ts = evenly_spaced(schedule.num_steps, args.num_columns)

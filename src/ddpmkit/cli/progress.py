@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -12,7 +13,7 @@ class ProgressBar:
 
     def __init__(self, desc: str, unit: str, disable: bool) -> None:
         self.desc, self.unit, self.disable = desc, unit, disable
-        self.bar: tqdm | None = None
+        self.bar: tqdm[Any] | None = None
 
     def __enter__(self) -> ProgressBar:
         return self
@@ -21,7 +22,8 @@ class ProgressBar:
         if self.bar is None or self.bar.total != total or done < self.bar.n:
             self.close()
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, disable=self.disable)
-        self.bar.update(done - self.bar.n)
+        bar = self.bar
+        bar.update(done - bar.n)
         if done == total:
             self.close()
 

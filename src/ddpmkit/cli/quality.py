@@ -6,6 +6,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from ddpmkit.cli.progress import ProgressBar
+    from ddpmkit.evaluation.fidelity import InceptionFeatures
+    from ddpmkit.pipeline.quality import ImageSet
 
 
 def run_metrics(args: argparse.Namespace) -> int:
@@ -20,18 +28,15 @@ def run_metrics(args: argparse.Namespace) -> int:
         requires_fidelity,
         sample_metrics,
     )
+    from ddpmkit.generation.sampling import generate
     from ddpmkit.outputs import check_outputs
-    from ddpmkit.pipeline.diffusers_folders import is_diffusers_folder
-    from ddpmkit.pipeline.generation import generate
-    from ddpmkit.pipeline.model import load_model
     from ddpmkit.pipeline.quality import (
         ImageSet,
-        cached_features,
         image_set,
         read_statistics,
-        store_features,
         uint8_batches,
     )
+    from ddpmkit.storage.model import load_model
 
     requires_fidelity()
     start = time.perf_counter()
@@ -42,21 +47,17 @@ def run_metrics(args: argparse.Namespace) -> int:
     assert model.checkpoint is not None
     out = args.out or model.outputs_folder / "eval" / f"{model.checkpoint.name}-metrics.json"
     check_outputs({"--out": (out, ".json")})
-    run_data = None if is_diffusers_folder(model.checkpoint) else model.config.data
     statistics = read_statistics(Path(args.reference))
     reference = None
     if statistics is None:
-        reference = image_set(args.reference, model.shape, None, run_data)
+        reference = image_set(args.reference, model.shape, None, model.training_data)
     device = model.device
-    weights_id = "download" if weights is None else weights.name
     with ProgressBar("inception", "image", disable=args.quiet) as progress:
-        if reference is not None:
-            key = f"{reference.identity}:{weights_id}"
-            features = cached_features(key)
-            if features is None:
-                batches = uint8_batches(reference, args.batch_size)
-                features = inception_features(batches, reference.count, weights, device, progress)
-                store_features(key, features)
+        target = (
+            statistics
+            if statistics is not None
+            else reference_features(reference, weights, args.batch_size, device, progress)
+        )
         if args.samples is not None:
             generated = image_set(str(args.samples), model.shape, args.num_samples)
         else:
@@ -67,7 +68,6 @@ def run_metrics(args: argparse.Namespace) -> int:
             generated = ImageSet(dataset, len(drawn), "generated")
         batches = uint8_batches(generated, args.batch_size)
         ours = inception_features(batches, generated.count, weights, device, progress)
-    target = statistics if statistics is not None else features
     values = sample_metrics(args.metrics, ours, target, seed=args.seed)
     report = {
         "checkpoint": str(model.checkpoint),
@@ -85,3 +85,25 @@ def run_metrics(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"ddpmkit: report {out}")
     return 0
+
+
+def reference_features(
+    reference: ImageSet | None,
+    weights: Path | None,
+    batch_size: int,
+    device: torch.device,
+    progress: ProgressBar,
+) -> InceptionFeatures:
+    """The Inception features of the reference images, from the cache when computed before."""
+    from ddpmkit.evaluation.fidelity import inception_features
+    from ddpmkit.pipeline.quality import cached_features, store_features, uint8_batches
+
+    if reference is None:
+        raise ValueError("the metrics need a reference: statistics or images")
+    key = f"{reference.identity}:{'download' if weights is None else weights.name}"
+    features = cached_features(key)
+    if features is None:
+        batches = uint8_batches(reference, batch_size)
+        features = inception_features(batches, reference.count, weights, device, progress)
+        store_features(key, features)
+    return features

@@ -12,9 +12,16 @@ from tqdm import tqdm
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.outputs import check_outputs
-from ddpmkit.pipeline.model import load_model, model_folder, outputs_folder_of
-from ddpmkit.pipeline.restoration import METHODS, read_image, read_mask, restore, save_panel
+from ddpmkit.pipeline.restoration import (
+    METHODS,
+    Task,
+    read_image,
+    read_mask,
+    restore,
+    save_panel,
+)
 from ddpmkit.samplers import SAMPLERS
+from ddpmkit.storage.model import ModelSource, load_model
 
 MASK_HELP = (
     "black-and-white PNG of the model's size: white (>= 128) marks the known pixels to keep, "
@@ -154,15 +161,15 @@ def _inverse_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _run(args: argparse.Namespace, task: str, **options: Any) -> int:
+def _run(args: argparse.Namespace, task: Task, **options: Any) -> int:
     """Read the files, restore, write the panel and print its path and the scores."""
-    checkpoint = model_folder(args.checkpoint)
+    model_source = ModelSource.find(args.checkpoint)
     source = args.image or args.low_res
     out = args.out or (
-        outputs_folder_of(checkpoint) / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
+        model_source.outputs_folder / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
     )
     check_outputs({"--out": (out, ".png")})
-    model = load_model(checkpoint, args.device)
+    model = load_model(model_source, args.device)
     if args.image is not None:
         image = read_image(args.image, model.shape)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet
 from ddpmkit.cli.progress import ProgressBar, reporter
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ddpmkit.core.precision import describe_precision
+    from ddpmkit.generation.sampling import generate
     from ddpmkit.outputs import (
         check_outputs,
         save_npz,
@@ -58,13 +59,14 @@ def run(args: argparse.Namespace) -> int:
         save_picture,
         save_png_folder,
     )
-    from ddpmkit.pipeline.classifier import load_classifier
-    from ddpmkit.pipeline.generation import generate
-    from ddpmkit.pipeline.model import load_model
+    from ddpmkit.storage.classifier_folders import load_classifier
+    from ddpmkit.storage.model import load_model
     from ddpmkit.training.distributed import Processes
 
     overrides = overrides_from_args(args)
-    which = None  # the weights the checkpoint's sample.use_ema names, unless the flag says
+    which: Literal["ema", "model"] | None = (
+        None  # the checkpoint's sample.use_ema, unless the flag says
+    )
     if "use_ema" in overrides:
         use_ema = from_dict(SampleConfig, {"use_ema": overrides["use_ema"]}, "--use_ema").use_ema
         which = "ema" if use_ema else "model"

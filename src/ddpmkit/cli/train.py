@@ -72,7 +72,7 @@ def config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
 def run_folder(args: argparse.Namespace) -> Path:
     """--out, or the first of runs/NAME, runs/NAME-2, … that is free (a new run never overwrites)."""
     if args.out is not None:
-        return args.out
+        return Path(args.out)
     if args.resume:
         raise ValueError("--resume needs --out RUN_FOLDER, the run to continue")
     base = Path("runs") / (args.preset or "run")
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ddpmkit.core.precision import describe_precision
-    from ddpmkit.pipeline.checkpoints import find_checkpoints
+    from ddpmkit.storage.checkpoints import find_checkpoints
     from ddpmkit.training.loop import Trainer
 
     if args.out is None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     first_step = trainer.step + 1
     with bar, ProgressBar("sample", "step", disable=quiet) as sampling:
 
-        def on_step(step: int, metrics: dict) -> None:
+        def on_step(step: int, metrics: dict[str, Any]) -> None:
             bar.update(1)
             if trainer.plan is not None and bar.total != trainer.plan.train.steps:
                 bar.total = trainer.plan.train.steps  # a train.minutes run has planned

@@ -1,4 +1,4 @@
-"""Objects built from a config: the schedule, the network, the loss, the device."""
+"""Objects built from a config: the schedule, the network, the loss."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import dataclasses
 import math
 from functools import partial
 
-import torch
 from torch import nn
 
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig
@@ -14,10 +13,10 @@ from ddpmkit.core.denoisers import NetworkDenoiser
 from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.data.captions import all_captions
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
+from ddpmkit.losses import HybridLoss, SimpleLoss, loss_weights, timestep_sampler
 from ddpmkit.networks import MLPDenoiser, UNet
 from ddpmkit.networks.text import WordTokenizer, build_text_encoder, encoder_width
 from ddpmkit.networks.text_unet import TextConditionedUNet
-from ddpmkit.training.losses import HybridLoss, SimpleLoss, loss_weights, timestep_sampler
 
 
 def build_schedule(config: DiffusionConfig) -> NoiseSchedule:
@@ -175,29 +174,6 @@ def _resolve_latent(config: RunConfig) -> RunConfig:
         )
     sample = dataclasses.replace(config.sample, clip_x0=False)  # latents are not in [-1, 1]
     return dataclasses.replace(config, sample=sample)
-
-
-def pick_device(name: str, option: str = "train.device") -> torch.device:
-    """ "auto" is CUDA when available, else the CPU; another name must be a device torch can use
-    here, else a one-line error naming ``option``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(
-            f"{option} {name!r} is not a device name torch knows (cpu, cuda, cuda:1, …)"
-        ) from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{option} {name!r} asks for CUDA, but torch sees no GPU")
-    try:
-        torch.empty(1, device=device)
-    except (RuntimeError, AssertionError) as error:
-        raise ValueError(
-            f"{option} {name!r}: this PyTorch build or machine has no {device.type} backend "
-            "(use cpu, or cuda where torch sees a GPU)"
-        ) from error
-    return device
 
 
 def class_labels_of(model: ModelConfig) -> tuple[int | None, int | None]:

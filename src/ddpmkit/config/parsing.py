@@ -73,7 +73,8 @@ def upgrade(values: dict[str, Any]) -> dict[str, Any]:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """A dataclass as a nested dict of plain values (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    plain: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(config)))
+    return plain
 
 
 def merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:

@@ -10,15 +10,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ddpmkit.config.execution import compile_field, precision_field
 from ddpmkit.core.grids import GridKind
 from ddpmkit.core.parameterization import Parameterization
 from ddpmkit.core.precision import Precision
 from ddpmkit.data.config import DataConfig
+from ddpmkit.learning_rate import LrDecay
+from ddpmkit.losses import LossKind, LossWeighting, TimestepSampling
 from ddpmkit.networks import MLPConfig, UNetConfig
 from ddpmkit.networks.text import TextEncoderConfig
 from ddpmkit.samplers import SAMPLERS, ReverseVariance
-from ddpmkit.training.learning_rate import LrDecay
-from ddpmkit.training.losses import LossKind, LossWeighting, TimestepSampling
 
 _DATA_CLASSES = "the data's class count with class_conditional (+1 with label_dropout), else none"
 """What a network's ``num_classes`` becomes in a run: it is set from the data, not by the user."""
@@ -319,20 +320,8 @@ class TrainConfig:
     device: str = field(
         default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, …"}
     )
-    precision: Precision = field(
-        default="fp32",
-        metadata={
-            "help": "the network's arithmetic; bf16/fp16 are autocast, auto is bf16 where the "
-            "device has bf16 units (fp16 on GPUs without them) and fp32 elsewhere"
-        },
-    )
-    compile: bool = field(
-        default=False,
-        metadata={
-            "help": "torch.compile the network: faster steps after a compilation of about a "
-            "minute on a CPU (a C++ compiler is needed); falls back to eager with a warning"
-        },
-    )
+    precision: Precision = precision_field()
+    compile: bool = compile_field()
     tensorboard: bool = field(
         default=False,
         metadata={
@@ -489,20 +478,8 @@ class SampleConfig:
         default=0, metadata={"help": "sample i uses seed + i, whatever the batch size"}
     )
     use_ema: bool = field(default=True, metadata={"help": "sample with the EMA weights"})
-    precision: Precision = field(
-        default="fp32",
-        metadata={
-            "help": "the network's arithmetic; bf16/fp16 are autocast, auto is bf16 where the "
-            "device has bf16 units (fp16 on GPUs without them) and fp32 elsewhere"
-        },
-    )
-    compile: bool = field(
-        default=False,
-        metadata={
-            "help": "torch.compile the network: faster steps after a compilation of about a "
-            "minute on a CPU (a C++ compiler is needed); falls back to eager with a warning"
-        },
-    )
+    precision: Precision = precision_field()
+    compile: bool = compile_field()
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:

@@ -8,7 +8,13 @@ from ddpmkit.data.arrays import ArrayDataset, array_dataset
 from ddpmkit.data.augment import hflip_batch
 from ddpmkit.data.config import DataConfig
 from ddpmkit.data.images import ImageFolderDataset
-from ddpmkit.data.loading import LoadedData, load_data, split_indices, stack_items
+from ddpmkit.data.loading import (
+    LoadedData,
+    dataset_size,
+    load_data,
+    split_indices,
+    stack_items,
+)
 from ddpmkit.data.mosaic import save_image_grid, save_scatter_png, to_uint8_images
 from ddpmkit.data.toy import TOY_DISTRIBUTIONS, sample_toy
 
@@ -19,6 +25,7 @@ __all__ = [
     "ImageFolderDataset",
     "LoadedData",
     "array_dataset",
+    "dataset_size",
     "hflip_batch",
     "load_data",
     "sample_toy",

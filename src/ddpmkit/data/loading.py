@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -116,10 +116,15 @@ def load_data(config: DataConfig, split: str = "train") -> LoadedData:
     return _LOADERS[config.source](config, split)
 
 
+def dataset_size(dataset: Dataset[Any]) -> int:
+    """The number of items of a map-style dataset (torch's Dataset declares no ``__len__``, but
+    every dataset of ddpmkit has one)."""
+    return len(cast(Sized, dataset))
+
+
 def stack_items(
     dataset: Dataset[tuple[torch.Tensor, torch.Tensor]], count: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` (all by default) (x, label) pairs of a dataset as two stacked tensors."""
-    # torch's Dataset declares no __len__, but every map-style dataset of ddpmkit has one
-    items = [dataset[i] for i in range(len(cast(Sized, dataset)) if count is None else count)]
+    items = [dataset[i] for i in range(dataset_size(dataset) if count is None else count)]
     return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])

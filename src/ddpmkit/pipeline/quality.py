@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ddpmkit.data import DataConfig, ImageFolderDataset, array_dataset, load_data
+from ddpmkit.data import DataConfig, ImageFolderDataset, array_dataset, dataset_size, load_data
 from ddpmkit.data.config import SOURCES
 from ddpmkit.evaluation.fidelity import InceptionFeatures, Statistics
 
@@ -33,7 +33,7 @@ CACHE_ENVIRONMENT = "DDPMKIT_CACHE"
 class ImageSet:
     """Images in [-1, 1] as a dataset of (x, label) items, and what they are (the cache key)."""
 
-    dataset: Dataset
+    dataset: Dataset[tuple[Tensor, ...]]
     count: int
     identity: str
 
@@ -84,7 +84,8 @@ def image_set(
         identity = f"array:{path.resolve()}:{_modified(path)}"
     else:
         raise FileNotFoundError(f"{spec}: no such folder or file (nor a source {SOURCES})")
-    count = len(dataset) if limit is None else min(limit, len(dataset))
+    available = dataset_size(dataset)
+    count = available if limit is None else min(limit, available)
     if count < 2:
         raise ValueError(f"{spec}: {count} image(s); the metrics need at least 2")
     return ImageSet(dataset, count, f"{identity}:{count}:{size[0]}x{size[1]}")

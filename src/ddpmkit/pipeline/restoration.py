@@ -39,8 +39,8 @@ from ddpmkit.inverse import (
     sdedit,
 )
 from ddpmkit.outputs import picture_upscale
-from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.samplers.common import SampleResult, StepCallback
+from ddpmkit.storage.model import TrainedModel
 
 Task = Literal["inpaint", "super-resolution", "deblur", "edit"]
 METHODS: dict[str, tuple[str, ...]] = {

@@ -8,21 +8,22 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ddpmkit.config.autoencoder import AutoencoderRunConfig
-from ddpmkit.config.builders import pick_device
+from ddpmkit.config.execution import pick_device
 from ddpmkit.config.parsing import to_dict
-from ddpmkit.data import load_data, save_image_grid, stack_items
+from ddpmkit.data import dataset_size, load_data, save_image_grid, stack_items
 from ddpmkit.evaluation.restoration_metrics import psnr
+from ddpmkit.learning_rate import learning_rate
 from ddpmkit.likelihood.report import mean_ci95
 from ddpmkit.networks.autoencoder import Autoencoder, autoencoder_loss
 from ddpmkit.outputs import picture_upscale
-from ddpmkit.pipeline.autoencoder_folders import save_autoencoder
-from ddpmkit.pipeline.latents import raw_latents, scaling_factor_of
+from ddpmkit.storage.autoencoder_folders import save_autoencoder
 from ddpmkit.training.batches import StepBatches, batch_stream
-from ddpmkit.training.learning_rate import learning_rate
+from ddpmkit.training.latents import raw_latents, scaling_factor_of
 
 StepCallback = Callable[[int, dict[str, float]], None]
 """Called after every step with (step, {"loss", "mse", "kl"})."""
@@ -67,7 +68,7 @@ def train_autoencoder(
     with torch.no_grad():
         reconstructed = model.images(model.latents(heldout.to(device))).clamp(-1, 1).cpu()
     scores = mean_ci95(psnr(reconstructed, heldout))
-    extra = {"run": to_dict(dataclasses.replace(config, autoencoder=model.config))}
+    extra: dict[str, Any] = {"run": to_dict(dataclasses.replace(config, autoencoder=model.config))}
     extra["heldout_psnr_db"] = round(scores[0], 3)
     save_autoencoder(model, folder, sample_size=data.shape[-1], extra=extra)
     shown = min(PREVIEW_IMAGES, len(heldout))
@@ -82,7 +83,7 @@ def train_autoencoder(
 
 def _fit(
     model: Autoencoder,
-    dataset: torch.utils.data.Dataset,
+    dataset: torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]],
     config: AutoencoderRunConfig,
     on_step: StepCallback | None,
 ) -> None:
@@ -90,7 +91,9 @@ def _fit(
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr)
     generator = torch.Generator(device).manual_seed(train.seed)
-    batches = batch_stream(dataset, StepBatches(len(dataset), train.batch_size, train.seed))
+    batches = batch_stream(
+        dataset, StepBatches(dataset_size(dataset), train.batch_size, train.seed)
+    )
     model.train()
     for step in range(train.steps):
         x, _ = next(batches)
@@ -98,7 +101,7 @@ def _fit(
             group["lr"] = learning_rate(step, train.lr, train.warmup_steps)
         loss, metrics = autoencoder_loss(model, x.to(device), train.kl_weight, generator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         if train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
         optimizer.step()

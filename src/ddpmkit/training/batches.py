@@ -49,7 +49,10 @@ class StepBatches(Sampler[list[int]]):
 
 
 def batch_stream(
-    dataset: Dataset, order: StepBatches, num_workers: int = 0, pin_memory: bool = False
+    dataset: Dataset[tuple[Tensor, Tensor]],
+    order: StepBatches,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """(x_0, labels) batches in ``order``: sliced and converted in one go when the dataset holds
     its items in memory (it has ``batch(indices)``), else read item by item through a DataLoader

@@ -1,14 +1,27 @@
 """Planning a run for a time budget (``train.minutes``): the step count, warm-up, EMA horizon and
-checkpoint cadence from the step rate measured in the run's own first steps."""
+checkpoint cadence from the step rate measured in the run's own first steps, and the time its
+final samples will take."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ddpmkit.config.schema import TrainConfig
+import torch
+
+from ddpmkit.config.execution import Execution
+from ddpmkit.config.schema import RunConfig, TrainConfig
+from ddpmkit.core.denoisers import network_evaluations
+from ddpmkit.generation.conditioning import Conditioning
+from ddpmkit.generation.sampling import sampler_options, sampling_denoiser
+from ddpmkit.networks import UNetConfig
+from ddpmkit.samplers import SAMPLERS
+from ddpmkit.storage.model import TrainedModel
 from ddpmkit.training.ema import warmup_decay
+from ddpmkit.training.sizing import VECTOR_BATCH, Sizing, choose_network
 
 PROBE_STEPS = 10
 """Steps timed before the plan is made (the first one, with its one-off costs, is not timed)."""
@@ -16,6 +29,8 @@ WARMUP_SHARE = 0.05
 """The learning-rate warm-up is at most this share of the planned steps."""
 CHECKPOINTS = 4
 """Checkpoints in a planned run (the last step always saves)."""
+DEFAULT_SIZING_MINUTES = 10.0
+"""The budget automatic sizing assumes without train.minutes."""
 
 
 @dataclass(frozen=True)
@@ -63,3 +78,104 @@ def plan_run(
         sample_every=0,
     )
     return Plan(planned, seconds_per_step, sample_seconds, half_life(planned.ema_decay))
+
+
+def sized_config(
+    config: RunConfig,
+    shape: tuple[int, ...],
+    examples: int,
+    world: int,
+    device: torch.device,
+    agree: Callable[[float], float] = float,
+) -> tuple[RunConfig, Sizing | None]:
+    """The config with the network chosen for data of per-sample ``shape`` (``examples`` of
+    them, shared by ``world`` processes) and the time budget (``model.auto_size``), and the
+    sizing behind it (None for vectors, which get the MLP at its defaults)."""
+    train = config.train
+    if len(shape) != 3:
+        model = dataclasses.replace(config.model, kind="mlp", auto_size=False)
+        batch = min(VECTOR_BATCH, examples // world) * world
+        train = dataclasses.replace(train, batch_size=train.batch_size or batch)
+        return dataclasses.replace(config, model=model, train=train), None
+    sizing = choose_network(
+        shape,
+        budget_seconds=60.0 * (train.minutes or DEFAULT_SIZING_MINUTES),
+        batch=train.batch_size // world if train.batch_size else None,
+        device=device,
+        precision=train.precision,
+        agree=agree,
+        largest=examples // world,
+        mlp=not config.model.text_conditional,
+    )
+    model = dataclasses.replace(config.model, auto_size=False)
+    if isinstance(sizing.network, UNetConfig):
+        model = dataclasses.replace(model, kind="unet", unet=sizing.network)
+    else:
+        model = dataclasses.replace(model, kind="mlp", mlp=sizing.network)
+    train = dataclasses.replace(train, batch_size=sizing.batch * world)
+    return dataclasses.replace(config, model=model, train=train), sizing
+
+
+def resumed_sizing(config: RunConfig, saved: RunConfig) -> RunConfig:
+    """A resumed run keeps the network (and batch, unless one is given) it chose."""
+    batch = config.train.batch_size or saved.train.batch_size
+    train = dataclasses.replace(config.train, batch_size=batch)
+    return dataclasses.replace(config, model=saved.model, train=train)
+
+
+class Planner:
+    """Times the first steps of a ``train.minutes`` run, then plans the rest (``plan_run``).
+
+    ``agree`` turns one process's time into the one all processes use (the slowest);
+    ``sampling_seconds`` estimates the final sample grid, asked once, when the plan is made.
+    """
+
+    def __init__(self, started: float, agree: Callable[[float], float] = float) -> None:
+        self.started, self.agree = started, agree
+        self.step_times: list[float] = []
+
+    def plan_after_step(
+        self, train: TrainConfig, step: int, sampling_seconds: Callable[[], float]
+    ) -> Plan | None:
+        """Record that ``step`` has just ended; after PROBE_STEPS timed steps (the first one is
+        not timed), the plan; before, None."""
+        now = time.perf_counter()
+        self.step_times.append(now)
+        if len(self.step_times) <= PROBE_STEPS:
+            return None
+        per_step = (self.step_times[-1] - self.step_times[0]) / PROBE_STEPS
+        return plan_run(
+            train,
+            steps_done=step,
+            elapsed=self.agree(now - self.started),
+            seconds_per_step=self.agree(per_step),
+            sample_seconds=self.agree(sampling_seconds()),
+        )
+
+
+@torch.no_grad()
+def sampling_seconds(model: TrainedModel, execution: Execution) -> float:
+    """The time the model's configured samples will take: one timed network call at the sample
+    batch size, times the network evaluations of its sampler and guidance (``Sampler.nfe`` and
+    ``network_evaluations``) for every batch."""
+    sample = model.config.sample
+    batch = min(sample.batch_size, sample.num_samples)
+    guide = model if sample.autoguidance != 1.0 else None  # the weaker model costs the same
+    denoiser = sampling_denoiser(model, sample, Conditioning.of(model), guide)
+    steps = sample.steps_for(model.schedule.num_steps)
+    calls = SAMPLERS[sample.sampler].nfe(steps, **sampler_options(sample))
+    calls *= network_evaluations(denoiser) * math.ceil(sample.num_samples / batch)
+    x = torch.zeros(batch, *model.shape, device=execution.device)
+    with execution.autocast():
+        model.denoiser(x, 1.0)  # warm-up
+        synchronize(execution.device)
+        start = time.perf_counter()
+        model.denoiser(x, 1.0)
+        synchronize(execution.device)
+    return (time.perf_counter() - start) * calls
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a step's time is known once the device has done it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

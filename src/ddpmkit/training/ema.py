@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 def warmup_decay(n: int) -> float:
@@ -37,7 +37,7 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         """One averaging step towards ``model``'s current weights; buffers are copied."""
         weight = 1.0 - self.current_decay()
-        ema_params = list(self.model.parameters())
+        ema_params: list[Tensor] = list(self.model.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], weight)
         for ema_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
             ema_buffer.copy_(buffer)

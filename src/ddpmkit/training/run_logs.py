@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ddpmkit.training.losses import LossOutput
+from ddpmkit.losses import LossOutput
 
 
 class TensorBoardLog:

@@ -157,6 +157,7 @@ def seconds_per_step(
     generator = torch.Generator().manual_seed(0)
     network = network_of(config).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
+    shape: tuple[int, ...]
     if isinstance(config, UNetConfig):
         shape = (batch, config.in_channels, config.sample_size, config.sample_size)
     else:
@@ -168,7 +169,7 @@ def seconds_per_step(
         with autocast(precision, device):
             loss = network(x, t).float().square().mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -52,7 +52,7 @@ def train_noisy_classifier(
         logits = network(x_t, t.to(weight.device, weight.dtype))
         loss = F.cross_entropy(logits, labels[index.to(labels.device)].to(weight.device).long())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         optimizer.step()
         losses.append(loss.item())
         if on_step is not None:

@@ -209,7 +209,9 @@ def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], d
     return tensors, {"optimizer_param_groups": state_dict["param_groups"]}
 
 
-def _unflatten_optimizer(tensors: dict[str, Tensor], param_groups: list[dict]) -> dict[str, Any]:
+def _unflatten_optimizer(
+    tensors: dict[str, Tensor], param_groups: list[dict[str, Any]]
+) -> dict[str, Any]:
     state: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):

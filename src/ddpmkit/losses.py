@@ -149,7 +149,7 @@ class LogNormalTimesteps:
             raise ValueError(f"diffusion.lognormal_std must be positive, got {std}")
         log_sigmas = schedule.sigmas.double().log()
         edges = (log_sigmas[1:] + log_sigmas[:-1]) / 2
-        cdf = torch.distributions.Normal(mean, std).cdf(edges)
+        cdf = torch.special.ndtr((edges - mean) / std)  # the normal distribution's CDF
         self.p = torch.diff(cdf, prepend=cdf.new_zeros(1), append=cdf.new_ones(1))
 
     def sample(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ import torch
 from safetensors.torch import save_file
 
 from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig
+from ddpmkit.core.parameterization import Parameterization
+from ddpmkit.core.schedules import ReverseVariance
 from ddpmkit.data import DataConfig
 from ddpmkit.networks.diffusers_compat import diffusers_config_from, unet_config_from_diffusers
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 SCHEDULER_CONFIG = "scheduler_config.json"
-PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
-FIXED_VARIANCES = {
+PREDICTIONS: dict[str, Parameterization] = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
+FIXED_VARIANCES: dict[str, ReverseVariance] = {
     "fixed_small": "beta_tilde",
     "fixed_small_log": "beta_tilde",
     "fixed_large": "beta",
@@ -158,7 +161,9 @@ def diffusion_config_from_scheduler(
     return diffusion, sample
 
 
-def _schedule_fields(config: dict[str, Any], steps: int, unsupported) -> dict[str, Any]:
+def _schedule_fields(
+    config: dict[str, Any], steps: int, unsupported: Callable[[str, str], ValueError]
+) -> dict[str, Any]:
     """DiffusionConfig schedule fields giving diffusers' β_1 … β_T for ``beta_schedule``."""
     if config.get("trained_betas") is not None:
         return {"schedule": "custom", "betas": tuple(float(b) for b in config["trained_betas"])}

@@ -1,68 +1,32 @@
-"""Drawing samples from a trained network in batches, each sample from its own seed."""
+"""Drawing samples from a trained network in batches, each sample from its own seed: the sampling
+denoiser (guidance and clipping) is assembled once by :func:`sampling_denoiser`, then
+:func:`generate` only samples."""
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ddpmkit.config.builders import class_labels_of
+from ddpmkit.config.execution import Execution
 from ddpmkit.config.schema import SampleConfig
 from ddpmkit.core.denoisers import Denoiser
-from ddpmkit.core.precision import autocast
 from ddpmkit.core.randomness import PerSampleGenerator, randn
 from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
-from ddpmkit.guidance import (
-    AutoGuidance,
-    Classifier,
-    ClassifierFreeGuidance,
-    ClassifierGuidance,
-    classifier_on_sigma,
-)
+from ddpmkit.generation.conditioning import Conditioning, network_conditions, sample_labels
+from ddpmkit.guidance import AutoGuidance, ClassifierFreeGuidance, ClassifierGuidance
 from ddpmkit.outputs import save_npz, save_picture
-from ddpmkit.pipeline.autoguidance import load_guide
-from ddpmkit.pipeline.classifier import LoadedClassifier
-from ddpmkit.pipeline.model import TrainedModel
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
+from ddpmkit.storage.classifier_folders import LoadedClassifier
+from ddpmkit.storage.guides import find_guide
+from ddpmkit.storage.model import TrainedModel
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (sampling steps done, total) as sampling advances."""
-
-
-@dataclass(frozen=True)
-class Conditioning:
-    """What a sampling run may condition on: the model's classes and ∅, and a noisy classifier."""
-
-    num_classes: int | None = None  # K of a class-conditional model (or of the classifier)
-    null_label: int | None = None  # ∅ of a model trained with label dropout
-    conditional_model: bool = False  # the network takes class labels
-    classifier: Classifier | None = None  # p_φ(y|x, σ) for classifier guidance
-
-    @classmethod
-    def of(cls, model: TrainedModel, classifier: LoadedClassifier | None = None) -> Conditioning:
-        """The model's classes, and a classifier read on the model's schedule, which must be the
-        one the classifier was trained under."""
-        num_classes, null = class_labels_of(model.config.model)
-        if classifier is None:
-            return cls(num_classes, null, num_classes is not None)
-        if model.captions is not None:
-            raise ValueError(
-                "classifier guidance steers class labels; a text-conditional model takes prompts "
-                "(use classifier-free guidance: sample.guidance)"
-            )
-        classifier.check_schedule(model.schedule)
-        if num_classes is not None and classifier.num_classes != num_classes:
-            raise ValueError(
-                f"the classifier has {classifier.num_classes} classes but the model {num_classes}"
-            )
-        classifier.network.to(model.device)
-        guide = classifier_on_sigma(classifier.network, model.schedule)
-        return cls(classifier.num_classes, null, num_classes is not None, guide)
 
 
 def generate(
@@ -84,28 +48,17 @@ def generate(
     from its own generator, the result does not depend on the batch size. With a class-conditional
     model or a ``classifier`` sample i gets class ``config.label`` or i mod K, unless
     ``class_labels`` are given, and the configured guidance steers towards it. With
-    ``config.autoguidance`` ≠ 1 the weaker model is ``guide``, else the one ``config.guide``
-    names (``pipeline.autoguidance``); a run's first checkpoint, which has none, is sampled
-    unguided with a warning.
+    ``config.autoguidance`` ≠ 1 the weaker model is ``guide``, else the one
+    :func:`~ddpmkit.storage.guides.find_guide` finds.
     """
     config = config or model.config.sample
-    device = model.device
     conditioning = Conditioning.of(model, classifier)
     if class_labels is None and not (config.prompt and model.captions):
         class_labels = sample_labels(config, conditioning.num_classes)
     class_labels = network_conditions(model, config, class_labels)
-    denoiser: Denoiser = model.denoiser
-    if config.autoguidance != 1.0:
-        weak = guide or load_guide(model, config.guide)
-        if weak is None:
-            warnings.warn(
-                f"{model.checkpoint}: no earlier checkpoint of its run to autoguide with; "
-                "sampling without autoguidance (name one with sample.guide)",
-                stacklevel=2,
-            )
-        else:
-            denoiser = AutoGuidance(denoiser, weak.denoiser, config.autoguidance)
-    denoiser = wrap_denoiser(guided_denoiser(denoiser, config, conditioning), config)
+    guide = guide if guide is not None else find_guide(model, config)
+    denoiser = sampling_denoiser(model, config, conditioning, guide)
+    execution = Execution.of(model.device, config)
     steps = config.steps_for(model.schedule.num_steps)
     first, last, _ = (rows or slice(None)).indices(config.num_samples)
     starts = range(first, last, config.batch_size)
@@ -113,14 +66,14 @@ def generate(
     results = []
     for batch_index, start in enumerate(starts):
         stop = min(start + config.batch_size, last)
-        generator = PerSampleGenerator(range(config.seed + start, config.seed + stop), device)
-        labels = None if class_labels is None else class_labels[start:stop].to(device)
+        generator = PerSampleGenerator(range(config.seed + start, config.seed + stop), model.device)
+        labels = None if class_labels is None else class_labels[start:stop].to(model.device)
         callback = None
         if progress is not None:
             done, total = batch_index * steps, steps * len(starts)
             callback = lambda i, _n, _x, done=done, total=total: progress(done + i, total)  # noqa: E731
-        x_T = randn((stop - start, *model.shape), generator, torch.float32, device)
-        with autocast(config.precision, device):
+        x_T = randn((stop - start, *model.shape), generator, torch.float32, model.device)
+        with execution.autocast():
             result = sample(
                 config.sampler, denoiser, model.schedule, x_T, steps, grid=config.grid,
                 rho=config.rho, timesteps=config.timesteps, generator=generator,
@@ -132,22 +85,29 @@ def generate(
     return dataclasses.replace(result, samples=model.decode(result.samples))
 
 
-def network_conditions(
-    model: TrainedModel, config: SampleConfig, class_labels: Tensor | None
-) -> Tensor | None:
-    """What the network is conditioned on: the class labels, or for a text-conditional model the
-    token ids of ``config.prompt`` or of each label's first caption (ids given are kept)."""
-    if model.captions is None:
-        if config.prompt is not None:
-            raise ValueError(
-                "sample.prompt needs a text-conditional model (model.text_conditional)"
+def sampling_denoiser(
+    model: TrainedModel,
+    config: SampleConfig,
+    conditioning: Conditioning,
+    guide: TrainedModel | None = None,
+) -> Denoiser:
+    """The model's denoiser with every configured wrapper, innermost first: autoguidance by
+    ``guide``, classifier-free and classifier guidance, then clipping or thresholding of x̂_0.
+
+    With ``config.autoguidance`` ≠ 1 and no ``guide`` (a run's first checkpoint has none) the
+    samples are drawn without autoguidance, with a warning.
+    """
+    denoiser: Denoiser = model.denoiser
+    if config.autoguidance != 1.0:
+        if guide is None:
+            warnings.warn(
+                f"{model.checkpoint}: no earlier checkpoint of its run to autoguide with; "
+                "sampling without autoguidance (name one with sample.guide)",
+                stacklevel=3,
             )
-        return class_labels
-    if config.prompt is not None:
-        return model.captions.prompt(config.prompt, config.num_samples)
-    if class_labels is None or class_labels.ndim == 2:
-        return class_labels
-    return model.captions.tokens(class_labels)
+        else:
+            denoiser = AutoGuidance(denoiser, guide.denoiser, config.autoguidance)
+    return wrap_denoiser(guided_denoiser(denoiser, config, conditioning), config)
 
 
 def write_samples(
@@ -161,22 +121,6 @@ def write_samples(
     result = generate(model, progress=progress, guide=guide)
     png = save_picture(result.samples, stem.with_suffix(".png"))
     return png, save_npz(result.samples, stem.with_suffix(".npz"))
-
-
-def sample_labels(config: SampleConfig, num_classes: int | None) -> Tensor | None:
-    """Class ``config.label`` for every sample, or i mod K for sample i; None without classes."""
-    if num_classes is None:
-        if config.label is not None:
-            raise ValueError(
-                "sample.label needs a class-conditional model (model.class_conditional) or a "
-                "classifier (sample.classifier)"
-            )
-        return None
-    if config.label is not None and not 0 <= config.label < num_classes:
-        raise ValueError(f"sample.label must lie in 0 … {num_classes - 1}, got {config.label}")
-    if config.label is not None:
-        return torch.full((config.num_samples,), config.label, dtype=torch.long)
-    return torch.arange(config.num_samples) % num_classes
 
 
 def guided_denoiser(

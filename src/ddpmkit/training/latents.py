@@ -1,9 +1,7 @@
 """Latent diffusion's data side: images encoded once by a trained autoencoder (Rombach et al. 2022,
-§3), the latent scaling estimated from them, and the run's own copy of the autoencoder."""
+§3), and the latent scaling estimated from them."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -12,10 +10,6 @@ from torch.utils.data import Dataset
 from ddpmkit.data.arrays import ArrayDataset
 from ddpmkit.data.loading import stack_items
 from ddpmkit.networks.autoencoder import Autoencoder
-from ddpmkit.pipeline.autoencoder_folders import load_autoencoder
-
-RUN_AUTOENCODER = "autoencoder"
-"""The sub-folder of a latent run that holds its autoencoder (a diffusers AutoencoderKL folder)."""
 
 
 @torch.no_grad()
@@ -40,7 +34,7 @@ def scaling_factor_of(latents: Tensor) -> float:
 
 @torch.no_grad()
 def encode_dataset(
-    autoencoder: Autoencoder, dataset: Dataset, batch_size: int = 256
+    autoencoder: Autoencoder, dataset: Dataset[tuple[Tensor, Tensor]], batch_size: int = 256
 ) -> ArrayDataset:
     """(z, label) pairs in memory: every image's posterior mean, shifted and scaled as the
     autoencoder's config says (``Autoencoder.latents``)."""
@@ -49,17 +43,3 @@ def encode_dataset(
     config = autoencoder.config
     latents = (raw - config.shift_factor) * config.scaling_factor
     return ArrayDataset(latents, labels, "raw")
-
-
-def run_autoencoder(run_folder: Path, configured: str | None) -> Autoencoder:
-    """A latent run's autoencoder: the copy in the run folder, else the configured folder."""
-    copy = run_folder / RUN_AUTOENCODER
-    if (copy / "config.json").is_file():
-        return load_autoencoder(copy)
-    if configured is None:
-        raise ValueError(f"{run_folder}: a latent model without model.autoencoder")
-    if not Path(configured).exists():
-        raise FileNotFoundError(
-            f"the model's autoencoder is neither in {copy} nor at model.autoencoder = {configured}"
-        )
-    return load_autoencoder(configured)

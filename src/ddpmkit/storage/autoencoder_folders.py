@@ -23,10 +23,12 @@ from ddpmkit.networks.diffusers_autoencoder import (
     autoencoder_config_from_diffusers,
     diffusers_config_from_autoencoder,
 )
-from ddpmkit.pipeline.diffusers_folders import DIFFUSERS_VERSION, WEIGHTS
+from ddpmkit.storage.diffusers_folders import DIFFUSERS_VERSION, WEIGHTS
 
-__all__ = ["load_autoencoder", "save_autoencoder"]
+__all__ = ["RUN_AUTOENCODER", "load_autoencoder", "run_autoencoder", "save_autoencoder"]
 
+RUN_AUTOENCODER = "autoencoder"
+"""The sub-folder of a latent run that holds its autoencoder (a diffusers AutoencoderKL folder)."""
 CONFIG = "config.json"
 METADATA_KEY = "ddpmkit"
 """The config.json key under which ``save_autoencoder``'s ``extra`` is stored."""
@@ -128,3 +130,17 @@ def _read_weights(path: Path) -> dict[str, Tensor]:
         return load_file(path)
     except (OSError, SafetensorError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
+
+
+def run_autoencoder(run_folder: Path, configured: str | None) -> Autoencoder:
+    """A latent run's autoencoder: the copy in the run folder, else the configured folder."""
+    copy = run_folder / RUN_AUTOENCODER
+    if (copy / "config.json").is_file():
+        return load_autoencoder(copy)
+    if configured is None:
+        raise ValueError(f"{run_folder}: a latent model without model.autoencoder")
+    if not Path(configured).exists():
+        raise FileNotFoundError(
+            f"the model's autoencoder is neither in {copy} nor at model.autoencoder = {configured}"
+        )
+    return load_autoencoder(configured)

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ddpmkit.config.builders import class_labels_of
-from ddpmkit.pipeline.checkpoints import find_checkpoints, step_of
-from ddpmkit.pipeline.model import TrainedModel, load_model, outputs_folder_of
+from ddpmkit.config.schema import SampleConfig
+from ddpmkit.storage.checkpoints import find_checkpoints, step_of
+from ddpmkit.storage.model import TrainedModel, load_model
 
 
 def guide_checkpoint(run_dir: Path, step: int) -> Path | None:
@@ -23,15 +24,31 @@ def guide_checkpoint(run_dir: Path, step: int) -> Path | None:
 def default_guide(model: TrainedModel) -> Path | None:
     """The default guide of a model read from a run's checkpoint folder; None when the run has
     no checkpoint before it."""
-    checkpoint = model.checkpoint
-    run_dir = outputs_folder_of(checkpoint) if checkpoint is not None else None
-    step = step_of(checkpoint.name) if checkpoint is not None else None
-    if run_dir is None or run_dir == checkpoint or step is None:
+    source = model.source
+    step = source.run_step if source is not None else None
+    if source is None or step is None:
         raise ValueError(
-            f"sample.autoguidance needs sample.guide (a checkpoint folder): {checkpoint or 'the model'}"
+            f"sample.autoguidance needs sample.guide (a checkpoint folder): {model.checkpoint or 'the model'}"
             " is not a checkpoint of a run whose earlier checkpoints could guide it"
         )
-    return guide_checkpoint(run_dir, step)
+    return guide_checkpoint(source.outputs_folder, step)
+
+
+def find_guide(
+    model: TrainedModel, config: SampleConfig, run: tuple[Path, int] | None = None
+) -> TrainedModel | None:
+    """Autoguidance's weaker model for sampling ``model`` with ``config``: None when
+    ``config.autoguidance`` is 1, else ``config.guide``, or the checkpoint nearest half the
+    model's step in its run (``run``: the run folder and step of a model in training); None when
+    the run has no checkpoint before it."""
+    if config.autoguidance == 1.0:
+        return None
+    if config.guide is not None:
+        return load_guide(model, config.guide)
+    if run is None:
+        return load_guide(model)
+    folder = guide_checkpoint(*run)
+    return None if folder is None else load_guide(model, folder)
 
 
 def load_guide(model: TrainedModel, guide: str | Path | None = None) -> TrainedModel | None:
