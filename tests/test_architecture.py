@@ -114,3 +114,23 @@ def test_the_command_line_starts_without_torch():
 
     code = "import sys, ddpmkit.cli; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _function_lengths(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    return [
+        (node.end_lineno - node.lineno + 1, node.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno
+    ]
+
+
+def test_modules_and_upper_floor_functions_stay_small():
+    """No module over 450 lines; in training/ and pipeline/ no function over 60 (issue 25)."""
+    for path in MODULES:
+        lines = len(path.read_text().splitlines())
+        assert lines <= 450, f"{path.relative_to(SOURCE)} has {lines} lines"
+    for folder in ("training", "pipeline"):
+        for path in (SOURCE / folder).rglob("*.py"):
+            for length, name in _function_lengths(path):
+                assert length <= 60, f"{path.relative_to(SOURCE)}:{name} has {length} lines"

@@ -178,3 +178,24 @@ def test_import_then_export_gives_the_same_files_and_samples(pipeline, tmp_path)
         "beta_end"
     ] == pytest.approx(0.02)
     assert main(["export-diffusers", str(checkpoint), str(exported)]) == 2  # never overwritten
+
+
+def test_a_loaded_model_remembers_its_source(pipeline, tmp_path):
+    """The folder's format is decided once (ModelSource.find) and travels with the model: a
+    diffusers folder writes into itself and has no ddpmkit training data; its imported copy is a
+    ddpmkit checkpoint outside any run; a folder that is neither is refused by name."""
+    from ddpmkit.storage.model import ModelSource
+
+    source = ModelSource.find(pipeline)
+    assert source.format == "diffusers" and source.run_step is None
+    model = load_model(source, "cpu")
+    assert model.source == ModelSource(pipeline, "diffusers")
+    assert model.checkpoint == pipeline and model.outputs_folder == pipeline
+    assert model.training_data is None
+    imported = tmp_path / "imported"
+    assert main(["import-diffusers", str(pipeline), str(imported)]) == 0
+    copy = load_model(imported, "cpu")
+    assert copy.source == ModelSource(imported, "ddpmkit") and copy.source.run_step is None
+    assert copy.training_data == copy.config.data
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint nor a run folder"):
+        ModelSource.find(tmp_path)

@@ -97,3 +97,31 @@ def test_compiled_network_matches_eager_in_training_and_sampling() -> None:
     reference(x, t).square().mean().backward()
     for a, b in zip(network.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-6)
+
+
+def test_one_execution_section_for_train_and_sample() -> None:
+    """precision and compile are declared once (the same help, the same default) for the train
+    and sample sections, and an Execution resolves either section on a device."""
+    import dataclasses
+
+    from ddpmkit.config.execution import Execution
+    from ddpmkit.config.schema import SampleConfig, TrainConfig
+
+    def options(section: type) -> dict[str, tuple[object, object]]:
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        return {
+            name: (fields[name].default, fields[name].metadata) for name in ("precision", "compile")
+        }
+
+    assert options(TrainConfig) == options(SampleConfig)
+    sample = SampleConfig(precision="bf16", compile=True)
+    execution = Execution.of(torch.device("cpu"), sample)
+    assert (execution.device, execution.precision, execution.compile) == (
+        torch.device("cpu"),
+        "bf16",
+        True,
+    )
+    assert not execution.needs_grad_scaler()  # only fp16 scales its loss
+    assert "bf16" in execution.describe()
+    network = UNet(CONFIG)
+    assert Execution.of(torch.device("cpu"), TrainConfig()).accelerate(network) is network

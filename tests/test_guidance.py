@@ -287,3 +287,33 @@ def test_training_rejects_mismatched_labels():
         train_noisy_classifier(
             network, SCHEDULE, torch.zeros(8, 2), torch.zeros(7), steps=1, batch_size=2, lr=1e-3
         )
+
+
+def test_network_evaluations_count_every_guidance_branch():
+    """A sampler's result counts its denoiser calls (nfe) and the network evaluations they cost:
+    classifier-free guidance and autoguidance evaluate two branches per call, except at the
+    scales that run one; clipping and classifier guidance add no diffusion-network evaluation."""
+    from ddpmkit.core.denoisers import network_evaluations
+    from ddpmkit.core.thresholding import ClippedDenoiser
+    from ddpmkit.guidance import AutoGuidance
+
+    denoiser = GaussianMixtureDenoiser(MIXTURE)
+    labels = torch.tensor([0, 1, 2, 0])
+    noise = torch.randn(4, 2, generator=seeded(2), dtype=torch.float64)
+    cases = {
+        ClassifierFreeGuidance(denoiser, 3.0, NULL): 2,
+        ClassifierFreeGuidance(denoiser, 1.0, NULL): 1,
+        AutoGuidance(denoiser, denoiser, 2.0): 2,
+        AutoGuidance(denoiser, denoiser, 1.0): 1,
+        ClippedDenoiser(
+            AutoGuidance(ClassifierFreeGuidance(denoiser, 2.0, NULL), denoiser, 2.0)
+        ): 3,
+        ClassifierGuidance(denoiser, exact_classifier, 1.0): 1,
+    }
+    for wrapped, per_call in cases.items():
+        assert network_evaluations(wrapped) == per_call
+        result = sample(
+            "ddim", wrapped, SCHEDULE, noise, 5, generator=seeded(4), class_labels=labels
+        )
+        assert result.nfe == 5 and result.network_evaluations == 5 * per_call
+    assert network_evaluations(denoiser) == 1

@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import NetworkDenoiser, NetworkOutput, broadcast_to
+from ddpmkit.core.denoisers import NetworkDenoiser, NetworkOutput, append_dims
 from ddpmkit.core.forward import posterior_mean
 from ddpmkit.core.parameterization import Parameterization, training_target
 from ddpmkit.core.randomness import (
@@ -236,7 +236,7 @@ def evaluate_noised(
     t, importance = t.to(x0.device), importance.to(x0.device)
     eps = randn_like(x0, generator)
     sigma = denoiser.schedule.sigmas.to(x0.device)[t]
-    x = x0 + broadcast_to(sigma, x0).to(x0.dtype) * eps
+    x = x0 + append_dims(sigma, x0).to(x0.dtype) * eps
     return t, importance, eps, denoiser.evaluate(x, sigma, class_labels)
 
 

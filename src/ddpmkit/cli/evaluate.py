@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     where = f", {processes.world} processes" if processes.distributed else ""
     print(f"ddpmkit: {args.nll} {report.bits_per_dim:.4f} ± {report.ci95:.4f} bits/dim (95% CI, "
-          f"{report.num_samples} samples, {report.nfe} NFE, {report.seconds:.1f} s{where})")  # fmt: skip
+          f"{report.num_samples} samples, {report.nfe} network evaluations, "
+          f"{report.seconds:.1f} s{where})")  # fmt: skip
     for row in report.rate_distortion_table():
         print(f"ddpmkit:   {row}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ddpmkit.core.precision import describe_precision
     from ddpmkit.generation.sampling import generate
     from ddpmkit.outputs import (
         check_outputs,
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     say = reporter(processes.main)
     classifier = load_classifier(sample.classifier) if sample.classifier is not None else None
     where = f"{processes.world} processes" if processes.distributed else str(model.device)
-    say(f"ddpmkit: sampling on {where}, {describe_precision(sample.precision, model.device)}")
+    say(f"ddpmkit: sampling on {where}, {model.execution.describe()}")
     start = time.perf_counter()
     quiet = args.quiet or not processes.main
     with ProgressBar("sample", "step", disable=quiet) as progress:
@@ -110,12 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if not processes.main:
             return 0
     seconds = time.perf_counter() - start
-    batches = -(-sample.num_samples // sample.batch_size)
-    calls = f" ({result.nfe} network calls in {batches} batches)" if batches > 1 else ""
-    say(
-        f"ddpmkit: {sample.num_samples} samples by {sample.sampler}: "
-        f"{result.nfe // batches} NFE per sample{calls}, {seconds:.1f} s"
-    )
+    say(f"ddpmkit: {sample.num_samples} samples {describe_work(result, sample)}, {seconds:.1f} s")
     print(f"ddpmkit: samples {save_picture(result.samples, out)}")
     print(f"ddpmkit: arrays  {save_npz(result.samples, npz)}")
     if folder is not None:
@@ -126,6 +120,16 @@ def run(args: argparse.Namespace) -> int:
         save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
         print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
     return 0
+
+
+def describe_work(result: SampleResult, sample: SampleConfig) -> str:
+    """The sampler and the network evaluations per sample, every guidance branch counted."""
+    batches = -(-sample.num_samples // sample.batch_size)
+    calls = result.nfe // batches
+    evaluations = calls * result.evaluations_per_call
+    per_call = result.evaluations_per_call
+    branches = f" ({calls} denoiser calls × {per_call} with guidance)" if per_call > 1 else ""
+    return f"by {sample.sampler}: {evaluations} network evaluations per sample{branches}"
 
 
 def shard_rows(num_samples: int, processes: Processes, trajectory: Path | None) -> slice:
@@ -160,4 +164,4 @@ def gather_shards(result: SampleResult, npz: Path, processes: Processes) -> Samp
     samples = torch.cat([torch.from_numpy(np.load(path)["samples"]) for path in shards])
     for path in shards:
         path.unlink()
-    return SampleResult(samples, None, result.nfe * processes.world)
+    return SampleResult(samples, None, result.nfe * processes.world, result.evaluations_per_call)

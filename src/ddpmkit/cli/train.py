@@ -132,7 +132,6 @@ def describe_plan(plan: Plan) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ddpmkit.core.precision import describe_precision
     from ddpmkit.storage.checkpoints import find_checkpoints
     from ddpmkit.training.loop import Trainer
 
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     quiet = args.quiet or not processes.main  # one progress bar and one report, from rank 0
     say = reporter(processes.main)
     parameters = sum(p.numel() for p in trainer.network.parameters())
-    precision = describe_precision(config.train.precision, trainer.device)
+    precision = trainer.execution.describe()
     where = f"{processes.world} processes" if processes.distributed else str(trainer.device)
     say(f"ddpmkit: training in {run_dir} on {where}, {precision}, {parameters:,} parameters")
     if trainer.sizing is not None:

@@ -9,6 +9,7 @@ reads both from any denoiser (v is None where there is none).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -44,9 +45,36 @@ def predict_with_variance(
 
 
 def network_evaluations(denoiser: Denoiser) -> int:
-    """Network evaluations per sample in one call of ``denoiser``: 1, or what a wrapper that
-    evaluates more than one branch declares as ``network_evaluations`` (guidance: 2)."""
-    return int(getattr(denoiser, "network_evaluations", 1))
+    """Network evaluations per sample in one call of ``denoiser``: 1 for a plain denoiser, what a
+    :class:`DenoiserWrapper` counts (guidance evaluates two branches: 2)."""
+    return denoiser.network_evaluations if isinstance(denoiser, DenoiserWrapper) else 1
+
+
+class PredictingDenoiser(ABC):
+    """A denoiser defined by ``predict`` (x̂_0 and the learned variance fraction v): calling it
+    returns x̂_0."""
+
+    @abstractmethod
+    def predict(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """x̂_0 = D(x; σ) and the variance fraction v (None where there is none)."""
+
+    def __call__(
+        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
+    ) -> Tensor:
+        return self.predict(x, sigma, class_labels)[0]
+
+
+class DenoiserWrapper(PredictingDenoiser):
+    """A denoiser made from another, ``denoiser``: guidance and clipping are such wrappers."""
+
+    denoiser: Denoiser
+
+    @property
+    def network_evaluations(self) -> int:
+        """Network evaluations per sample in one call: the wrapped denoiser's."""
+        return network_evaluations(self.denoiser)
 
 
 def per_sample_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
@@ -55,8 +83,8 @@ def per_sample_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
     return sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
 
 
-def broadcast_to(values: Tensor, x: Tensor) -> Tensor:
-    """(B,) values reshaped to (B, 1, …, 1) so that they broadcast over x."""
+def append_dims(values: Tensor, x: Tensor) -> Tensor:
+    """(B,) values with x's remaining dimensions appended as 1s: (B, 1, …, 1), to broadcast over x."""
     return values.reshape(-1, *([1] * (x.ndim - 1)))
 
 
@@ -72,7 +100,7 @@ def network_inputs(
     """
     sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
     sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
-    alpha_bar = broadcast_to(alpha_bar_from_sigma(sigma).to(x.dtype), x)
+    alpha_bar = append_dims(alpha_bar_from_sigma(sigma).to(x.dtype), x)
     weight = next(network.parameters(), None)
     network_dtype = x.dtype if weight is None else weight.dtype
     return x * alpha_bar.sqrt(), schedule.sigma_to_t(sigma).to(network_dtype), alpha_bar
@@ -83,7 +111,7 @@ def previous_alpha_bar(schedule: NoiseSchedule, sigma: Tensor, like: Tensor) -> 
     ᾱ = 1 below t = 1 (x_0 itself); broadcast against ``like``."""
     t = schedule.sigma_to_t(sigma.to(torch.float64))
     sigma_prev = torch.where(t >= 1, schedule.t_to_sigma(t - 1), torch.zeros_like(t))
-    return broadcast_to(alpha_bar_from_sigma(sigma_prev), like).to(like.dtype)
+    return append_dims(alpha_bar_from_sigma(sigma_prev), like).to(like.dtype)
 
 
 @dataclass
@@ -99,7 +127,7 @@ class NetworkOutput:
     v: Tensor | None
 
 
-class NetworkDenoiser:
+class NetworkDenoiser(PredictingDenoiser):
     """A network trained on DDPM's discrete t, read as a denoiser (its parameterization fixed once).
 
     The one path by which training, sampling and guidance call a network: ``evaluate`` feeds it
@@ -126,11 +154,6 @@ class NetworkDenoiser:
         self.parameterization = parameterization
         self.learned_variance = learned_variance
         self._x0_from_output = X0_FROM_OUTPUT[parameterization]
-
-    def __call__(
-        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
-    ) -> Tensor:
-        return self.predict(x, sigma, class_labels)[0]
 
     def evaluate(
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None

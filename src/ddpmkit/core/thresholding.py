@@ -6,27 +6,20 @@ a learned variance of the wrapped denoiser passes through unchanged.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 
 import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser, predict_with_variance
+from ddpmkit.core.denoisers import Denoiser, DenoiserWrapper, predict_with_variance
 
 
-class X0Transform(ABC):
+class X0Transform(DenoiserWrapper):
     """A denoiser whose x̂_0 is the wrapped denoiser's, passed through ``transform``."""
-
-    denoiser: Denoiser
 
     @abstractmethod
     def transform(self, x0_hat: Tensor) -> Tensor:
         """The new x̂_0 from the wrapped denoiser's."""
-
-    def __call__(
-        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
-    ) -> Tensor:
-        return self.predict(x, sigma, class_labels)[0]
 
     def predict(
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None

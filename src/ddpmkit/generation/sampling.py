@@ -161,4 +161,5 @@ def _concatenate(results: list[SampleResult]) -> SampleResult:
     if results[0].trajectory is not None:
         steps = zip(*(r.trajectory or [] for r in results), strict=True)
         trajectory = [torch.cat(states) for states in steps]
-    return SampleResult(samples, trajectory, sum(r.nfe for r in results))
+    calls = sum(r.nfe for r in results)
+    return SampleResult(samples, trajectory, calls, results[0].evaluations_per_call)

@@ -16,7 +16,9 @@ from torch import Tensor, nn
 
 from ddpmkit.core.denoisers import (
     Denoiser,
-    broadcast_to,
+    DenoiserWrapper,
+    append_dims,
+    network_evaluations,
     network_inputs,
     per_sample_sigma,
     predict_with_variance,
@@ -36,7 +38,7 @@ def _require_labels(class_labels: Tensor | None, guidance: str) -> Tensor:
     return class_labels
 
 
-class ClassifierFreeGuidance:
+class ClassifierFreeGuidance(DenoiserWrapper):
     """D_w(x; σ, y) = D(x; σ, ∅) + w·(D(x; σ, y) - D(x; σ, ∅)) (Ho & Salimans 2022, eq. 6).
 
     The scale w is diffusers'/Imagen's: w = 1 is the plain conditional denoiser, w = 0 the
@@ -51,10 +53,11 @@ class ClassifierFreeGuidance:
     def __init__(self, denoiser: Denoiser, scale: float, null_label: int) -> None:
         self.denoiser, self.scale, self.null_label = denoiser, scale, null_label
 
-    def __call__(
-        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
-    ) -> Tensor:
-        return self.predict(x, sigma, class_labels)[0]
+    @property
+    def network_evaluations(self) -> int:
+        """Both branches (2B rows) per call, one at w = 1 or w = 0."""
+        branches = 1 if self.scale in (0.0, 1.0) else 2
+        return branches * network_evaluations(self.denoiser)
 
     def predict(
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
@@ -75,7 +78,7 @@ class ClassifierFreeGuidance:
         return guided, None if v is None else v.chunk(2)[0]
 
 
-class AutoGuidance:
+class AutoGuidance(DenoiserWrapper):
     """D_w(x; σ) = D_0(x; σ) + w·(D_1(x; σ) - D_0(x; σ)) (Karras et al. 2024, eq. 2).
 
     D_1 is the model sampled, D_0 a weaker version of it (here an earlier checkpoint), which
@@ -88,10 +91,11 @@ class AutoGuidance:
     def __init__(self, denoiser: Denoiser, guide: Denoiser, weight: float) -> None:
         self.denoiser, self.guide, self.weight = denoiser, guide, weight
 
-    def __call__(
-        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
-    ) -> Tensor:
-        return self.predict(x, sigma, class_labels)[0]
+    @property
+    def network_evaluations(self) -> int:
+        """The sampled model's and the guide's (the sampled model's alone at w = 1)."""
+        guide = 0 if self.weight == 1.0 else network_evaluations(self.guide)
+        return network_evaluations(self.denoiser) + guide
 
     def predict(
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
@@ -104,7 +108,7 @@ class AutoGuidance:
         return weak + self.weight * (x0_hat - weak), v
 
 
-class ClassifierGuidance:
+class ClassifierGuidance(DenoiserWrapper):
     """x̂_0' = D(x; σ, y) + s·σ²·∇_x log p_φ(y | x, σ): the score plus s times the classifier's.
 
     Dhariwal & Nichol (2021), §4.2 and Algorithm 2 (ε̂' = ε̂ - √(1-ᾱ)·s∇_{x_t} log p_φ(y|x_t)), in
@@ -120,11 +124,6 @@ class ClassifierGuidance:
         self.denoiser, self.classifier, self.scale = denoiser, classifier, scale
         self.conditional = conditional  # False: the denoiser is unconditional and gets no labels
 
-    def __call__(
-        self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
-    ) -> Tensor:
-        return self.predict(x, sigma, class_labels)[0]
-
     def predict(
         self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
@@ -136,7 +135,7 @@ class ClassifierGuidance:
             return x0_hat, v
         sigma = per_sample_sigma(sigma, x)
         gradient = self.log_prob_gradient(x, sigma, labels)
-        return x0_hat + self.scale * broadcast_to(sigma**2, x) * gradient, v
+        return x0_hat + self.scale * append_dims(sigma**2, x) * gradient, v
 
     def log_prob_gradient(self, x: Tensor, sigma: Tensor, class_labels: Tensor) -> Tensor:
         """∇_x log p_φ(y | x, σ) per sample, by autograd through log-softmax of the logits."""

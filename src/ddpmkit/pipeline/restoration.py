@@ -178,40 +178,17 @@ def restore(
     most t_0), x̂_0 clipped to [-1, 1]; restoration k of image b draws its noise from
     seed + b·K + k, so it does not depend on the batch. The results are clamped to [-1, 1].
     """
-    if model.autoencoder is not None:
-        raise ValueError(
-            "restoration measures pixels, but this is a latent model (its samples are decoded "
-            "latents); restore with a model trained on the images themselves"
-        )
-    methods = METHODS.get(task)
-    if methods is None:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(METHODS)}")
-    method = method or methods[0]
-    if method not in methods:
-        raise ValueError(f"{task} takes the method {' or '.join(methods)}, not {method!r}")
-    if noise_std < 0 or num_samples < 1:
-        raise ValueError(
-            f"need noise_std >= 0 and num_samples >= 1, got {noise_std}, {num_samples}"
-        )
-    device = next(model.network.parameters()).device
-    x = _as_batch(image, model.shape).to(device)
+    method = _checked_method(model, task, method, noise_std, num_samples)
+    x = _as_batch(image, model.shape).to(model.device)
     count = x.shape[0] * num_samples
-    x_k = x.repeat_interleave(num_samples, dim=0)
-    if mask is not None:
-        mask = mask.to(device).expand(x.shape[0], 1, *x.shape[2:])
+    if mask is not None:  # one per restoration
+        mask = mask.to(model.device).expand(x.shape[0], 1, *x.shape[2:])
         mask = mask.repeat_interleave(num_samples, dim=0)
     size = (x.shape[2], x.shape[3])
     operator = measurement_operator(task, size, mask=mask, scale=scale, blur_sigma=blur_sigma)
-    y_k = operator(x_k)  # the K copies of an image share its measurement noise
-    if noise_std > 0:
-        noise_seed = torch.Generator().manual_seed(seed + MEASUREMENT_SEED_OFFSET)
-        noise = randn((x.shape[0], *y_k.shape[1:]), noise_seed, y_k.dtype, device)
-        y_k = y_k + noise_std * noise.repeat_interleave(num_samples, dim=0)
-
-    generator = PerSampleGenerator(range(seed, seed + count), device)
-    callback: StepCallback | None = None
-    if progress is not None:
-        callback = lambda done, total, _x: progress(done, total)  # noqa: E731
+    y_k = _measure(operator, x, num_samples, noise_std, seed)
+    generator = PerSampleGenerator(range(seed, seed + count), model.device)
+    callback = None if progress is None else _step_callback(progress)
     steps = steps or model.schedule.num_steps
     denoiser = ClippedDenoiser(model.denoiser)
     if task == "edit":
@@ -227,9 +204,49 @@ def restore(
             noise_std=noise_std,
         )  # fmt: skip
     result = out.samples.detach().clamp(-1.0, 1.0).float().cpu()
-    y = y_k[::num_samples].cpu()
     shaped = result.reshape(x.shape[0], num_samples, *model.shape)
-    return Restoration(x.cpu(), y, shaped, out.nfe)
+    return Restoration(x.cpu(), y_k[::num_samples].cpu(), shaped, out.nfe)
+
+
+def _step_callback(progress: Callable[[int, int], None]) -> StepCallback:
+    """A sampler's callback that reports (steps done, total) to ``progress``."""
+    return lambda done, total, _x: progress(done, total)
+
+
+def _checked_method(
+    model: TrainedModel, task: Task, method: str | None, noise_std: float, num_samples: int
+) -> str:
+    """The method that restores ``task`` (the task's first by default); errors name what is
+    wrong with the request."""
+    if model.autoencoder is not None:
+        raise ValueError(
+            "restoration measures pixels, but this is a latent model (its samples are decoded "
+            "latents); restore with a model trained on the images themselves"
+        )
+    methods = METHODS.get(task)
+    if methods is None:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(METHODS)}")
+    method = method or methods[0]
+    if method not in methods:
+        raise ValueError(f"{task} takes the method {' or '.join(methods)}, not {method!r}")
+    if noise_std < 0 or num_samples < 1:
+        raise ValueError(
+            f"need noise_std >= 0 and num_samples >= 1, got {noise_std}, {num_samples}"
+        )
+    return method
+
+
+def _measure(
+    operator: Callable[[Tensor], Tensor], x: Tensor, num_samples: int, noise_std: float, seed: int
+) -> Tensor:
+    """y = A(x) + s·n for each of the ``num_samples`` copies of every image, which share its
+    measurement noise n (seeded by ``seed``)."""
+    y_k = operator(x.repeat_interleave(num_samples, dim=0))
+    if noise_std > 0:
+        noise_seed = torch.Generator().manual_seed(seed + MEASUREMENT_SEED_OFFSET)
+        noise = randn((x.shape[0], *y_k.shape[1:]), noise_seed, y_k.dtype, x.device)
+        y_k = y_k + noise_std * noise.repeat_interleave(num_samples, dim=0)
+    return y_k
 
 
 def _solve(

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ddpmkit.core.denoisers import Denoiser, predict_with_variance
+from ddpmkit.core.denoisers import Denoiser, network_evaluations, predict_with_variance
 from ddpmkit.core.grids import GridKind
 from ddpmkit.core.randomness import Generator
 
@@ -25,11 +25,17 @@ StepCallback = Callable[[int, int, Tensor], None]
 
 @dataclass
 class SampleResult:
-    """Final samples, the trajectory x_T … x_0 when it was recorded, and the network evaluations."""
+    """Final samples, the trajectory x_T … x_0 when it was recorded, and the work done."""
 
     samples: Tensor
     trajectory: list[Tensor] | None
-    nfe: int
+    nfe: int  # the sampler's denoiser calls (each denoises the whole batch)
+    evaluations_per_call: int = 1  # network evaluations per denoiser call (guidance: 2)
+
+    @property
+    def network_evaluations(self) -> int:
+        """The network evaluations of ``nfe`` denoiser calls, guidance included."""
+        return self.nfe * self.evaluations_per_call
 
 
 def levels(sigmas: Tensor) -> list[float]:
@@ -91,7 +97,7 @@ class SamplerRun:
         self.record(x / (1.0 + sigma**2) ** 0.5, step_done)
 
     def result(self, x0: Tensor) -> SampleResult:
-        return SampleResult(x0, self.trajectory, self.nfe)
+        return SampleResult(x0, self.trajectory, self.nfe, network_evaluations(self.denoiser))
 
 
 SamplerLoop = Callable[..., Tensor]
