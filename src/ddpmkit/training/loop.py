@@ -65,6 +65,7 @@ class Trainer(Learner):
         processes = Processes.from_environment()
         device = processes.device(pick_device(config.train.device))
         processes.start(device)
+        agree = partial(processes.slowest, device=device)  # one time for all processes: the slowest
         self.dataset, self.shape = data.dataset, data.shape
         autoencoder = None
         if config.model.autoencoder is not None:  # latent diffusion: encode the images once
@@ -75,7 +76,6 @@ class Trainer(Learner):
         if config.model.auto_size and resume and (self.run.path / "config.json").is_file():
             config = resumed_sizing(config, read_config(self.run.path))  # the network it chose
         elif config.model.auto_size:
-            agree = partial(processes.slowest, device=device)
             config, self.sizing = sized_config(
                 config, self.shape, dataset_size(self.dataset), processes.world, device, agree
             )
@@ -92,7 +92,7 @@ class Trainer(Learner):
         elif processes.main:
             self.run.claim(resolved, self.network, autoencoder, data.shape[-1])
         if resolved.train.minutes is not None and self.plan is None:
-            self._planner = Planner(started, partial(processes.slowest, device=device))
+            self._planner = Planner(started, agree)
         processes.barrier()  # no process reads the run folder before it is claimed
 
     @property
