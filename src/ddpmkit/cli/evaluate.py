@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ddpmkit.training.distributed import Processes
 
 DESCRIPTION = (
-    "Negative log-likelihood in bits/dim, with a 95%% confidence interval over the evaluated "
+    "Negative log-likelihood in bits/dim, with a 95% confidence interval over the evaluated "
     "samples, printed and written to a JSON report (and, for vlb, a PNG of L_t); or, with "
     "--metrics, FID / IS / KID / PRDC of generated samples against a reference (torch-fidelity)."
 )
