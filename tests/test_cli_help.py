@@ -1,9 +1,11 @@
 """Every option of every command prints help, and asking for help is quick."""
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import time
+from typing import get_type_hints
 
 import pytest
 
@@ -64,3 +66,79 @@ def test_an_unusable_device_is_one_line_naming_the_option(name):
     with pytest.raises(ValueError, match=rf"^--device '{name}'") as error:
         pick_device(name, "--device")
     assert "\n" not in str(error.value)
+
+
+def _leaf_flags(cls, prefix=""):
+    """``--section.key`` of every leaf option of config dataclass ``cls``."""
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _leaf_flags(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"--{prefix}{f.name}"
+
+
+def _group_titles(parser: argparse.ArgumentParser) -> list[str]:
+    return [group.title or "" for group in parser._action_groups]
+
+
+def test_train_help_groups_the_flags_by_section_in_order():
+    from ddpmkit.config.schema import RunConfig
+
+    parser = _commands()["train"]
+    sections = [title.split(" (")[0] for title in _group_titles(parser)[2:]]
+    assert sections == [
+        "data",
+        "model",
+        "model.text",
+        "model.unet",
+        "model.mlp",
+        "diffusion",
+        "train",
+        "sample",
+    ]
+    for group in parser._action_groups[2:]:
+        section = group.title.split(" (")[0]
+        assert "(" in group.title and "\n" not in group.title  # a one-line description
+        for action in group._group_actions:
+            name = action.option_strings[0].removeprefix("--")
+            assert name.rsplit(".", 1)[0] == section, (name, group.title)
+    text = parser.format_help()
+    assert "\nmodel.unet (the U-Net" in text
+    assert text.index("\ndata (") < text.index("\nmodel (") < text.index("\nsample (")
+    flags = set(text.split())
+    missing = [flag for flag in _leaf_flags(RunConfig) if flag not in flags]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", ["train", "sample", "train-autoencoder"])
+def test_usage_is_short_and_every_flag_is_in_the_help(name):
+    parser = _commands()[name]
+    usage = parser.format_usage()
+    assert len(usage) < 200 and usage.startswith(f"usage: ddpmkit {name} [-h]"), usage
+    help_text = parser.format_help()
+    for action in parser._actions:
+        for flag in action.option_strings:
+            assert flag in help_text, flag
+
+
+def test_sample_flags_keep_their_names_in_a_group_of_their_own():
+    parser = _commands()["sample"]
+    assert "settings (default: the checkpoint's)" in _group_titles(parser)
+    args = parser.parse_args(["run", "--sampler", "ddim", "--steps", "5"])
+    assert vars(args)["config:sampler"] == "ddim" and vars(args)["config:steps"] == "5"
+
+
+def test_every_preset_has_a_one_line_summary_that_presets_prints(capsys):
+    from ddpmkit.cli.main import main
+    from ddpmkit.config.presets import PRESETS, SUMMARIES
+
+    assert set(SUMMARIES) == set(PRESETS)
+    assert all(text.strip() and "\n" not in text for text in SUMMARIES.values())
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(PRESETS)
+    for line, name in zip(lines, sorted(PRESETS), strict=True):
+        assert line.split(maxsplit=1) == [name, SUMMARIES[name]]
+    assert main(["presets", "toy2d"]) == 0
+    assert '"source": "toy2d"' in capsys.readouterr().out

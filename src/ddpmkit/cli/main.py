@@ -7,11 +7,19 @@ only when it runs or its help is asked for, so ``ddpmkit --help`` starts without
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
+
+
+def version() -> str:
+    """``ddpmkit <version>``: the ``__version__`` of the ddpmkit package, which Python imported
+    before this module. Read as an attribute rather than by ``from ddpmkit import``: the
+    architecture test keeps the layers off the package's facade of lazily imported names."""
+    return f"ddpmkit {importlib.import_module('ddpmkit').__version__}"
 
 
 def _train(parser: argparse.ArgumentParser) -> None:
@@ -132,24 +140,43 @@ COMMANDS: dict[str, tuple[str, AddArguments]] = {
 }
 """Every command: its one-line help and the function that adds its arguments."""
 
+USAGES = {
+    "train": "%(prog)s [-h] [--preset NAME] [--config FILE] [--out RUN] [--resume]\n"
+    "       [--autoencoder FOLDER] [--quiet] [--section.key VALUE ...]",
+    "sample": "%(prog)s [-h] [--out PNG] [--device DEVICE] [--quiet] [--KEY VALUE ...]\n"
+    "       checkpoint",
+    "train-autoencoder": "%(prog)s [-h] --out FOLDER [--config FILE] [--quiet]\n"
+    "       [--section.key VALUE ...]",
+}
+"""Short usage lines of the commands with one flag per config option, which argparse would list
+one by one; their --help shows every flag, grouped by section."""
+
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every command's arguments, or only those of command ``only`` (lazily)."""
+    """The parser with every command's arguments, or only those of command ``only`` (lazily):
+    the others' arguments are added only when their help or command is asked for."""
     parser = argparse.ArgumentParser(
         prog="ddpmkit",
         description="Denoising diffusion probabilistic models: train and sample.",
         allow_abbrev=False,  # --train.step must not silently mean --train.steps
     )
+    parser.add_argument("--version", action="version", version=version(), help="print the version")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (summary, add_arguments) in COMMANDS.items():
-        command = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
+        command = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            usage=USAGES.get(name),
+            allow_abbrev=False,
+        )
         if only is None or only == name:
             add_arguments(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ddpmkit`` command."""
+    """Entry point of the ``ddpmkit`` command; ``argv``: its arguments (default: sys.argv's)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     requested = next((word for word in argv if not word.startswith("-")), "")
     args = build_parser(requested if requested in COMMANDS else "").parse_args(argv)

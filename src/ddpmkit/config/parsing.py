@@ -205,6 +205,7 @@ def add_config_flags(
     prefix: str = "",
     *,
     defaults_from: str | None = None,
+    title: str | None = None,
 ) -> None:
     """One ``--section.key VALUE`` flag per leaf option of ``cls``, documented by its field.
 
@@ -215,42 +216,67 @@ def add_config_flags(
     Where the options default to values stored elsewhere (``ddpmkit sample`` reads them from the
     checkpoint), ``defaults_from`` names that place, e.g. ``"the checkpoint"``, and the default
     above is shown as the one a new run gets.
+
+    ``--help`` shows each section's flags as one argument group, in the order of the fields,
+    titled by the section's name and its ``help`` metadata (``model.unet (the U-Net; …)``). The
+    flags of ``cls`` itself (``ddpmkit sample``'s one section) form the group titled ``title``
+    (by default one saying where their defaults come from).
     """
-    _add_flags(parser, cls, prefix, defaults_from, {})
+    if title is None:
+        title = "settings" if defaults_from is None else f"settings (default: {defaults_from}'s)"
+    _add_section(parser, cls, prefix, title, defaults_from, {})
 
 
-def _add_flags(
+def _add_section(
     parser: argparse.ArgumentParser,
     cls: type,
     prefix: str,
+    title: str,
     defaults_from: str | None,
     default_texts: dict[str, str],
 ) -> None:
+    """The flags of section ``cls`` (``prefix`` before each name) in an argument group ``title``,
+    then those of each subsection in a group of its own; ``default_texts`` as in
+    ``add_config_flags``."""
     hints = get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    fields = dataclasses.fields(cls)
+    has_leaves = any(not dataclasses.is_dataclass(hints[f.name]) for f in fields)
+    group = parser.add_argument_group(title) if has_leaves else None
+    for f in fields:
         name, hint = f"{prefix}{f.name}", hints[f.name]
         if dataclasses.is_dataclass(hint):
             section: Any = hint
-            _add_flags(
-                parser, section, f"{name}.", defaults_from, f.metadata.get("default_texts", {})
-            )
-            continue
-        choices = field_choices(f, hint)
-        text = f.metadata.get("help", "")
-        if choices is not None:
-            text += f"; one of {', '.join(_choice_names(hint, choices))}"
-        default = (
-            default_texts.get(f.name) or f.metadata.get("default_text") or format_value(_default(f))
-        )
-        if defaults_from is not None:
-            default = f"{defaults_from}'s; {default} for a new run"
-        parser.add_argument(
-            f"--{name}",
-            dest=f"config:{name}",
-            default=argparse.SUPPRESS,
-            metavar=_metavar(hint, choices),
-            help=f"{text} (default: {default})".replace("%", "%%"),
-        )
+            texts = f.metadata.get("default_texts", {})
+            heading = f"{name} ({f.metadata['help']})" if f.metadata.get("help") else name
+            _add_section(parser, section, f"{name}.", heading, defaults_from, texts)
+        elif group is not None:
+            _add_flag(group, f, hint, name, defaults_from, default_texts.get(f.name))
+
+
+def _add_flag(
+    group: argparse._ArgumentGroup,
+    f: dataclasses.Field[Any],
+    hint: Any,
+    name: str,
+    defaults_from: str | None,
+    default_text: str | None,
+) -> None:
+    """The flag ``--name`` of field ``f`` (of type ``hint``) in ``group``; ``default_text``: the
+    enclosing section's text for its default, if it has one."""
+    choices = field_choices(f, hint)
+    text = f.metadata.get("help", "")
+    if choices is not None:
+        text += f"; one of {', '.join(_choice_names(hint, choices))}"
+    default = default_text or f.metadata.get("default_text") or format_value(_default(f))
+    if defaults_from is not None:
+        default = f"{defaults_from}'s; {default} for a new run"
+    group.add_argument(
+        f"--{name}",
+        dest=f"config:{name}",
+        default=argparse.SUPPRESS,
+        metavar=_metavar(hint, choices),
+        help=f"{text} (default: {default})".replace("%", "%%"),
+    )
 
 
 def format_value(value: Any) -> str:

@@ -166,6 +166,17 @@ PRESETS |= {
     },
 }
 
+SUMMARIES: dict[str, str] = {
+    "digits": "8×8 bundled digits, small U-Net, 3,000 steps: a few minutes on 2 CPU cores",
+    "toy2d": "two moons in 2-D, the MLP denoiser: seconds to train, a scatter plot to look at",
+    "cifar10-ddpm": "Ho et al. (2020) on CIFAR-10: 35.7M-parameter U-Net, 800k steps; needs a GPU",
+    "ddpm-paper": "Ho et al. (2020)'s U-Net and training on your own data (set data.*)",
+    "digits32": "digits at 32×32 in pixel space, DPM-Solver++ samples: latent diffusion's baseline",
+    "digits32-latent": "latent diffusion on 32×32 digits: pass --autoencoder FOLDER",
+    "digits32-text": "text-to-image on 32×32 latent digits (--autoencoder FOLDER), prompts from labels",
+}
+"""One line per preset, for ``ddpmkit presets``: the data, the network and what it is for."""
+
 QUICK_START: dict[str, Any] = {
     # What `ddpmkit train` uses when no model is named: a network sized for the data and the time
     # budget (train.minutes; a U-Net, or an MLP for 8×8 grey images whose budget is too short
