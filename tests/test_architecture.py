@@ -11,6 +11,7 @@ LAYERS = {
     "networks": 0,
     "data": 0,
     "learning_rate": 0,
+    "progress": 0,
     "samplers": 1,
     "likelihood": 1,
     "guidance": 1,
@@ -24,7 +25,8 @@ LAYERS = {
     "generation": 5,
     "pipeline": 6,
     "training": 6,
-    "cli": 7,
+    "api": 7,
+    "cli": 8,
 }
 """Rank of each package (or module, where a package spans layers): a module may import its own
 package or any lower rank. Packages of one rank are independent of each other."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -110,3 +111,39 @@ def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: in
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
+
+
+Output = Literal["tensor", "numpy", "pil"]
+"""The forms samples are returned in by :func:`to_images` and ``Model.sample``."""
+OUTPUTS: tuple[Output, ...] = ("tensor", "numpy", "pil")
+
+
+@overload
+def to_images(samples: Tensor, output: Literal["tensor"]) -> Tensor: ...
+@overload
+def to_images(samples: Tensor, output: Literal["numpy"]) -> np.ndarray: ...
+@overload
+def to_images(samples: Tensor, output: Literal["pil"]) -> list[Image.Image]: ...
+@overload
+def to_images(
+    samples: Tensor, output: Output = "pil"
+) -> Tensor | np.ndarray | list[Image.Image]: ...
+def to_images(samples: Tensor, output: Output = "pil") -> Tensor | np.ndarray | list[Image.Image]:
+    """Samples in [-1, 1] as ``output``: the tensor itself (B, C, H, W) or any shape for other
+    data; ``numpy``, a uint8 array (B, H, W, C) rounded from [-1, 1] to 0..255; or ``pil``, a list
+    of B PIL images (mode L for one channel, RGB for three).
+
+    Args:
+        samples: a batch of samples on the data scale [-1, 1].
+        output: ``"tensor"``, ``"numpy"`` or ``"pil"`` (the last two need images (B, C, H, W)).
+    """
+    if output == "tensor":
+        return samples
+    if output not in OUTPUTS:
+        raise ValueError(f"output {output!r}: choose one of {', '.join(OUTPUTS)}")
+    pixels = to_uint8_images(samples)
+    if output == "numpy":
+        return pixels
+    if pixels.shape[-1] not in (1, 3):
+        raise ValueError(f"output 'pil' needs 1 or 3 channels, got {pixels.shape[-1]}")
+    return [Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]

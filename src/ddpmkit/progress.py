@@ -1,8 +1,9 @@
-"""Progress bars for the commands: the library reports (done, total); the CLI draws."""
+"""Progress bars for the commands and the Python API: the library reports (done, total); these draw."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm import tqdm
@@ -43,3 +44,20 @@ def reporter(main: bool) -> Callable[..., None]:
 
 def _silent(*_args: object, **_kwargs: object) -> None:
     """Says nothing."""
+
+
+ProgressCallback = Callable[[float, int], None]
+"""Called with (steps done, total) as work advances."""
+
+
+@contextmanager
+def progress_callback(
+    progress: bool | ProgressCallback, desc: str, unit: str
+) -> Iterator[ProgressCallback | None]:
+    """The callback that ``progress`` asks for: a tqdm bar named ``desc`` counting ``unit`` (True),
+    none (False), or ``progress`` itself (a callable); the bar is closed on the way out."""
+    if progress is True:
+        with ProgressBar(desc, unit, disable=False) as bar:
+            yield bar
+    else:
+        yield None if isinstance(progress, bool) else progress

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ddpmkit.cli.progress import reporter
 from ddpmkit.config.autoencoder import AutoencoderRunConfig
 from ddpmkit.config.parsing import (
     add_config_flags,
@@ -15,6 +14,7 @@ from ddpmkit.config.parsing import (
     overrides_from_args,
     read_config_file,
 )
+from ddpmkit.progress import reporter
 
 DESCRIPTION = (
     "Train the KL-regularised autoencoder of latent diffusion (Rombach et al. 2022) on a data "

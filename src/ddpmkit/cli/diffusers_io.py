@@ -51,10 +51,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ddpmkit.storage.diffusers_folders import write_pipeline_folder
-    from ddpmkit.storage.model import load_model
+    from ddpmkit.api.model import load
 
-    model = load_model(args.checkpoint, "cpu", args.weights)
-    written = write_pipeline_folder(model.config, model.network, args.destination)
+    written = load(args.checkpoint, "cpu", args.weights).export_diffusers(args.destination)
     print(f"ddpmkit: diffusers pipeline {written} (DDPMPipeline.from_pretrained reads it)")
     return 0

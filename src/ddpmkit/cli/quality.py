@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from ddpmkit.cli.progress import ProgressBar
     from ddpmkit.evaluation.fidelity import InceptionFeatures
     from ddpmkit.pipeline.quality import ImageSet
+    from ddpmkit.progress import ProgressBar
 
 
 def run_metrics(args: argparse.Namespace) -> int:
@@ -21,7 +21,6 @@ def run_metrics(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ddpmkit.cli.progress import ProgressBar
     from ddpmkit.evaluation.fidelity import (
         check_inception_weights,
         inception_features,
@@ -36,6 +35,7 @@ def run_metrics(args: argparse.Namespace) -> int:
         read_statistics,
         uint8_batches,
     )
+    from ddpmkit.progress import ProgressBar
     from ddpmkit.storage.model import load_model
 
     requires_fidelity()

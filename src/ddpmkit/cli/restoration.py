@@ -7,21 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from ddpmkit.api.model import load
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.outputs import check_outputs
-from ddpmkit.pipeline.restoration import (
-    METHODS,
-    Task,
-    read_image,
-    read_mask,
-    restore,
-    save_panel,
-)
+from ddpmkit.pipeline.restoration import METHODS, Task, read_image, save_panel
 from ddpmkit.samplers import SAMPLERS
-from ddpmkit.storage.model import ModelSource, load_model
+from ddpmkit.storage.model import ModelSource
 
 MASK_HELP = (
     "black-and-white PNG of the model's size: white (>= 128) marks the known pixels to keep, "
@@ -169,28 +162,20 @@ def _run(args: argparse.Namespace, task: Task, **options: Any) -> int:
         model_source.outputs_folder / "restorations" / f"{task}-{source.stem}-seed{args.seed}.png"
     )
     check_outputs({"--out": (out, ".png")})
-    model = load_model(model_source, args.device)
-    if args.image is not None:
-        image = read_image(args.image, model.shape)
-    else:
+    model = load(model_source, args.device)
+    image = args.image
+    if image is None:
         channels, height, width = model.shape
         if args.scale < 1 or height % args.scale or width % args.scale:
             raise ValueError(f"--scale {args.scale} must divide the model's size {height}×{width}")
         small = read_image(args.low_res, (channels, height // args.scale, width // args.scale))
         image = F.interpolate(small[None], scale_factor=args.scale, mode="nearest")[0]
     mask = getattr(args, "mask", None)
-    if mask is not None:
-        mask = read_mask(mask, model.shape, invert=args.invert_mask)
-    with tqdm(desc=task, unit="step", disable=args.quiet) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        restoration = restore(
-            model, image, task, mask=mask, steps=args.steps, num_samples=args.num_samples,
-            seed=args.seed, progress=progress, **options,
-        )  # fmt: skip
+    restoration = model.restore(
+        image, task, mask=mask, invert_mask=getattr(args, "invert_mask", False),
+        steps=args.steps, num_samples=args.num_samples, seed=args.seed,
+        progress=not args.quiet, **options,
+    )  # fmt: skip
     print(f"ddpmkit: restorations {save_panel(restoration, out)}")
     if args.image is not None:
         result = restoration.result[0]

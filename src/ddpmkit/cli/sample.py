@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet
-from ddpmkit.cli.progress import ProgressBar, reporter
-from ddpmkit.config.parsing import add_config_flags, from_dict, merge, overrides_from_args, to_dict
+from ddpmkit.config.parsing import add_config_flags, from_dict, overrides_from_args
 from ddpmkit.config.schema import SampleConfig
+from ddpmkit.progress import reporter
 
 FORMATS = ("png-folder", "npz-uint8")
 
@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ddpmkit.generation.sampling import generate
+    from ddpmkit.api.model import load
+    from ddpmkit.config.execution import Execution
     from ddpmkit.outputs import (
         check_outputs,
         save_npz,
@@ -58,23 +59,16 @@ def run(args: argparse.Namespace) -> int:
         save_picture,
         save_png_folder,
     )
-    from ddpmkit.storage.classifier_folders import load_classifier
-    from ddpmkit.storage.model import load_model
     from ddpmkit.training.distributed import Processes
 
-    overrides = overrides_from_args(args)
-    which: Literal["ema", "model"] | None = (
-        None  # the checkpoint's sample.use_ema, unless the flag says
-    )
-    if "use_ema" in overrides:
-        use_ema = from_dict(SampleConfig, {"use_ema": overrides["use_ema"]}, "--use_ema").use_ema
-        which = "ema" if use_ema else "model"
+    options = overrides_from_args(args)
+    weights: Literal["ema", "model"] | None = None  # the checkpoint's sample.use_ema, unless said
+    if "use_ema" in options:
+        use_ema = from_dict(SampleConfig, {"use_ema": options["use_ema"]}, "--use_ema").use_ema
+        weights = "ema" if use_ema else "model"
     processes = Processes.from_environment()
-    model = load_model(args.checkpoint, processes.device_name(args.device), which)
-    sample = from_dict(
-        SampleConfig, merge(to_dict(model.config.sample), overrides), "sample options"
-    )
-    model = model.with_sample(sample)
+    model = load(args.checkpoint, processes.device_name(args.device), weights)
+    sample = model.sample_config(**options)
     assert model.checkpoint is not None
     default_out = (
         model.outputs_folder / "samples" / f"{model.checkpoint.name}-seed{sample.seed}.png"
@@ -92,16 +86,13 @@ def run(args: argparse.Namespace) -> int:
     rows = shard_rows(sample.num_samples, processes, args.trajectory)
     processes.start(model.device)
     say = reporter(processes.main)
-    classifier = load_classifier(sample.classifier) if sample.classifier is not None else None
     where = f"{processes.world} processes" if processes.distributed else str(model.device)
-    say(f"ddpmkit: sampling on {where}, {model.execution.describe()}")
+    say(f"ddpmkit: sampling on {where}, {Execution.of(model.device, sample).describe()}")
     start = time.perf_counter()
     quiet = args.quiet or not processes.main
-    with ProgressBar("sample", "step", disable=quiet) as progress:
-        result = generate(
-            model, sample, classifier=classifier, record_trajectory=args.trajectory is not None,
-            progress=progress, rows=rows,
-        )  # fmt: skip
+    result = model.draw(
+        progress=not quiet, trajectory=args.trajectory is not None, rows=rows, **options
+    )
     if folder is not None:  # every process writes its own samples' files
         save_png_folder(result.samples, folder, first_index=rows.start or 0)
     if processes.distributed:

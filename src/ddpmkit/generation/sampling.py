@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,13 +19,11 @@ from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
 from ddpmkit.generation.conditioning import Conditioning, network_conditions, sample_labels
 from ddpmkit.guidance import AutoGuidance, ClassifierFreeGuidance, ClassifierGuidance
 from ddpmkit.outputs import save_npz, save_picture
+from ddpmkit.progress import ProgressCallback
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
 from ddpmkit.storage.classifier_folders import LoadedClassifier
 from ddpmkit.storage.guides import find_guide
 from ddpmkit.storage.model import TrainedModel
-
-ProgressCallback = Callable[[int, int], None]
-"""Called with (sampling steps done, total) as sampling advances."""
 
 
 def generate(

@@ -72,9 +72,23 @@ def read_image(path: str | Path, shape: tuple[int, ...]) -> Tensor:
     Converted to the model's channels (L for 1, RGB for 3, transparency onto white); a size other
     than (H, W) is an error, never resized.
     """
+    return image_tensor(_open_image(path, tuple(shape[-2:])), shape, f"image {path}")
+
+
+def image_tensor(image: Image.Image, shape: tuple[int, ...], name: str = "image") -> Tensor:
+    """A PIL image as a (C, H, W) tensor in [-1, 1] for a model of ``shape`` = (C, H, W).
+
+    Converted to the model's channels (L for 1, RGB for 3, transparency onto white); a size other
+    than (H, W) is an error naming ``name``, never resized.
+    """
     channels, height, width = shape
-    image = convert_channels(_open_image(path, (height, width)), channels)
-    pixels = np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
+    if (image.height, image.width) != (height, width):
+        raise ValueError(
+            f"{name}: is {image.width}×{image.height} pixels but the model takes "
+            f"{width}×{height} (width×height); resize or crop it first"
+        )
+    converted = convert_channels(image, channels)
+    pixels = np.asarray(converted, dtype=np.uint8).reshape(height, width, channels)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
 

@@ -20,13 +20,14 @@ from ddpmkit.config.builders import resolve_for_data
 from ddpmkit.config.execution import Execution, pick_device
 from ddpmkit.config.schema import RunConfig
 from ddpmkit.data import dataset_size, load_data, stack_items
-from ddpmkit.generation.sampling import ProgressCallback, write_samples
+from ddpmkit.generation.sampling import write_samples
 from ddpmkit.likelihood import (
     discretized_gaussian_log_likelihood,
     schedule_log_variance,
     variational_bound,
 )
 from ddpmkit.networks.autoencoder import Autoencoder
+from ddpmkit.progress import ProgressCallback
 from ddpmkit.storage.autoencoder_folders import load_autoencoder, run_autoencoder
 from ddpmkit.storage.checkpoints import (
     checkpoint_name,

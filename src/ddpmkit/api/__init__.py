@@ -1,0 +1,1 @@
+"""The Python API: load, sample, restore, measure, export and train, the calls the commands make."""
