@@ -128,11 +128,12 @@ def _function_lengths(path: Path) -> list[tuple[int, str]]:
 
 
 def test_modules_and_upper_floor_functions_stay_small():
-    """No module over 450 lines; in training/ and pipeline/ no function over 60 (issue 25)."""
+    """No module over 450 lines; in the upper floors (training/, pipeline/, api/, cli/) no
+    function over 60 (issues 25 and 26)."""
     for path in MODULES:
         lines = len(path.read_text().splitlines())
         assert lines <= 450, f"{path.relative_to(SOURCE)} has {lines} lines"
-    for folder in ("training", "pipeline"):
+    for folder in ("training", "pipeline", "api", "cli"):
         for path in (SOURCE / folder).rglob("*.py"):
             for length, name in _function_lengths(path):
                 assert length <= 60, f"{path.relative_to(SOURCE)}:{name} has {length} lines"

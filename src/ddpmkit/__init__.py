@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ddpmkit.api.model import Model, load
+    from ddpmkit.api.quality import QualityReport
     from ddpmkit.api.training import train
     from ddpmkit.config.presets import PRESETS, QUICK_START
     from ddpmkit.config.schema import (
@@ -104,6 +105,7 @@ __version__ = "0.1.0"
 _HOMES = {
     "Model": "ddpmkit.api.model",
     "load": "ddpmkit.api.model",
+    "QualityReport": "ddpmkit.api.quality",
     "train": "ddpmkit.api.training",
     "to_images": "ddpmkit.outputs",
     "Restoration": "ddpmkit.pipeline.restoration",
@@ -206,6 +208,7 @@ __all__ = [
     "NetworkDenoiser",
     "NoiseSchedule",
     "PerSampleGenerator",
+    "QualityReport",
     "Restoration",
     "RunConfig",
     "SampleConfig",

@@ -14,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from ddpmkit.api.likelihood import ImageData, measure_likelihood
+from ddpmkit.api.quality import QualityReport, measure_quality
 from ddpmkit.api.restoration import ImageInput, MaskInput, as_image, as_mask
 from ddpmkit.config.parsing import from_dict, merge, to_dict
 from ddpmkit.config.schema import SampleConfig
@@ -258,6 +259,40 @@ class Model(TrainedModel):
                 self, data, method, num_samples=num_samples, batch_size=batch_size, split=split,
                 num_levels=num_levels, variance=variance, seed=seed, progress=report,
                 processes=processes,
+            )  # fmt: skip
+
+    def quality(
+        self,
+        metrics: tuple[str, ...] = ("fid",),
+        reference: str = "run",
+        *,
+        num_samples: int = 1000,
+        samples: str | Path | None = None,
+        inception_weights: str | Path | None = None,
+        batch_size: int = 100,
+        seed: int = 0,
+        progress: bool | ProgressCallback = True,
+    ) -> QualityReport:
+        """Inception-v3 metrics of the model's samples against a reference (torch-fidelity, the
+        ``metrics`` extra): FID (Heusel et al. 2017), IS, KID, precision/recall/density/coverage.
+
+        Args:
+            metrics: names among ``fid``, ``is``, ``kid``, ``prdc``.
+            reference: ``"run"`` (the training data), a source name, an image folder, an
+                .npy/.npz array, or an .npz of precomputed statistics (mu, sigma: FID only).
+            num_samples: how many samples to draw and score (with the stored sample options).
+            samples: score these images (a folder or .npz) instead of sampling.
+            inception_weights: torch-fidelity's Inception weights file, checked against its
+                published checksum (default: torch-fidelity downloads it).
+            batch_size: images per Inception batch.
+            seed: seeds KID's subsets.
+            progress: draw a progress bar (True), none (False), or call this with (done, total).
+        """
+        with progress_callback(progress, "quality", "image") as report:
+            return measure_quality(
+                self, metrics, reference, num_samples=num_samples, samples=samples,
+                inception_weights=inception_weights, batch_size=batch_size, seed=seed,
+                progress=report,
             )  # fmt: skip
 
     def export_diffusers(self, folder: str | Path) -> Path:

@@ -16,6 +16,7 @@ FORMATS = ("png-folder", "npz-uint8")
 
 if TYPE_CHECKING:
     from ddpmkit.samplers.common import SampleResult
+    from ddpmkit.storage.model import TrainedModel
     from ddpmkit.training.distributed import Processes
 
 DESCRIPTION = (
@@ -53,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     from ddpmkit.api.model import load
     from ddpmkit.config.execution import Execution
     from ddpmkit.outputs import (
-        check_outputs,
         save_npz,
         save_npz_uint8,
         save_picture,
@@ -69,20 +69,7 @@ def run(args: argparse.Namespace) -> int:
     processes = Processes.from_environment()
     model = load(args.checkpoint, processes.device_name(args.device), weights)
     sample = model.sample_config(**options)
-    assert model.checkpoint is not None
-    default_out = (
-        model.outputs_folder / "samples" / f"{model.checkpoint.name}-seed{sample.seed}.png"
-    )
-    out = args.out or default_out
-    npz = args.npz or out.with_suffix(".npz")
-    if args.format is not None and len(model.shape) != 3:
-        raise ValueError(f"--format {args.format} writes images; this model draws {model.shape}")
-    uint8 = out.with_name(f"{out.stem}-uint8.npz") if args.format == "npz-uint8" else None
-    folder = out.with_suffix("") if args.format == "png-folder" else None
-    check_outputs(
-        {"--out": (out, ".png"), "--npz": (npz, ".npz"), "--trajectory": (args.trajectory, ".npz"),
-         "the npz-uint8 file": (uint8, ".npz"), "the png-folder": (folder, "")}
-    )  # fmt: skip
+    out, npz, uint8, folder = output_paths(args, model, sample)
     rows = shard_rows(sample.num_samples, processes, args.trajectory)
     processes.start(model.device)
     say = reporter(processes.main)
@@ -111,6 +98,29 @@ def run(args: argparse.Namespace) -> int:
         save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
         print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
     return 0
+
+
+def output_paths(
+    args: argparse.Namespace, model: TrainedModel, sample: SampleConfig
+) -> tuple[Path, Path, Path | None, Path | None]:
+    """The PNG, the .npz, the uint8 .npz and the PNG folder to write, checked before sampling."""
+    from ddpmkit.outputs import check_outputs
+
+    assert model.checkpoint is not None
+    default_out = (
+        model.outputs_folder / "samples" / f"{model.checkpoint.name}-seed{sample.seed}.png"
+    )
+    out = args.out or default_out
+    npz = args.npz or out.with_suffix(".npz")
+    if args.format is not None and len(model.shape) != 3:
+        raise ValueError(f"--format {args.format} writes images; this model draws {model.shape}")
+    uint8 = out.with_name(f"{out.stem}-uint8.npz") if args.format == "npz-uint8" else None
+    folder = out.with_suffix("") if args.format == "png-folder" else None
+    check_outputs(
+        {"--out": (out, ".png"), "--npz": (npz, ".npz"), "--trajectory": (args.trajectory, ".npz"),
+         "the npz-uint8 file": (uint8, ".npz"), "the png-folder": (folder, "")}
+    )  # fmt: skip
+    return out, npz, uint8, folder
 
 
 def describe_work(result: SampleResult, sample: SampleConfig) -> str:
