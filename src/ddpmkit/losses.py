@@ -39,7 +39,15 @@ TimestepSampling = Literal["uniform", "importance", "lognormal"]
 
 @dataclass
 class LossOutput:
-    """The batch loss to minimise, and per-sample losses with their timesteps for logging."""
+    """The batch loss to minimise, and per-sample losses with their timesteps for logging.
+
+    Attributes:
+        loss: the scalar to minimise: the batch mean of the per-sample losses times their
+            importance weights 1/(T·p_t).
+        per_sample: (B,) each sample's loss, weighted per t but without the importance weight,
+            detached.
+        t: (B,) the 0-based steps drawn for the samples.
+    """
 
     loss: Tensor
     per_sample: Tensor
@@ -61,7 +69,11 @@ class TimestepSampler(Protocol):
 
 
 class UniformTimesteps:
-    """t ~ Uniform({0, …, T-1}) (Ho et al. 2020, Algorithm 1, line 3), all weights 1."""
+    """t ~ Uniform({0, …, T-1}) (Ho et al. 2020, Algorithm 1, line 3), all weights 1.
+
+    Args:
+        num_steps: T, the schedule's number of steps.
+    """
 
     def __init__(self, num_steps: int) -> None:
         self.num_steps = num_steps
@@ -192,6 +204,15 @@ def min_snr_weight(
 
     The squared ε-, x_0-, v-, score- and μ̃-errors are SNR, 1, SNR + 1, SNR·(SNR + 1) and c_x0²
     times the x_0-error, hence the divisors.
+
+    Args:
+        schedule: the noise schedule; SNR_t = ᾱ_t/(1-ᾱ_t) from its float64 ``log_snr``.
+        parameterization: what the network predicts: "eps", "x0", "v", "score" or "mean".
+        gamma: γ, the cap on SNR_t (5 in the paper); ``math.inf``: no cap, the loss
+            SNR_t·‖x_0 - x̂_0‖² of ε-prediction.
+
+    Returns:
+        (T,) float64 weights w_t, to multiply the per-sample loss of the parameterization.
     """
     snr = schedule.log_snr.exp()
     divisor = {
@@ -246,6 +267,12 @@ class SimpleLoss:
     Written on the denoiser (as EDM's losses are): the network is evaluated through
     ``NetworkDenoiser.evaluate``, the one path sampling and guidance use, and its prediction is
     compared with the target of its parameterization (ε, x_0 or v).
+
+    Args:
+        schedule: the noise schedule the denoiser was built on (T = ``num_steps``).
+        weights: (T,) per-t weights w_t (``min_snr_weight``, ``loss_weights``); None: all 1,
+            Algorithm 1's L_simple.
+        timesteps: draws t and its importance weight; None: ``UniformTimesteps`` over T.
     """
 
     def __init__(
@@ -291,6 +318,16 @@ class HybridLoss:
     With a fixed ``variance`` (σ_t² = β_t or β̃_t) and ``vlb_only`` it is the true bound of any
     parameterization with fixed isotropic Σ (Ho et al. 2020, eq. 5 and Table 2): L_t-1 =
     ‖μ̃(x_t, x_0) − μ_θ(x_t)‖²/(2σ_t²) + C, with μ_θ formed from the prediction's x̂_0.
+
+    Args:
+        schedule: the noise schedule the denoiser was built on (T = ``num_steps``).
+        vlb_weight: λ, the weight of L_vlb (0.001 in the paper); ignored with ``vlb_only``.
+        timesteps: draws t and its importance weight; None: ``UniformTimesteps`` over T.
+        vlb_only: train on L_vlb alone (mean and variance), not L_simple + λ L_vlb.
+        decoder: log p_θ(x_0|x_1) in nats for L_0, elementwise (x_0, mean, log_scale); by
+            default DDPM's discretized Gaussian for 8-bit data.
+        variance: Σ_θ: "learned" (the default; the network outputs v) or a fixed "beta",
+            "beta_tilde" or "auto" (β̃), which need ``vlb_only``.
     """
 
     def __init__(

@@ -67,14 +67,36 @@ def log_snr_sigmas(schedule: NoiseSchedule, steps: int) -> Tensor:
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> Tensor:
-    """σ_i = (σ_max^{1/ρ} + i/(N-1)(σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ (Karras et al. 2022, eq. 5)."""
+    """σ_i = (σ_max^{1/ρ} + i/(N-1)(σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ (Karras et al. 2022, eq. 5).
+
+    Args:
+        sigma_min: σ_min > 0, the last non-zero level (VE units σ = √((1-ᾱ)/ᾱ)).
+        sigma_max: σ_max, the first level.
+        steps: N, the number of non-zero levels, i = 0 … N-1.
+        rho: ρ, the warping; larger ρ spends more steps near σ_min (7 in the paper).
+
+    Returns:
+        (N + 1,) float64 σ_0 = σ_max > … > σ_{N-1} = σ_min > σ_N = 0.
+    """
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     inv_max, inv_min = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     return _append_zero((inv_max + ramp * (inv_min - inv_max)) ** rho)
 
 
 def build_grid(schedule: NoiseSchedule, kind: GridKind, steps: int, rho: float = 7.0) -> Tensor:
-    """The grid of ``kind`` with ``steps`` noise levels (plus the final σ = 0)."""
+    """The grid of ``kind`` with ``steps`` noise levels (plus the final σ = 0).
+
+    Args:
+        schedule: the noise schedule whose levels σ_t = √((1-ᾱ_t)/ᾱ_t) the grid is built on.
+        kind: "linspace", "leading" or "trailing" training steps (``respaced_timesteps``),
+            "uniform_t" (continuous t), "log_snr" (uniform in log-SNR between the schedule's
+            ends) or "karras" (``karras_sigmas`` from σ_T down to σ_1).
+        steps: N ≥ 1, the number of non-zero levels; at most T for the training-step kinds.
+        rho: ρ of the "karras" grid; ignored by the others.
+
+    Returns:
+        (N + 1,) float64 noise levels, decreasing, ending in σ = 0.
+    """
     if steps < 1:
         raise ValueError(f"the number of sampling steps must be >= 1, got {steps}")
     if kind in ("linspace", "leading", "trailing"):

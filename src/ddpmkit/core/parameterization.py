@@ -22,42 +22,88 @@ PARAMETERIZATIONS: tuple[Parameterization, ...] = ("eps", "x0", "v", "score", "m
 
 
 def x0_from_eps(x_t: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
-    """x_0 = (x_t - √(1-ᾱ) ε)/√ᾱ (Ho et al. 2020, eq. 4 solved for x_0)."""
+    """x_0 = (x_t - √(1-ᾱ) ε)/√ᾱ (Ho et al. 2020, eq. 4 solved for x_0).
+
+    Args:
+        x_t: the noised state, VP coordinates.
+        eps: ε, or a network's estimate ε̂, shaped like ``x_t``.
+        alpha_bar: ᾱ_t, broadcastable against ``x_t``.
+    """
     return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
 
 
 def eps_from_x0(x_t: Tensor, x0: Tensor, alpha_bar: Tensor) -> Tensor:
-    """ε = (x_t - √ᾱ x_0)/√(1-ᾱ) (Ho et al. 2020, eq. 4 solved for ε)."""
+    """ε = (x_t - √ᾱ x_0)/√(1-ᾱ) (Ho et al. 2020, eq. 4 solved for ε).
+
+    Args:
+        x_t: the noised state, VP coordinates.
+        x0: x_0, or an estimate x̂_0, shaped like ``x_t``.
+        alpha_bar: ᾱ_t, broadcastable against ``x_t``; ᾱ < 1 (at ᾱ = 1 there is no noise).
+    """
     return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
 
 
 def v_from_x0_eps(x0: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
-    """v = √ᾱ ε - √(1-ᾱ) x_0 (Salimans & Ho 2022, §4)."""
+    """v = √ᾱ ε - √(1-ᾱ) x_0 (Salimans & Ho 2022, §4).
+
+    Args:
+        x0: the clean data x_0.
+        eps: the noise ε of x_t, shaped like ``x0``.
+        alpha_bar: ᾱ_t, broadcastable against ``x0``.
+    """
     return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0
 
 
 def x0_from_v(x_t: Tensor, v: Tensor, alpha_bar: Tensor) -> Tensor:
-    """x_0 = √ᾱ x_t - √(1-ᾱ) v (Salimans & Ho 2022, §4)."""
+    """x_0 = √ᾱ x_t - √(1-ᾱ) v (Salimans & Ho 2022, §4).
+
+    Args:
+        x_t: the noised state, VP coordinates.
+        v: v, or a network's estimate v̂, shaped like ``x_t``.
+        alpha_bar: ᾱ_t, broadcastable against ``x_t``.
+    """
     return alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * v
 
 
 def eps_from_v(x_t: Tensor, v: Tensor, alpha_bar: Tensor) -> Tensor:
-    """ε = √(1-ᾱ) x_t + √ᾱ v (Salimans & Ho 2022, §4)."""
+    """ε = √(1-ᾱ) x_t + √ᾱ v (Salimans & Ho 2022, §4).
+
+    Args:
+        x_t: the noised state, VP coordinates.
+        v: v, or a network's estimate v̂, shaped like ``x_t``.
+        alpha_bar: ᾱ_t, broadcastable against ``x_t``.
+    """
     return (1 - alpha_bar).sqrt() * x_t + alpha_bar.sqrt() * v
 
 
 def score_from_eps(eps: Tensor, alpha_bar: Tensor) -> Tensor:
-    """∇ log q(x_t) ≈ -ε/√(1-ᾱ) (Song et al. 2021, eq. 4 with the VP perturbation kernel)."""
+    """∇ log q(x_t) ≈ -ε/√(1-ᾱ) (Song et al. 2021, eq. 4 with the VP perturbation kernel).
+
+    Args:
+        eps: ε, or a network's estimate ε̂ (then the result is the model's score).
+        alpha_bar: ᾱ_t, broadcastable against ``eps``; ᾱ < 1.
+    """
     return -eps / (1 - alpha_bar).sqrt()
 
 
 def eps_from_score(score: Tensor, alpha_bar: Tensor) -> Tensor:
-    """ε = -√(1-ᾱ)·score, the inverse of ``score_from_eps``."""
+    """ε = -√(1-ᾱ)·score, the inverse of ``score_from_eps``.
+
+    Args:
+        score: ∇ log q(x_t), or a network's estimate of it, VP coordinates.
+        alpha_bar: ᾱ_t, broadcastable against ``score``.
+    """
     return -(1 - alpha_bar).sqrt() * score
 
 
 def x0_from_score(x_t: Tensor, score: Tensor, alpha_bar: Tensor) -> Tensor:
-    """x_0 = (x_t + (1-ᾱ)·∇log q(x_t))/√ᾱ: Tweedie's formula (Luo 2022, eq. 133)."""
+    """x_0 = (x_t + (1-ᾱ)·∇log q(x_t))/√ᾱ: Tweedie's formula (Luo 2022, eq. 133).
+
+    Args:
+        x_t: the noised state, VP coordinates.
+        score: ∇ log q(x_t), or a network's estimate of it, shaped like ``x_t``.
+        alpha_bar: ᾱ_t, broadcastable against ``x_t``.
+    """
     return (x_t + (1 - alpha_bar) * score) / alpha_bar.sqrt()
 
 

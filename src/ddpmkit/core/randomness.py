@@ -17,7 +17,13 @@ from torch import Tensor
 
 
 class PerSampleGenerator:
-    """One ``torch.Generator`` per sample, seeded ``seeds[i]`` for row i of every draw."""
+    """One ``torch.Generator`` per sample, seeded ``seeds[i]`` for row i of every draw.
+
+    Args:
+        seeds: one integer seed per row of the batch; a draw must have ``len(seeds)`` rows.
+        device: where the generators live and draw; the rows are then moved to the device and
+            dtype a draw asks for, so a seed gives the same noise whatever device that is.
+    """
 
     def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu") -> None:
         self.generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]

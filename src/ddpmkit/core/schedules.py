@@ -20,7 +20,28 @@ REVERSE_VARIANCES: tuple[ReverseVariance, ...] = ("auto", "beta", "beta_tilde", 
 
 @dataclass(frozen=True, eq=False)
 class NoiseSchedule:
-    """β_1 … β_T and its derived tables (Ho et al. 2020, eqs. 2–7); all float64, shape (T,)."""
+    """β_1 … β_T and its derived tables (Ho et al. 2020, eqs. 2–7); all float64, shape (T,).
+
+    Build one with ``linear``, ``cosine``, ``sigmoid``, ``geometric``, ``from_sigmas`` or
+    ``from_betas``; row t (0-based) of every table is the paper's step t + 1.
+
+    Args:
+        betas: (T,) β_1 … β_T, each in (0, 1), T ≥ 2; any float tensor, kept as float64 on
+            the CPU.
+
+    Attributes:
+        alphas: α_t = 1 - β_t.
+        alpha_bar: ᾱ_t = ∏_{s≤t} α_s.
+        alpha_bar_prev: ᾱ_{t-1}, with ᾱ_0 = 1 in row 0.
+        sqrt_alpha_bar: √ᾱ_t.
+        sqrt_one_minus_alpha_bar: √(1-ᾱ_t).
+        posterior_variance: β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t)·β_t (eq. 7); 0 in row 0.
+        posterior_log_variance_clipped: log β̃_t with row 0 set to row 1 (β̃_1 = 0 has no log).
+        posterior_mean_coef_x0: the coefficient of x_0 in μ̃_t(x_t, x_0) (eq. 7).
+        posterior_mean_coef_xt: the coefficient of x_t in μ̃_t(x_t, x_0) (eq. 7).
+        sigmas: σ_t = √((1-ᾱ_t)/ᾱ_t), the VE noise levels, increasing.
+        log_snr: log(ᾱ_t/(1-ᾱ_t)) = -2 log σ_t.
+    """
 
     betas: Tensor
     alphas: Tensor = field(init=False, repr=False)

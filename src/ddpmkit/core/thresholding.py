@@ -30,7 +30,13 @@ class X0Transform(DenoiserWrapper):
 
 
 class ClippedDenoiser(X0Transform):
-    """x̂_0 clipped to [low, high] (Ho et al. 2020, §3.3: the data lie in [-1, 1])."""
+    """x̂_0 clipped to [low, high] (Ho et al. 2020, §3.3: the data lie in [-1, 1]).
+
+    Args:
+        denoiser: the denoiser D(x; σ) whose x̂_0 is clipped.
+        low: the lower bound of x̂_0 (data units).
+        high: the upper bound of x̂_0 (data units).
+    """
 
     def __init__(self, denoiser: Denoiser, low: float = -1.0, high: float = 1.0) -> None:
         self.denoiser, self.low, self.high = denoiser, low, high
@@ -43,6 +49,12 @@ class DynamicThresholding(X0Transform):
     """x̂_0 ← clip(x̂_0, -s, s)/s with s = max(1, the p-th quantile of |x̂_0|) per sample.
 
     Saharia et al. (2022), Imagen §2.3: saturated pixels are pushed inwards instead of clipped.
+
+    Args:
+        denoiser: the denoiser D(x; σ) whose x̂_0 is thresholded.
+        percentile: p in (0, 1], the quantile of |x̂_0| over each sample's elements.
+        max_value: the bound in place of 1: s = max(max_value, quantile), and the result
+            clip(x̂_0, -s, s)/s·max_value lies in [-max_value, max_value].
     """
 
     def __init__(

@@ -48,6 +48,11 @@ class ClassifierFreeGuidance(DenoiserWrapper):
     dropped labels. Both branches run as one batch of 2B rows, as in diffusers; at w = 1 (w = 0)
     only the conditional (unconditional) branch runs, so those scales reproduce it exactly. The
     variance fraction v is the conditional branch's (the unconditional's at w = 0).
+
+    Args:
+        denoiser: the class-conditional denoiser D(x; σ, y), trained with label dropout.
+        scale: w, the guidance scale (1: no guidance; Ho & Salimans' w' = w - 1).
+        null_label: the label ∅ that stood for a dropped label in training.
     """
 
     def __init__(self, denoiser: Denoiser, scale: float, null_label: int) -> None:
@@ -86,6 +91,11 @@ class AutoGuidance(DenoiserWrapper):
     probability-flow ODE of D_w ends with standard deviation s_1^w·s_0^(1-w) when D_1 and D_0 are
     exact for standard deviations s_1 and s_0. w = 1 runs D_1 alone. Both get the same labels;
     the variance fraction v is D_1's.
+
+    Args:
+        denoiser: D_1, the denoiser sampled.
+        guide: D_0, the weaker guiding denoiser, on the same data and noise levels.
+        weight: w, the guidance weight (1: no guidance; > 1 guides).
     """
 
     def __init__(self, denoiser: Denoiser, guide: Denoiser, weight: float) -> None:
@@ -116,6 +126,13 @@ class ClassifierGuidance(DenoiserWrapper):
     s = 1 and exact p(y|x_σ) this is the exact class-conditional denoiser (Bayes' rule). The
     gradient is taken under ``torch.enable_grad`` (samplers run under ``no_grad``); s = 0 skips
     the classifier. ``class_labels`` are the targets y, also passed to a ``conditional`` denoiser.
+
+    Args:
+        denoiser: D(x; σ, y), or D(x; σ) when not ``conditional``.
+        classifier: classifier(x, σ) -> (B, K) logits of p_φ(y | x) with x in VE coordinates
+            and σ (B,) (``classifier_on_sigma`` adapts a network of x_t and t).
+        scale: s, the classifier's weight (0: no guidance).
+        conditional: whether the denoiser takes the labels; False: it is called without them.
     """
 
     def __init__(

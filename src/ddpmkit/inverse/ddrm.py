@@ -70,4 +70,36 @@ def ddrm_loop(
 
 ddrm = Sampler(ddrm_loop, "linspace", ve=True)
 """DDRM: ``ddrm(denoiser, sigmas, x_T, measurement, SpectralOperator.of(A, shape), noise_std=σ_y,
-eta=0.85, eta_b=1.0, generator=…)``."""
+eta=0.85, eta_b=1.0, generator=…)``.
+
+The chain of eqs. 7–8 (Kawar et al. 2022) in the spectral coordinates of A and VE coordinates;
+default grid "linspace"; one denoiser call per step, none extra.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the loop starts from
+        x = x_T·√(1 + σ_0²), its measured coordinates from ȳ plus x_T's own noise (eq. 7).
+    measurement (Tensor): y = A x_0 + n, (B, K) or shaped like A's output for the batch.
+    operator (SpectralOperator): A = U diag(s) Vᵀ, ``SpectralOperator.of(A, shape)``.
+
+Keyword Args:
+    generator (Generator): the steps' noise z: a ``torch.Generator``, a
+        ``PerSampleGenerator`` (row i from its own seed) or None (the default: PyTorch's
+        global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates, on the CPU) in the result's
+        ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+    noise_std (float): σ_y ≥ 0, the standard deviation of n (0 by default: exact measurements).
+    eta (float): η in [0, 1], the noise of the unmeasured coordinates and of those measured
+        more noisily than σ_{t-1} (0.85 by default, the paper's).
+    eta_b (float): η_b in [0, 1], the weight of ȳ where σ_{t-1} ≥ σ_y/s_i (1 by default).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""

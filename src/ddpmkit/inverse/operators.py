@@ -21,7 +21,11 @@ class MeasurementOperator(Protocol):
 
 
 class Mask:
-    """A(x) = m ⊙ x: keeps the pixels where the mask is 1 (inpainting), zero elsewhere."""
+    """A(x) = m ⊙ x: keeps the pixels where the mask is 1 (inpainting), zero elsewhere.
+
+    Args:
+        mask: m, 1 at the known pixels and 0 elsewhere, broadcastable to x.
+    """
 
     def __init__(self, mask: Tensor) -> None:
         self.mask = mask
@@ -31,7 +35,11 @@ class Mask:
 
 
 class Downsample:
-    """A(x) = the mean of every factor × factor block of an image (super-resolution)."""
+    """A(x) = the mean of every factor × factor block of an image (super-resolution).
+
+    Args:
+        factor: the block's side in pixels, ≥ 1: (B, C, H, W) -> (B, C, ⌊H/factor⌋, ⌊W/factor⌋).
+    """
 
     def __init__(self, factor: int) -> None:
         if factor < 1:
@@ -47,6 +55,11 @@ class GaussianBlur:
 
     ``padding="reflect"`` mirrors the border (a constant image stays constant); ``"zeros"`` pads
     with 0, which darkens the border but makes A a symmetric matrix. The output has x's size.
+
+    Args:
+        kernel_size: the kernel's width and height in pixels, odd, ≥ 1.
+        sigma: the Gaussian's standard deviation in pixels.
+        padding: "reflect" or "zeros", as above.
     """
 
     def __init__(

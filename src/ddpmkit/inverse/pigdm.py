@@ -66,4 +66,34 @@ def pigdm_loop(
 
 pigdm = Sampler(pigdm_loop, "linspace")
 """ΠGDM: ``pigdm(denoiser, sigmas, x_T, measurement, SpectralOperator.of(A, shape),
-noise_std=σ_y, eta=1.0, generator=…)``."""
+noise_std=σ_y, eta=1.0, generator=…)``.
+
+DDIM on the guided denoiser x̂_0 + σ² ∇_x log p(y|x) (Song J. et al. 2023, Algorithm 1);
+default grid "linspace"; one denoiser call and one vector-Jacobian product through it per step.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels`` under ``torch.enable_grad``: it must be
+        differentiable.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the chain starts there.
+    measurement (Tensor): y = A x_0 + n, shaped like A's output for the batch.
+    operator (SpectralOperator): A = U diag(s) Vᵀ, ``SpectralOperator.of(A, shape)``.
+
+Keyword Args:
+    generator (Generator): the steps' noise, drawn only when η > 0: a ``torch.Generator``, a
+        ``PerSampleGenerator`` (row i from its own seed) or None (the default: PyTorch's
+        global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates, on the CPU) in the result's
+        ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+    noise_std (float): σ_y ≥ 0, the standard deviation of n (0 by default: exact measurements).
+    eta (float): DDIM's η in [0, 1] (1 by default: ancestral steps, as in the paper).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""

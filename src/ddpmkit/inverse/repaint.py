@@ -78,4 +78,41 @@ def repaint_loop(
 
 
 repaint = Sampler(repaint_loop, "linspace")
-"""RePaint: ``repaint(denoiser, sigmas, x_T, known, mask, jump_length=j, resamplings=r, …)``."""
+"""RePaint: ``repaint(denoiser, sigmas, x_T, known, mask, jump_length=j, resamplings=r, …)``.
+
+Replacement steps down the grid, jumping back ``jump_length`` levels with q(x_b|x_a) and
+denoising again (Lugmayr et al. 2022, Algorithm 1; the path is ``repaint_path``); default grid
+"linspace"; one denoiser call per downward step of the path.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``; its learned variance fraction v, if any, is read.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the chain starts there.
+    known (Tensor): y, the image whose pixels are kept where ``mask`` is 1 (anything
+        elsewhere), x_T's shape or broadcastable to it, in data units.
+    mask (Tensor): 1 at the known pixels, 0 elsewhere, broadcastable to x_T.
+
+Keyword Args:
+    generator (Generator): the steps', the jumps' and the known pixels' noise: a
+        ``torch.Generator``, a ``PerSampleGenerator`` (row i from its own seed) or None
+        (the default: PyTorch's global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates, on the CPU) in the result's
+        ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, M, x_t)`` after every
+        step, M = the path's visited levels, jumps back included (x_t in VP coordinates); None (the
+        default): no reports.
+    jump_length (int): j, the levels jumped back at a time (10 by default, as in the paper).
+    resamplings (int): r, how often each stretch is denoised; r = 1 is ``inpaint_replacement``
+        (10 by default, as in the paper).
+    variance (ReverseVariance): σ² of a step: "beta_tilde" (β̃), "beta" (β = 1 - ᾱ_t/ᾱ_prev),
+        "learned" (Σ_θ of eq. 15; the denoiser must give v) or "auto" (the default: learned
+        when the denoiser gives v, else β̃).
+
+Returns:
+    (SampleResult): x_0 (B, …) with the known pixels equal to y, the trajectory when recorded
+        (every visited level), and nfe, the downward steps of the path.
+"""

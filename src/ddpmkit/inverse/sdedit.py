@@ -33,6 +33,22 @@ def sdedit(
     first, both included; ``options`` go to it (``registry.sample``). Strength 0 returns a copy of
     the input (no step, no trajectory); strength 1 noises to ᾱ_T ≈ 0, i.e. samples
     unconditionally.
+
+    Args:
+        denoiser: D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates.
+        schedule: the noise schedule of the denoiser's training (T = ``num_steps``).
+        image: (B, …) the guide x in data units ([-1, 1] for images).
+        strength: t_0/T in [0, 1], rounded to a whole step.
+        sampler: a key of ``SAMPLERS`` ("ancestral" by default).
+        steps: the sampler's steps; at most t_0 are taken.
+        generator: the noise of x_{t_0}, then the sampler's: a ``torch.Generator``, a
+            ``PerSampleGenerator`` (row i from its own seed) or None (PyTorch's global RNG).
+        **options: the sampler's other arguments (``class_labels``, ``record_trajectory``,
+            ``callback``, ``eta``, …).
+
+    Returns:
+        The edited samples x_0, the trajectory when recorded (from x_{t_0}), and the
+            denoiser calls made.
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"SDEdit's strength must lie in [0, 1], got {strength}")

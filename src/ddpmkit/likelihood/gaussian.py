@@ -17,7 +17,20 @@ LOG_2PI = math.log(2.0 * math.pi)
 def normal_kl(
     mean1: Tensor | float, logvar1: Tensor | float, mean2: Tensor | float, logvar2: Tensor | float
 ) -> Tensor:
-    """KL(N(μ₁, e^{lv₁}) ‖ N(μ₂, e^{lv₂})) = ½(lv₂ - lv₁ + e^{lv₁-lv₂} + (μ₁-μ₂)²e^{-lv₂} - 1)."""
+    """KL(N(μ₁, e^{lv₁}) ‖ N(μ₂, e^{lv₂})) = ½(lv₂ - lv₁ + e^{lv₁-lv₂} + (μ₁-μ₂)²e^{-lv₂} - 1).
+
+    At least one argument is a tensor; the first one sets the dtype and device of the others,
+    which broadcast against it.
+
+    Args:
+        mean1: μ₁, the first Gaussian's mean.
+        logvar1: lv₁ = log σ₁², the first Gaussian's log variance.
+        mean2: μ₂, the second Gaussian's mean.
+        logvar2: lv₂ = log σ₂², the second Gaussian's log variance.
+
+    Returns:
+        The elementwise KL in nats.
+    """
     tensor = next(v for v in (mean1, logvar1, mean2, logvar2) if isinstance(v, Tensor))
     mean1, logvar1, mean2, logvar2 = (
         torch.as_tensor(v, dtype=tensor.dtype, device=tensor.device)
@@ -57,6 +70,15 @@ def discretized_gaussian_log_likelihood(
     [x - δ, x + δ] with δ = 1/(num_levels - 1) (1/255 for 8-bit data), except that the first
     bin extends to -∞ and the last to +∞, so the probabilities of the levels sum to one.
     Computed in float64 with the exact ``log_ndtr`` and returned in the inputs' dtype.
+
+    Args:
+        x: the discrete data x_0 in [-1, 1].
+        mean: μ, the decoder's mean, broadcastable against ``x``.
+        log_scale: log σ, the log of the decoder's standard deviation (not of its variance).
+        num_levels: the number of discrete values (256 for 8-bit data).
+
+    Returns:
+        The elementwise log-probability of x's bin, in nats.
     """
     dtype = torch.promote_types(torch.promote_types(x.dtype, mean.dtype), log_scale.dtype)
     x64, mean64, log_scale64 = (v.to(torch.float64) for v in (x, mean, log_scale))

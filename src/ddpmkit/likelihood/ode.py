@@ -138,6 +138,26 @@ def ode_log_likelihood(
 
     σ_min and σ_max default to the schedule's first and last σ; RK45 (scipy) over log σ with
     state [x, Δlog p] and the given tolerances. The probes come from ``generator``.
+
+    Args:
+        denoiser: D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, differentiable in x
+            and treating the samples independently (eval mode).
+        schedule: the noise schedule whose σ_1 and σ_T are the default ends.
+        x: (B, …) the data at σ_min, VE coordinates (data units).
+        estimator: tr ∂D/∂x by "rademacher" or "gaussian" Hutchinson probes (one
+            vector-Jacobian product per evaluation) or "exact" (one backward pass per
+            dimension, for low-dimensional data).
+        generator: draws the probes, once for the whole integration; None: PyTorch's global
+            RNG. Unused by "exact".
+        sigma_min: the level the data sit at; None: σ_1, the schedule's smallest.
+        sigma_max: the level of the prior N(0, (1 + σ_max²) I); None: σ_T, the largest.
+        rtol: RK45's relative tolerance.
+        atol: RK45's absolute tolerance.
+        class_labels: (B,) labels passed to every denoiser call; None: unconditional.
+
+    Returns:
+        log p_{σ_min}(x) in nats (B,), its prior and ODE parts, x(σ_max) and the solver's
+            evaluations.
     """
     from scipy.integrate import solve_ivp  # loads slowly; only the ODE likelihood needs it
 
@@ -188,6 +208,25 @@ def ode_bits_per_dim(
 
     The dequantization noise is drawn from ``generator`` before the Hutchinson probes; the
     ODE runs from the schedule's σ_1 to σ_T.
+
+    Args:
+        denoiser: D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, differentiable in x
+            and treating the samples independently (eval mode).
+        schedule: the noise schedule whose σ_1 and σ_T are the ODE's ends.
+        x: (B, …) discrete data on the grid -1 + 2k/(num_levels - 1).
+        generator: draws the dequantization noise, then the probes; None: PyTorch's global
+            RNG.
+        num_levels: the number of discrete values (256 for 8-bit data); the bins are
+            2/(num_levels - 1) wide.
+        estimator: tr ∂D/∂x by "rademacher" or "gaussian" Hutchinson probes, or "exact"
+            (``ode_log_likelihood``).
+        rtol: RK45's relative tolerance.
+        atol: RK45's absolute tolerance.
+        class_labels: (B,) labels passed to every denoiser call; None: unconditional.
+
+    Returns:
+        (B,) bits/dim, an upper bound on -log₂ P(x)/D in expectation over the
+            dequantization, and the ODE's result for the dequantized x̃.
     """
     x_tilde = dequantize(x, generator, num_levels)
     result = ode_log_likelihood(

@@ -25,7 +25,26 @@ NLLMethod = Literal["vlb", "ode"]
 
 @dataclass
 class NLLReport:
-    """Per-sample bits/dim and their mean with a 95% normal confidence interval."""
+    """Per-sample bits/dim and their mean with a 95% normal confidence interval.
+
+    Attributes:
+        method: "vlb" (the variational bound, all T terms) or "ode" (the probability-flow ODE).
+        num_samples: n, the number of items evaluated.
+        bits_per_dim: the mean of ``per_sample``: the bound (vlb) or the dequantized
+            likelihood (ode) in bits/dim; a latent model's ODE value is the continuous
+            density's -log₂ p(x)/D, without dequantization.
+        ci95: the half-width 1.96·s/√n of the mean's 95% interval (NaN for n = 1).
+        seconds: the evaluation's wall-clock time.
+        nfe: denoiser calls over all batches: T per batch for the bound, the RK45 solver's
+            evaluations for the ODE.
+        per_sample: (n,) each item's bits/dim.
+        terms_bpd: vlb: the item means of L_0 … L_{T-1} in bits/dim (L_0 the decoder);
+            None for the ODE.
+        prior_bpd: vlb: the mean prior term L_T = KL(q(x_T|x_0) ‖ N(0, I)); None for the ODE.
+        rate_bpd: vlb: L_T + L_{T-1} + … + L_1, the rate (Ho et al. 2020, Table 2); None
+            for the ODE.
+        distortion_bpd: vlb: L_0, the distortion; None for the ODE.
+    """
 
     method: str
     num_samples: int

@@ -231,6 +231,28 @@ def variational_bound(
     The result does not depend on ``max_batch``, which only bounds how many (t, sample) pairs
     go to the denoiser at once (rows of several t are stacked when the batch is small);
     ``on_rows(done)`` reports progress in rows t of the T.
+
+    Args:
+        denoiser: D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates; its learned variance
+            fraction v, if any, is passed to ``reverse_log_variance``.
+        schedule: the noise schedule of the T + 1 terms (float64 tables).
+        x0: (B, …) the data, in [-1, 1] for the discretized decoder; evaluated in its dtype by
+            the denoiser, the terms in float64.
+        reverse_log_variance: (x_t, t, v) -> log σ_t² of p_θ(x_{t-1}|x_t)
+            (``schedule_log_variance``).
+        generator: draws the noise of every x_t, row t for the whole batch in the order
+            t = 0, 1, …; None: PyTorch's global RNG.
+        clip: x̂_0 is clipped to this (low, high) (``ClippedDenoiser``); None: not clipped.
+        decoder: (x_0, mean, log_scale) -> elementwise log p_θ(x_0|x_1) in nats for L_0;
+            DDPM's discretized Gaussian for 8-bit data by default.
+        class_labels: (B,) labels passed to every denoiser call; None: unconditional.
+        max_batch: the most (t, sample) pairs per denoiser call.
+        on_rows: called with the number of rows t done after each group of rows; None: no
+            reports.
+
+    Returns:
+        Per sample, the bound L_T + Σ_t L_t, the prior term L_T and the T terms
+            L_0 … L_{T-1}, in bits/dim.
     """
 
     term = partial(

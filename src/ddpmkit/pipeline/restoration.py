@@ -58,7 +58,18 @@ _READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.Decompression
 @dataclass
 class Restoration:
     """Clean inputs x (B, C, H, W), measurements y = A(x) + s·n, restorations (B, K, C, H, W),
-    and the network evaluations each restoration cost."""
+    and the network evaluations each restoration cost.
+
+    Attributes:
+        input: (B, C, H, W) the clean images x in [-1, 1], on the CPU.
+        measurement: y = A(x) + s·n per image, on the CPU: (B, C, H, W) for inpainting,
+            deblurring and editing, (B, C, H/scale, W/scale) for super-resolution; the K
+            restorations of an image share it.
+        result: (B, K, C, H, W) the K = ``num_samples`` restorations of each image, clamped to
+            [-1, 1], on the CPU.
+        nfe_per_sample: the sampler's denoiser calls (all restorations run as one batch, so
+            each restoration cost this many); 0 for an edit at strength 0.
+    """
 
     input: Tensor
     measurement: Tensor

@@ -62,6 +62,34 @@ def ancestral_steps(
 
 
 ancestral = Sampler(ancestral_loop, "linspace")
+"""Ancestral sampling x_prev = μ̃(x_t, x̂_0) + σ z (Ho et al. 2020, Algorithm 2) on any grid.
+
+``ancestral(denoiser, sigmas, x_T, generator=…, variance=…)``; default grid "linspace"; one
+denoiser call per step, none extra.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``; its learned variance fraction v, if any, is read.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the chain starts there.
+
+Keyword Args:
+    generator (Generator): the steps' noise z: a ``torch.Generator``, a ``PerSampleGenerator``
+        (row i from its own seed) or None (the default: PyTorch's global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates, on the CPU) in the result's
+        ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+    variance (ReverseVariance): σ² of a step: "beta_tilde" (β̃), "beta" (β = 1 - ᾱ_t/ᾱ_prev),
+        "learned" (Σ_θ of eq. 15; the denoiser must give v) or "auto" (the default: learned
+        when the denoiser gives v, else β̃).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""
 
 
 def ancestral_step(
@@ -99,7 +127,21 @@ def ddpm_ancestral(
     x_T: Tensor,
     **options: Any,
 ) -> SampleResult:
-    """Algorithm 2 of Ho et al. (2020) over all T steps of the schedule."""
+    """Algorithm 2 of Ho et al. (2020) over all T steps of the schedule.
+
+    ``ancestral`` on the grid of every training step, σ_T > … > σ_1 and then 0 (T denoiser
+    calls).
+
+    Args:
+        denoiser: D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates.
+        schedule: the noise schedule whose T levels σ_t the chain walks.
+        x_T: (B, …) standard normal noise, the VP prior N(0, I).
+        **options: what ``ancestral`` takes besides: ``generator``, ``class_labels``,
+            ``record_trajectory``, ``callback`` and ``variance``.
+
+    Returns:
+        The samples x_0, the trajectory when recorded, and nfe = T.
+    """
     return ancestral(
         denoiser, timestep_sigmas(schedule, list(range(schedule.num_steps))), x_T, **options
     )

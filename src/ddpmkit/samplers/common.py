@@ -25,7 +25,17 @@ StepCallback = Callable[[int, int, Tensor], None]
 
 @dataclass
 class SampleResult:
-    """Final samples, the trajectory x_T … x_0 when it was recorded, and the work done."""
+    """Final samples, the trajectory x_T … x_0 when it was recorded, and the work done.
+
+    Attributes:
+        samples: (B, …) x_0, the sampler's output (VP and VE coordinates agree at σ = 0).
+        trajectory: the states x_T, …, x_0 in VP coordinates x_t = x/√(1 + σ²), detached and
+            on the CPU; None unless the sampler was called with ``record_trajectory=True``.
+        nfe: the sampler's denoiser calls, each on the whole batch.
+        evaluations_per_call: network evaluations per sample in one denoiser call, as the
+            denoiser declares them: 1 for a plain denoiser, 2 under classifier-free guidance
+            (1 at w = 0 or 1) and autoguidance (1 at w = 1).
+    """
 
     samples: Tensor
     trajectory: list[Tensor] | None
@@ -111,6 +121,11 @@ class Sampler:
     Calling it runs the part every sampler shares: the grid's levels, the bookkeeping of
     ``SamplerRun`` (NFE, trajectory, progress), the start x = x_T (VP) or x_T·√(1 + σ_0²) (VE),
     and ``no_grad``; ``inputs`` (a measurement, a mask, …) and ``options`` go to the loop.
+    Every sampler is called as ``sampler(denoiser, sigmas, x_T, *inputs, generator=None,
+    class_labels=None, record_trajectory=False, callback=None, **options)``: the denoiser
+    D(x; σ), the descending noise grid ending in 0, the standard normal start, the source of the
+    steps' noise, the labels every denoiser call gets, whether to keep the states, and a
+    progress callback (``__call__``; each sampler's own docstring details them with its options).
     """
 
     loop: SamplerLoop
@@ -134,6 +149,27 @@ class Sampler:
         callback: StepCallback | None = None,
         **options: Any,
     ) -> SampleResult:
+        """Run the loop from x_T over the grid ``sigmas``; the contract every sampler shares.
+
+        Args:
+            denoiser: D(x; σ, class_labels) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates
+                (``ddpmkit.core.denoisers``); called on the whole batch.
+            sigmas: the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+                (``ddpmkit.core.grids.build_grid``); N steps, read as float64 Python floats.
+            x_T: (B, …) standard normal noise, the VP prior N(0, I); a VE loop starts from
+                x = x_T·√(1 + σ_0²).
+            *inputs: the loop's further positional inputs (a measurement, a mask, an operator).
+            generator: the steps' noise: a ``torch.Generator``, a ``PerSampleGenerator``
+                (row i from its own seed) or None (PyTorch's global RNG).
+            class_labels: (B,) labels passed to every denoiser call; None: unconditional.
+            record_trajectory: keep every state, x_T first, in the result's ``trajectory``.
+            callback: called as ``callback(steps done, N, x_t)`` after every step (x_t in VP
+                coordinates); None: no reports.
+            **options: the loop's keyword options (``options()``: ``eta``, ``variance``, …).
+
+        Returns:
+            The samples x_0, the trajectory when recorded, and the denoiser calls made.
+        """
         grid = levels(sigmas)
         run = SamplerRun(denoiser, class_labels, len(grid) - 1, record_trajectory, callback)
         run.record(x_T, step_done=False)

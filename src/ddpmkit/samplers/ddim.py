@@ -47,6 +47,34 @@ def ddim_loop(
 
 
 ddim = Sampler(ddim_loop, "linspace")
+"""DDIM, x_prev = √ᾱ_prev x̂_0 + √(1-ᾱ_prev-σ_t²) ε̂ + σ_t z (Song et al. 2021, eq. 12).
+
+``ddim(denoiser, sigmas, x_T, eta=…, generator=…)``; default grid "linspace"; one denoiser call
+per step, none extra.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``; ε̂ is read from its x̂_0.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the chain starts there.
+
+Keyword Args:
+    generator (Generator): the steps' noise z, drawn only when η > 0: a ``torch.Generator``, a
+        ``PerSampleGenerator`` (row i from its own seed) or None (the default: PyTorch's
+        global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates, on the CPU) in the result's
+        ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+    eta (float): η in [0, 1], the noise σ_t(η) of eq. 16: 0 (the default) is deterministic,
+        1 is ancestral sampling with σ² = β̃.
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""
 
 
 @torch.no_grad()
@@ -63,6 +91,18 @@ def ddim_invert(
     x_0 is taken as the state at the grid's smallest non-zero level (the usual approximation), and
     every step uses ε̂ at the level it starts from. Decoding with ``ddim(…, eta=0)`` on the same
     grid reconstructs x_0 up to the discretisation error.
+
+    Args:
+        denoiser: D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates.
+        sigmas: the same descending grid σ_0 > … > σ_N = 0 the decoding uses; it is walked
+            upwards from σ_{N-1} to σ_0 (N - 1 denoiser calls), σ = 0 unused.
+        x0: (B, …) the data to encode.
+        class_labels: (B,) labels passed to every denoiser call; None: unconditional.
+        callback: called as ``callback(steps done, N - 1, x_t)`` after every step (x_t in VP
+            coordinates); None (the default): no reports.
+
+    Returns:
+        (B, …) x_T at σ_0 in VP coordinates, the start to give ``ddim``.
     """
     grid = levels(sigmas)[:-1][::-1]  # increasing noise, without σ = 0
     run = SamplerRun(denoiser, class_labels, len(grid) - 1, callback=callback)

@@ -67,4 +67,56 @@ def dpmpp_3m_loop(run: SamplerRun, grid: list[float], x: Tensor, generator: Gene
 
 
 dpmpp_2m = Sampler(dpmpp_2m_loop, "log_snr", ve=True)
+"""DPM-Solver++(2M): second-order multistep in data prediction (Lu et al. 2022b, Algorithm 2).
+
+``dpmpp_2m(denoiser, sigmas, x_T)``; default grid "log_snr"; one denoiser call per step, none
+extra; no options. The first step is first order (DDIM); the step to σ = 0 returns x̂_0.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the ODE starts from
+        x = x_T·√(1 + σ_0²).
+
+Keyword Args:
+    generator (Generator): unused: the sampler is deterministic (a ``torch.Generator``, a
+        ``PerSampleGenerator`` or None is accepted, as by every sampler).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates x/√(1 + σ²), on the CPU) in
+        the result's ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""
 dpmpp_3m = Sampler(dpmpp_3m_loop, "log_snr", ve=True)
+"""DPM-Solver++(3M): third-order multistep in data prediction (Lu et al. 2022b, App. B).
+
+``dpmpp_3m(denoiser, sigmas, x_T)``; default grid "log_snr"; one denoiser call per step, none
+extra; no options. The first two steps are of order 1 and 2; the step to σ = 0 returns x̂_0.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the ODE starts from
+        x = x_T·√(1 + σ_0²).
+
+Keyword Args:
+    generator (Generator): unused: the sampler is deterministic (a ``torch.Generator``, a
+        ``PerSampleGenerator`` or None is accepted, as by every sampler).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates x/√(1 + σ²), on the CPU) in
+        the result's ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""

@@ -103,6 +103,131 @@ def ode_rk45_loop(
 
 
 ode_euler = Sampler(ode_euler_loop, "log_snr", ve=True)
+"""Euler's method on the probability-flow ODE dx/dσ = (x - D(x; σ))/σ (Karras et al. 2022, eq. 3).
+
+``ode_euler(denoiser, sigmas, x_T)``; default grid "log_snr"; one denoiser call per step, none
+extra; no options. On the same grid it equals ``ddim`` with η = 0.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the ODE starts from
+        x = x_T·√(1 + σ_0²).
+
+Keyword Args:
+    generator (Generator): unused: the sampler is deterministic (a ``torch.Generator``, a
+        ``PerSampleGenerator`` or None is accepted, as by every sampler).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates x/√(1 + σ²), on the CPU) in
+        the result's ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""
 ode_heun = Sampler(edm_heun_loop, "log_snr", ve=True, calls_per_level=2, saves_last_call=True)
+"""Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Algorithms 1–2).
+
+``ode_heun(denoiser, sigmas, x_T, churn=…, …, generator=…)``: ``edm_heun``'s loop with the
+default grid "log_snr" instead of "karras". Two denoiser calls per step, one for the step to
+σ = 0 (Euler): 2N - 1.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the ODE starts from
+        x = x_T·√(1 + σ_0²).
+
+Keyword Args:
+    generator (Generator): the churn noise, drawn only when ``churn`` > 0: a
+        ``torch.Generator``, a ``PerSampleGenerator`` (row i from its own seed) or None
+        (the default: PyTorch's global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates x/√(1 + σ²), on the CPU) in
+        the result's ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+    churn (float): S_churn ≥ 0; each step in [S_tmin, S_tmax] first raises σ to σ(1 + γ),
+        γ = min(S_churn/N, √2 - 1) (0 by default: deterministic).
+    churn_min (float): S_tmin, the lowest σ that is churned (0 by default).
+    churn_max (float): S_tmax, the highest σ that is churned (∞ by default).
+    churn_noise (float): S_noise, the scale of the added noise's standard deviation (1 by
+        default).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = 2N - 1 denoiser calls.
+"""
 edm_heun = Sampler(edm_heun_loop, "karras", ve=True, calls_per_level=2, saves_last_call=True)
+"""EDM's sampler: Heun's 2nd-order method with optional churn (Karras et al. 2022, Algorithm 2).
+
+``edm_heun(denoiser, sigmas, x_T, churn=…, churn_min=…, churn_max=…, churn_noise=…,
+generator=…)``; default grid "karras" (eq. 5, ρ = 7). Two denoiser calls per step, one for the
+step to σ = 0 (Euler): 2N - 1.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the ODE starts from
+        x = x_T·√(1 + σ_0²).
+
+Keyword Args:
+    generator (Generator): the churn noise, drawn only when ``churn`` > 0: a
+        ``torch.Generator``, a ``PerSampleGenerator`` (row i from its own seed) or None
+        (the default: PyTorch's global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates x/√(1 + σ²), on the CPU) in
+        the result's ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+    churn (float): S_churn ≥ 0; each step in [S_tmin, S_tmax] first raises σ to σ(1 + γ),
+        γ = min(S_churn/N, √2 - 1) (0 by default: deterministic).
+    churn_min (float): S_tmin, the lowest σ that is churned (0 by default).
+    churn_max (float): S_tmax, the highest σ that is churned (∞ by default).
+    churn_noise (float): S_noise, the scale of the added noise's standard deviation (1 by
+        default).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = 2N - 1 denoiser calls.
+"""
 ode_rk45 = Sampler(ode_rk45_loop, "log_snr", ve=True, adaptive=True)
+"""Adaptive RK45 (scipy) on the probability-flow ODE over log σ (Song et al. 2021, §4.3).
+
+``ode_rk45(denoiser, sigmas, x_T, rtol=…, atol=…)``; only the grid's σ_0 and σ_{N-1} are used
+(``sample`` builds a grid of at least 2 levels for it); the tolerances set the number of denoiser
+calls, plus one for x̂_0 = D(x; σ_{N-1}). The state goes through NumPy in float64.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``.
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the ODE starts from
+        x = x_T·√(1 + σ_0²).
+
+Keyword Args:
+    generator (Generator): unused: the sampler is deterministic (a ``torch.Generator``, a
+        ``PerSampleGenerator`` or None is accepted, as by every sampler).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, x(σ_{N-1}) and x_0 (VP coordinates x/√(1 + σ²), on
+        the CPU) in the result's ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x)`` as the solver
+        passes the grid's levels, then with N and x_0 (x: the VE state, not x_t); None (the
+        default): no reports.
+    rtol (float): the solver's relative tolerance (10⁻⁴ by default).
+    atol (float): the solver's absolute tolerance (10⁻⁴ by default).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe, the solver's denoiser
+        calls plus one.
+"""

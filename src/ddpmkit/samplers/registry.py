@@ -51,6 +51,21 @@ def sample(
     ``run_options`` are what every sampler takes (``generator``, ``class_labels``,
     ``record_trajectory``, ``callback``) and the sampler's own keywords (``eta``, ``variance``,
     ``churn``, ``snr``, …); one it does not take is an error naming the sampler and its options.
+
+    Args:
+        name: a key of ``SAMPLERS`` ("ancestral", "ddim", "dpm++2m", …).
+        denoiser: D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates.
+        schedule: the noise schedule the grid is built on (``build_grid``).
+        noise: (B, …) standard normal x_T, the VP prior N(0, I).
+        steps: N, the grid's non-zero levels (an adaptive sampler gets at least 2).
+        grid: the grid's kind; None: the sampler's default (``Sampler.default_grid``).
+        rho: ρ of the "karras" grid; ignored by the others.
+        timesteps: 0-based training steps to visit (any order, no repeats), then σ = 0; they
+            replace ``grid`` and ``steps``.
+        **run_options: passed to the sampler, as above.
+
+    Returns:
+        The samples x_0, the trajectory when recorded, and the denoiser calls made.
     """
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

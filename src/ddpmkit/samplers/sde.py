@@ -120,9 +120,66 @@ def annealed_langevin_loop(
 
 
 euler_maruyama = Sampler(euler_maruyama_loop, "linspace")
+"""The reverse VP SDE by Euler–Maruyama (Song et al. 2021, eq. 6), x̂_0 at the step to σ = 0.
+
+``euler_maruyama(denoiser, sigmas, x_T, generator=…)``; default grid "linspace"; one denoiser
+call per step, none extra; no options.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``; the score is (√ᾱ x̂_0 - x_t)/(1-ᾱ).
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the chain starts there.
+
+Keyword Args:
+    generator (Generator): the steps' noise: a ``torch.Generator``, a ``PerSampleGenerator``
+        (row i from its own seed) or None (the default: PyTorch's global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates, on the CPU) in the result's
+        ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
+"""
 predictor_corrector = Sampler(
     predictor_corrector_loop, "linspace", calls_per_level=2, saves_last_call=True
 )
+"""Predictor–corrector sampling (Song et al. 2021, Algorithms 2 and 5, VP).
+
+``predictor_corrector(denoiser, sigmas, x_T, snr=…, corrector_steps=…, generator=…)``; default
+grid "linspace"; at each of σ_0 … σ_{N-2}, ``corrector_steps`` Langevin steps then one
+Euler–Maruyama step; the step from σ_{N-1} to 0 is the predictor's x̂_0 alone:
+N + (N - 1)·corrector_steps denoiser calls.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``; the score is (√ᾱ x̂_0 - x_t)/(1-ᾱ).
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the chain starts there.
+
+Keyword Args:
+    generator (Generator): the corrector's and the predictor's noise: a ``torch.Generator``, a
+        ``PerSampleGenerator`` (row i from its own seed) or None (the default: PyTorch's
+        global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, …, x_0 (VP coordinates, on the CPU) in the result's
+        ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after every
+        step (x_t in VP coordinates); None (the default): no reports.
+    snr (float): r, the corrector's target signal-to-noise ratio; its step is
+        2α_t r²(1-ᾱ_t), the same for every sample (0.16 by default).
+    corrector_steps (int): Langevin corrector steps per level, 0 for none (1 by default).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and
+        nfe = N + (N - 1)·corrector_steps denoiser calls.
+"""
 annealed_langevin = Sampler(
     annealed_langevin_loop,
     "log_snr",
@@ -130,3 +187,34 @@ annealed_langevin = Sampler(
     calls_per_level_option="langevin_steps",
     final_calls=1,
 )
+"""Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) with a final denoising step.
+
+``annealed_langevin(denoiser, sigmas, x_T, langevin_steps=…, langevin_step_size=…,
+generator=…)``; default grid "log_snr"; in VE coordinates, ``langevin_steps`` denoiser calls
+at each of σ_0 … σ_{N-1}, then x̂_0 = D(x; σ_{N-1}): N·langevin_steps + 1 calls.
+
+Args:
+    denoiser (Denoiser): D(x; σ) ≈ E[x_0 | x] for x = x_t/√ᾱ in VE coordinates, called on the
+        whole batch with ``class_labels``; the score is (D(x; σ) - x)/σ².
+    sigmas (Tensor): the noise grid σ_0 > σ_1 > … > σ_N = 0, 1-D, descending and ending in 0
+        (``build_grid``); N steps, read as float64 Python floats; σ = 0 itself is not visited.
+    x_T (Tensor): (B, …) standard normal noise, the VP prior N(0, I); the loop starts from
+        x = x_T·√(1 + σ_0²).
+
+Keyword Args:
+    generator (Generator): the Langevin steps' noise: a ``torch.Generator``, a
+        ``PerSampleGenerator`` (row i from its own seed) or None (the default: PyTorch's
+        global RNG).
+    class_labels (Tensor | None): (B,) labels passed to every denoiser call; None (the default):
+        unconditional.
+    record_trajectory (bool): keep x_T, the state after each level's Langevin steps and x_0
+        (VP coordinates, on the CPU) in the result's ``trajectory`` (False by default).
+    callback (StepCallback | None): called as ``callback(steps done, N, x_t)`` after each
+        level's Langevin steps (x_t in VP coordinates); None (the default): no reports.
+    langevin_steps (int): Langevin steps per level (5 by default; the paper's T).
+    langevin_step_size (float): c of the step α_i = c·σ_i² (0.2 by default: the paper's
+        ε = 2·10⁻⁵ at σ_L = 0.01).
+
+Returns:
+    (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N·langevin_steps + 1.
+"""

@@ -57,7 +57,17 @@ TrainStepCallback = Callable[[int, StepMetrics], None]
 
 
 class Trainer(Learner):
-    """Trains the network a ``RunConfig`` describes, in a run folder it owns."""
+    """Trains the network a ``RunConfig`` describes, in a run folder it owns.
+
+    Args:
+        config: the run's configuration; the data's shape and classes, and with
+            ``model.auto_size`` the network's size, are resolved from it at construction.
+        run_dir: the run folder: empty or absent for a new run (it is claimed: the config is
+            written there), the folder of an earlier run when resuming.
+        resume: continue from the newest readable checkpoint of ``run_dir`` (from step 0 if
+            it has none yet); ``config`` may differ from the saved one only in
+            ``train.steps``, ``train.grad_accum`` and ``train.tensorboard``.
+    """
 
     def __init__(self, config: RunConfig, run_dir: str | Path, resume: bool = False) -> None:
         started = time.perf_counter()  # a time budget counts from here
