@@ -14,7 +14,7 @@ TEST_VENV ?= .venv-test
 TEST_BIN := $(TEST_VENV)/bin
 TEST_TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-all lint
+.PHONY: install demo test test-all lint test-install
 
 $(BIN)/ddpmkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,27 @@ test-all: $(TEST_BIN)/ddpmkit
 
 lint: $(TEST_BIN)/ddpmkit
 	$(TEST_BIN)/ruff check . && $(TEST_BIN)/ruff format --check . && $(TEST_BIN)/mypy
+
+# The README's Python quick start in a fresh venv with the built wheel and PyTorch's CPU build
+# (tests/install/readme_quickstart.sh; about 3 minutes, most of it the 1-minute training run).
+test-install:
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" bash tests/install/readme_quickstart.sh
+
+# The documentation site (mkdocs.yml): the docs extra is installed into the test environment on
+# first use; `mkdocs build --strict` fails on a broken link or reference and executes every
+# tutorial (docs/tutorials/*.py) on the way, logging each one's time; then docs/check_site.py
+# checks that every name of ddpmkit.__all__ is in the API reference and every tutorial shows a
+# picture it drew. One PyTorch thread per process, as for the tests: two threads spin-wait for
+# each other whenever another program holds a core.
+.PHONY: docs
+DOCS_STAMP := $(TEST_VENV)/.docs-extra-installed
+
+$(DOCS_STAMP): $(TEST_BIN)/ddpmkit pyproject.toml
+	$(TEST_BIN)/python -m pip install --quiet -e ".[test,docs]"
+	touch $@
+
+docs: $(DOCS_STAMP)
+	@start=$$(date +%s); rm -rf site && \
+	OMP_NUM_THREADS=1 NO_MKDOCS_2_WARNING=1 $(TEST_BIN)/mkdocs build --strict --site-dir site && \
+	$(TEST_BIN)/python docs/check_site.py site && \
+	echo "make docs: $$(( $$(date +%s) - start )) s"

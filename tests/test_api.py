@@ -39,12 +39,16 @@ def test_train_returns_the_model_load_reads_back(run):
     loaded = ddpmkit.load(out, device="cpu")
     assert loaded.shape == trained.shape == (1, 8, 8)
     assert loaded.config == trained.config and loaded.config.train.steps == 4
-    for a, b in zip(trained.network.state_dict().values(), loaded.network.state_dict().values()):
+    for a, b in zip(
+        trained.network.state_dict().values(), loaded.network.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b)
     raw = ddpmkit.load(out, device="cpu", weights="model")
     assert any(
         not torch.equal(a, b)
-        for a, b in zip(raw.network.state_dict().values(), loaded.network.state_dict().values())
+        for a, b in zip(
+            raw.network.state_dict().values(), loaded.network.state_dict().values(), strict=True
+        )
     )  # four steps move the weights away from their EMA
 
 

@@ -63,7 +63,9 @@ def train(
             dotted keys (``**{"train.steps": 500}``).
     """
     if out is None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        raise ValueError("under torchrun every process must name the same run folder: pass out")
+        raise ValueError(
+            "under torchrun every process must name the same run folder: pass --out (out= in Python)"
+        )
     run_dir = Path(out) if out is not None else new_run_folder(preset, resume)
     values = nested(overrides)
     if data is not None:
