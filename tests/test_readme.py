@@ -46,3 +46,10 @@ def test_readme_model_methods_run_as_written(tmp_path, monkeypatch):
     assert namespace["restored"].result.shape == (1, 1, 1, 8, 8)
     assert namespace["report"].bits_per_dim > 0
     assert (tmp_path / "pipeline" / "model_index.json").is_file()
+
+
+def test_the_contents_list_every_section():
+    text = README.read_text()
+    sections = [h for h in re.findall(r"^## (.+)$", text, re.M) if h != "Contents"]
+    listed = re.findall(r"^- \[(.+?)\]\(#", text.split("## Contents", 1)[1], re.M)
+    assert listed[: len(sections)] == sections
