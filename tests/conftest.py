@@ -13,8 +13,7 @@ import os
 import pytest
 import torch
 
-from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
-from ddpmkit.networks import UNetConfig
+from ddpmkit import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig, UNetConfig
 
 for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_variable] = "1"

@@ -14,11 +14,8 @@ import pytest
 import torch
 from test_cli import TINY
 
+from ddpmkit import AutoGuidance, GaussianDenoiser, NoiseSchedule, sample
 from ddpmkit.cli import main
-from ddpmkit.core.analytic import GaussianDenoiser
-from ddpmkit.core.schedules import NoiseSchedule
-from ddpmkit.guidance import AutoGuidance
-from ddpmkit.samplers import sample
 from ddpmkit.storage.checkpoints import read_config
 from ddpmkit.storage.guides import guide_checkpoint, load_guide
 from ddpmkit.storage.model import ModelSource, load_model

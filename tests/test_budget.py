@@ -7,16 +7,13 @@ import math
 import pytest
 import torch
 
+from ddpmkit import PRESETS, RunConfig, TrainConfig, Trainer, UNetConfig
 from ddpmkit.cli.main import main
 from ddpmkit.config.parsing import from_dict, merge
-from ddpmkit.config.presets import PRESETS
-from ddpmkit.config.schema import RunConfig, TrainConfig
-from ddpmkit.networks import UNetConfig
 from ddpmkit.storage.checkpoints import read_config
 from ddpmkit.training import sizing
 from ddpmkit.training.budget import PROBE_STEPS, half_life, plan_run
 from ddpmkit.training.ema import EMA, warmup_decay
-from ddpmkit.training.loop import Trainer
 from ddpmkit.training.run_folder import PLAN_FILE
 from ddpmkit.training.sizing import levels_for, rung
 

@@ -6,14 +6,19 @@ import pytest
 import torch
 from conftest import tiny_digits_config
 
+from ddpmkit import (
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    DiffusionConfig,
+    ModelConfig,
+    SampleConfig,
+    Trainer,
+)
 from ddpmkit.cli import main
 from ddpmkit.config.builders import build_schedule, class_labels_of
-from ddpmkit.config.schema import DiffusionConfig, ModelConfig, SampleConfig
 from ddpmkit.generation.conditioning import Conditioning, sample_labels
 from ddpmkit.generation.sampling import guided_denoiser
-from ddpmkit.guidance import ClassifierFreeGuidance, ClassifierGuidance
 from ddpmkit.storage.classifier_folders import build_classifier, load_classifier, save_classifier
-from ddpmkit.training.loop import Trainer
 
 TINY = [
     "--model.unet.base_channels", "16", "--model.unet.channel_mults", "1,2",

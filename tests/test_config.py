@@ -6,11 +6,9 @@ import re
 
 import pytest
 
+from ddpmkit import PRESETS, DiffusionConfig, ModelConfig, NoiseSchedule, RunConfig, SampleConfig
 from ddpmkit.config.builders import build_loss, resolve_for_data
 from ddpmkit.config.parsing import ConfigError, from_dict, merge, read_config_file, to_dict
-from ddpmkit.config.presets import PRESETS
-from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig
-from ddpmkit.core.schedules import NoiseSchedule
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -6,6 +6,7 @@ from typing import get_args, get_type_hints
 
 import pytest
 
+from ddpmkit import SAMPLERS, DataConfig, RunConfig, SampleConfig
 from ddpmkit.config.parsing import (
     ConfigError,
     add_config_flags,
@@ -13,9 +14,7 @@ from ddpmkit.config.parsing import (
     format_value,
     from_dict,
 )
-from ddpmkit.config.schema import RunConfig, SampleConfig
-from ddpmkit.data.config import SOURCES, DataConfig
-from ddpmkit.samplers import SAMPLERS
+from ddpmkit.data.config import SOURCES
 
 
 def leaves(cls, prefix="", texts=None):

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ddpmkit import RunConfig, SampleConfig
 from ddpmkit.cli import build_parser
 from ddpmkit.cli.train import config_from_args
 from ddpmkit.config.parsing import (
@@ -29,7 +30,6 @@ from ddpmkit.config.parsing import (
     read_config_file,
     to_dict,
 )
-from ddpmkit.config.schema import RunConfig, SampleConfig
 
 DEFAULTS = RunConfig()
 KEYS = {

@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpmkit.data import (
-    TOY_DISTRIBUTIONS,
-    DataConfig,
-    hflip_batch,
-    load_data,
-    sample_toy,
-    split_indices,
-)
+from ddpmkit import DataConfig, load_data
+from ddpmkit.data import TOY_DISTRIBUTIONS, hflip_batch, sample_toy, split_indices
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ddpmkit import DataConfig, load_data
 from ddpmkit.data import (
     ArrayDataset,
-    DataConfig,
     ImageFolderDataset,
     array_dataset,
-    load_data,
     save_image_grid,
     save_scatter_png,
     to_uint8_images,

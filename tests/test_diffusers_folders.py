@@ -16,11 +16,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from ddpmkit import NoiseSchedule, UNet
 from ddpmkit.cli import main
 from ddpmkit.config.builders import build_schedule
-from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.networks.diffusers_compat import unet_config_from_diffusers
-from ddpmkit.networks.unet import UNet
 from ddpmkit.storage.diffusers_folders import diffusion_config_from_scheduler
 from ddpmkit.storage.model import load_model
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ddpmkit import sample
 from ddpmkit.cli import main
-from ddpmkit.samplers import sample
 from ddpmkit.storage.model import load_model
 
 diffusers = pytest.importorskip("diffusers")

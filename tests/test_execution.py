@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from ddpmkit.networks import UNet, UNetConfig
+from ddpmkit import UNet, UNetConfig
 from ddpmkit.networks.execution import CompiledNetwork, accelerate, prefers_channels_last
 
 CONFIG = UNetConfig(

@@ -13,6 +13,7 @@ import pytest
 import scipy.linalg
 import torch
 
+import ddpmkit
 from ddpmkit.cli import main
 from ddpmkit.evaluation import fidelity, frechet_distance
 from ddpmkit.evaluation.fidelity import Statistics, check_inception_weights
@@ -121,6 +122,13 @@ def test_eval_metrics_from_the_cli_with_local_weights(
     assert values["fid"] > 0 and values["is"] >= 1.0 and 0 <= values["coverage"] <= 1
     assert "FID from 8 samples is biased upwards" in capsys.readouterr().err
     assert len(list((tmp_path / "cache" / "fidelity").glob("*.npz"))) == 1
+    # the same evaluation from Python: the reference features from the cache, the same values
+    quality = ddpmkit.load(pipeline, device="cpu").quality(
+        ("fid", "is", "kid", "prdc"), str(tmp_path / "reference.npz"), num_samples=8,
+        batch_size=5, inception_weights=published, progress=False,
+    )  # fmt: skip
+    assert isinstance(quality, ddpmkit.QualityReport) and quality.num_samples == 8
+    assert quality.metrics == pytest.approx(values, rel=1e-6)
 
 
 @pytest.mark.slow

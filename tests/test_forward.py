@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpmkit.core.forward import posterior_mean, posterior_variance, q_sample, q_step
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit import NoiseSchedule, posterior_mean, posterior_variance, q_sample, q_step
 
 N = 200_000
 

@@ -11,12 +11,11 @@ import math
 import pytest
 import torch
 
+from ddpmkit import SAMPLERS, ClassifierFreeGuidance, ClassifierGuidance, NoiseSchedule, sample
 from ddpmkit.core.denoisers import per_sample_sigma
-from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.evaluation.testbed import GaussianMixture, GaussianMixtureDenoiser
-from ddpmkit.guidance import ClassifierFreeGuidance, ClassifierGuidance, classifier_on_sigma
+from ddpmkit.guidance import classifier_on_sigma
 from ddpmkit.networks.classifier import NoisyClassifier, NoisyClassifierConfig, NoisyMLPClassifier
-from ddpmkit.samplers import SAMPLERS, sample
 from ddpmkit.training.classifier import train_noisy_classifier
 
 NUM_CLASSES = 3

@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from ddpmkit.core.denoisers import NetworkDenoiser
+from ddpmkit import HybridLoss, NetworkDenoiser, NoiseSchedule, SimpleLoss, UniformTimesteps
 from ddpmkit.core.randomness import randn_like
-from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.likelihood import schedule_log_variance, vlb_term
-from ddpmkit.losses import HybridLoss, SecondMomentTimesteps, SimpleLoss, UniformTimesteps
+from ddpmkit.losses import SecondMomentTimesteps
 from ddpmkit.networks import MLPConfig, MLPDenoiser
 
 LEVELS = torch.linspace(-1.0, 1.0, 256)

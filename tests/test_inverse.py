@@ -26,27 +26,25 @@ import itertools
 import pytest
 import torch
 
-from ddpmkit.core.analytic import GaussianDenoiser
-from ddpmkit.core.grids import build_grid, respaced_timesteps, timestep_sigmas
-from ddpmkit.core.parameterization import alpha_bar_from_sigma
-from ddpmkit.core.randomness import PerSampleGenerator
-from ddpmkit.core.schedules import NoiseSchedule, posterior_coefficients
-from ddpmkit.inverse import (
-    Colorize,
+from ddpmkit import (
     Downsample,
-    FunctionOperator,
     GaussianBlur,
-    Linear,
+    GaussianDenoiser,
     Mask,
-    SpectralOperator,
+    NoiseSchedule,
+    PerSampleGenerator,
+    build_grid,
     ddrm,
     dps,
     inpaint_replacement,
     pigdm,
     repaint,
-    repaint_path,
     sdedit,
 )
+from ddpmkit.core.grids import respaced_timesteps, timestep_sigmas
+from ddpmkit.core.parameterization import alpha_bar_from_sigma
+from ddpmkit.core.schedules import posterior_coefficients
+from ddpmkit.inverse import Colorize, FunctionOperator, Linear, SpectralOperator, repaint_path
 from ddpmkit.samplers.common import levels
 
 D, N = 4, 4000

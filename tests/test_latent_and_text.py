@@ -8,20 +8,19 @@ import json
 import pytest
 import torch
 
+from ddpmkit import PRESETS, RunConfig, Trainer, load_data
 from ddpmkit.cli.main import main
 from ddpmkit.config.autoencoder import AutoencoderRunConfig
 from ddpmkit.config.parsing import from_dict, merge
-from ddpmkit.config.presets import DIGIT_CAPTIONS, PRESETS
-from ddpmkit.config.schema import RunConfig
+from ddpmkit.config.presets import DIGIT_CAPTIONS
 from ddpmkit.core.randomness import BatchShard
-from ddpmkit.data import load_data, stack_items
+from ddpmkit.data import stack_items
 from ddpmkit.generation.sampling import generate
 from ddpmkit.pipeline.restoration import restore
 from ddpmkit.storage.autoencoder_folders import RUN_AUTOENCODER, load_autoencoder
 from ddpmkit.storage.model import load_model
 from ddpmkit.training.autoencoder import train_autoencoder
 from ddpmkit.training.latents import raw_latents
-from ddpmkit.training.loop import Trainer
 
 TINY_AE = {"base_channels": 8, "channel_mults": [1, 2], "norm_groups": 4, "latent_channels": 2}
 TINY_UNET = {"base_channels": 8, "norm_groups": 4, "channel_mults": [1, 2]}

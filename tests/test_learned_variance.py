@@ -6,22 +6,26 @@ from functools import partial
 import pytest
 import torch
 
-from ddpmkit.core.denoisers import NetworkDenoiser, predict_with_variance
-from ddpmkit.core.grids import timestep_sigmas
-from ddpmkit.core.parameterization import split_output
-from ddpmkit.core.randomness import PerSampleGenerator
-from ddpmkit.core.schedules import NoiseSchedule, interpolated_log_variance
-from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
-from ddpmkit.evaluation.testbed import Gaussian
-from ddpmkit.likelihood import (
+from ddpmkit import (
+    ClippedDenoiser,
+    DynamicThresholding,
+    HybridLoss,
+    NetworkDenoiser,
+    NoiseSchedule,
+    PerSampleGenerator,
+    SimpleLoss,
+    ancestral,
     discretized_gaussian_log_likelihood,
-    gaussian_log_density,
-    schedule_log_variance,
+    sample,
     variational_bound,
 )
-from ddpmkit.losses import HybridLoss, SimpleLoss
+from ddpmkit.core.denoisers import predict_with_variance
+from ddpmkit.core.grids import timestep_sigmas
+from ddpmkit.core.parameterization import split_output
+from ddpmkit.core.schedules import interpolated_log_variance
+from ddpmkit.evaluation.testbed import Gaussian
+from ddpmkit.likelihood import gaussian_log_density, schedule_log_variance
 from ddpmkit.networks import MLPConfig, MLPDenoiser
-from ddpmkit.samplers import ancestral, sample
 
 DIAGONAL = Gaussian(
     torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64),

@@ -6,26 +6,30 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from ddpmkit.core.denoisers import NetworkDenoiser
-from ddpmkit.core.parameterization import eps_from_x0, reverse_mean_from_eps
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit import (
+    NetworkDenoiser,
+    NoiseSchedule,
+    UNet,
+    UNetConfig,
+    discretized_gaussian_log_likelihood,
+    eps_from_x0,
+    normal_kl,
+    ode_bits_per_dim,
+    ode_log_likelihood,
+    variational_bound,
+)
+from ddpmkit.core.parameterization import reverse_mean_from_eps
 from ddpmkit.data.arrays import ArrayDataset
 from ddpmkit.evaluation.testbed import Gaussian, gaussian
 from ddpmkit.likelihood import (
     dequantize,
     dequantized_bits_per_dim,
-    discretized_gaussian_log_likelihood,
     gaussian_log_density,
-    normal_kl,
-    ode_bits_per_dim,
-    ode_log_likelihood,
     sampled_vlb_estimate,
     schedule_log_variance,
-    variational_bound,
     vlb_term,
 )
 from ddpmkit.likelihood.report import nll_values
-from ddpmkit.networks import UNet, UNetConfig
 
 LEVELS = torch.linspace(-1.0, 1.0, 256, dtype=torch.float64)  # 8-bit data: k/127.5 - 1
 

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpmkit.config.schema import DiffusionConfig
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit import DiffusionConfig, NoiseSchedule
 from ddpmkit.losses import LogNormalTimesteps, timestep_sampler
 
 

@@ -3,22 +3,20 @@
 import pytest
 import torch
 
-from ddpmkit.core.denoisers import NetworkDenoiser
-from ddpmkit.core.forward import q_sample
-from ddpmkit.core.parameterization import (
-    PARAMETERIZATIONS,
-    eps_from_x0,
-    training_target,
-    x0_from_v,
-)
-from ddpmkit.core.schedules import NoiseSchedule
-from ddpmkit.losses import (
+from ddpmkit import (
     HybridLoss,
+    LossOutput,
+    NetworkDenoiser,
+    NoiseSchedule,
     SimpleLoss,
     UniformTimesteps,
-    loss_weights,
+    eps_from_x0,
     min_snr_weight,
+    q_sample,
+    x0_from_v,
 )
+from ddpmkit.core.parameterization import PARAMETERIZATIONS, training_target
+from ddpmkit.losses import loss_weights
 from ddpmkit.training.ema import EMA
 
 
@@ -46,6 +44,7 @@ def test_the_exact_prediction_has_zero_loss_and_an_offset_has_its_square(paramet
     assert float(loss(exact, x0, None, g).loss) == pytest.approx(0, abs=1e-12)
     oracle = Oracle(s, x0, parameterization, error=0.5)
     off = loss(NetworkDenoiser(oracle, s, parameterization), x0, None, g)
+    assert isinstance(off, LossOutput)
     assert torch.allclose(off.per_sample, torch.full((32,), 0.25, dtype=torch.float64))
 
 

@@ -10,11 +10,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from ddpmkit import UNet, UNetConfig
 from ddpmkit.networks import (
     MLPConfig,
     MLPDenoiser,
-    UNet,
-    UNetConfig,
     diffusers_config_from,
     unet_config_from_diffusers,
 )

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from ddpmkit.networks import UNet, UNetConfig, unet_config_from_diffusers
+from ddpmkit import UNet, UNetConfig
+from ddpmkit.networks import unet_config_from_diffusers
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -4,24 +4,26 @@ model p(x_{t-1}|x_t) agreeing at their optimum on Gaussian data."""
 import pytest
 import torch
 
-from ddpmkit.core.forward import posterior_mean
-from ddpmkit.core.parameterization import (
-    PARAMETERIZATIONS,
-    X0_FROM_OUTPUT,
+from ddpmkit import (
+    NoiseSchedule,
     eps_from_score,
     eps_from_v,
     eps_from_x0,
-    mean_from_x0,
-    reverse_mean_from_eps,
+    posterior_mean,
     score_from_eps,
-    training_target,
     v_from_x0_eps,
     x0_from_eps,
-    x0_from_mean,
     x0_from_score,
     x0_from_v,
 )
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit.core.parameterization import (
+    PARAMETERIZATIONS,
+    X0_FROM_OUTPUT,
+    mean_from_x0,
+    reverse_mean_from_eps,
+    training_target,
+    x0_from_mean,
+)
 
 
 @pytest.fixture

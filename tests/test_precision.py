@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from ddpmkit import RunConfig
 from ddpmkit.config.parsing import from_dict, upgrade
-from ddpmkit.config.schema import RunConfig
 from ddpmkit.core.precision import (
     autocast,
     cpu_flags,

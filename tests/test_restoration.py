@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 import ddpmkit.cli as cli
+from ddpmkit import Mask
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
-from ddpmkit.inverse import Mask
 from ddpmkit.pipeline.restoration import (
     bicubic_upsample,
     mean_fill,

@@ -5,12 +5,22 @@ import math
 import pytest
 import torch
 
-from ddpmkit.core.analytic import GaussianDenoiser
-from ddpmkit.core.grids import build_grid, karras_sigmas, respaced_timesteps
-from ddpmkit.core.randomness import PerSampleGenerator
-from ddpmkit.core.schedules import NoiseSchedule
-from ddpmkit.core.thresholding import DynamicThresholding
-from ddpmkit.samplers import SAMPLERS, ancestral, ddim, ddim_invert, edm_heun, ode_euler, sample
+from ddpmkit import (
+    SAMPLERS,
+    DynamicThresholding,
+    GaussianDenoiser,
+    NoiseSchedule,
+    PerSampleGenerator,
+    ancestral,
+    build_grid,
+    ddim,
+    ddim_invert,
+    edm_heun,
+    karras_sigmas,
+    ode_euler,
+    sample,
+)
+from ddpmkit.core.grids import respaced_timesteps
 
 SCHEDULE = NoiseSchedule.linear(1000)
 MEAN = torch.tensor([0.5, -0.3], dtype=torch.float64)

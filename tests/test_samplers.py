@@ -5,13 +5,15 @@ import math
 import pytest
 import torch
 
-from ddpmkit.core.analytic import GaussianDenoiser
-from ddpmkit.core.denoisers import NetworkDenoiser
+from ddpmkit import (
+    ClippedDenoiser,
+    GaussianDenoiser,
+    NetworkDenoiser,
+    NoiseSchedule,
+    PerSampleGenerator,
+    ddpm_ancestral,
+)
 from ddpmkit.core.parameterization import reverse_mean_from_eps
-from ddpmkit.core.randomness import PerSampleGenerator
-from ddpmkit.core.schedules import NoiseSchedule
-from ddpmkit.core.thresholding import ClippedDenoiser
-from ddpmkit.samplers import ddpm_ancestral
 
 MEAN = torch.tensor([0.5, -0.3, 0.1], dtype=torch.float64)
 _A = torch.tensor([[0.6, 0.0, 0.0], [0.3, 0.4, 0.0], [-0.2, 0.1, 0.3]], dtype=torch.float64)

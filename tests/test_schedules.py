@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit import NoiseSchedule
 
 SCHEDULES = {
     "linear": NoiseSchedule.linear(),

@@ -17,12 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
-from ddpmkit.data import DataConfig
+from ddpmkit import (
+    DataConfig,
+    DiffusionConfig,
+    ModelConfig,
+    RunConfig,
+    SampleConfig,
+    TrainConfig,
+    Trainer,
+)
 from ddpmkit.generation.sampling import generate, write_samples
 from ddpmkit.networks import MLPConfig
 from ddpmkit.storage.model import load_model
-from ddpmkit.training.loop import Trainer
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from ddpmkit.core.analytic import GaussianDenoiser
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit import GaussianDenoiser, NoiseSchedule, ddpm_ancestral
 from ddpmkit.evaluation.metrics import mmd_rbf, sliced_wasserstein
 from ddpmkit.evaluation.testbed import (
     TESTBEDS,
@@ -17,7 +16,6 @@ from ddpmkit.evaluation.testbed import (
     mixture,
     sharp_mixture,
 )
-from ddpmkit.samplers import ddpm_ancestral
 
 SIGMAS = [1e-3, 0.05, 0.3, 1.0, 5.0, 200.0]
 

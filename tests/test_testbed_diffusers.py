@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpmkit.core.schedules import NoiseSchedule
+from ddpmkit import NoiseSchedule, ode_euler, sample
 from ddpmkit.evaluation.testbed import TimestepEpsModel, gaussian, sharp_mixture
-from ddpmkit.samplers import ode_euler, sample
 
 diffusers = pytest.importorskip("diffusers")
 # diffusers builds numpy arrays from tensors the old way; not ours to fix.

@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddpmkit import UNet, UNetConfig
 from ddpmkit.networks import (
     ClipTextEncoder,
     TextConditionedUNet,
     TextEncoderConfig,
     TextTransformer,
-    UNet,
-    UNetConfig,
     WordTokenizer,
     build_text_encoder,
     tokenizer_for,

@@ -17,9 +17,16 @@ from conftest import tiny_digits_config
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from ddpmkit import (
+    DataConfig,
+    DiffusionConfig,
+    ModelConfig,
+    RunConfig,
+    SampleConfig,
+    TrainConfig,
+    Trainer,
+)
 from ddpmkit.cli import main
-from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
-from ddpmkit.data import DataConfig
 from ddpmkit.data.digits import digits_arrays
 from ddpmkit.generation.sampling import generate
 from ddpmkit.learning_rate import learning_rate
@@ -27,7 +34,6 @@ from ddpmkit.networks import MLPConfig
 from ddpmkit.storage.checkpoints import find_checkpoints
 from ddpmkit.storage.model import load_model
 from ddpmkit.training.batches import StepBatches, batch_stream
-from ddpmkit.training.loop import Trainer
 
 
 def _state(trainer):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from ddpmkit.core.parameterization import (
 from ddpmkit.core.schedules import NoiseSchedule
 
 
+@runtime_checkable
 class Denoiser(Protocol):
     """D(x; σ) ≈ E[x_0 | x_0 + σε = x]."""
 
