@@ -16,6 +16,10 @@ MAX_SAMPLE_STEPS = 100_000
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """The ``sample`` section: the sampler and its options, conditioning and guidance, clipping,
+    how many samples in which batches from which seed, and the precision. ``Model.sample`` takes
+    every field as a keyword; each field's ``help`` is its ``--sample.*`` flag's help."""
+
     sampler: str = field(
         default="ancestral",
         metadata={

@@ -36,6 +36,10 @@ _DATA_CLASSES = "the data's class count with class_conditional (+1 with label_dr
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The ``model`` section: which network (U-Net or MLP, sized automatically or given), its
+    conditioning (classes, text) and a latent model's autoencoder. Each field's ``help`` is its
+    ``--model.*`` flag's help (``ddpmkit train --help``)."""
+
     kind: Literal["unet", "mlp"] = field(
         default="unet",
         metadata={
@@ -148,6 +152,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
+    """The ``diffusion`` section: the noise schedule β_t and process (VP, VE, sub-VP), the
+    parameterization the network predicts, and the loss (weighting, timestep sampling, hybrid
+    L_vlb). Each field's ``help`` is its ``--diffusion.*`` flag's help."""
+
     schedule: Literal["linear", "cosine", "sigmoid", "custom"] = field(
         default="linear", metadata={"help": "β_t schedule"}
     )
@@ -257,6 +265,11 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """A whole run's configuration, the single source of truth of every option: the sections
+    ``data``, ``model``, ``diffusion``, ``train`` and ``sample``. Build one from nested dicts with
+    ``ddpmkit.config.parsing.from_dict`` (which checks every key and value); ``config.json`` in a
+    run folder is this, resolved."""
+
     data: DataConfig = field(
         default_factory=DataConfig, metadata={"help": "where the training data come from"}
     )

@@ -12,6 +12,10 @@ from ddpmkit.learning_rate import LrDecay
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The ``train`` section: steps or a time budget (``minutes``), batch, optimizer, EMA,
+    checkpoints, logs and the precision. Each field's ``help`` is its ``--train.*`` flag's
+    help."""
+
     steps: int = field(
         default=10000,
         metadata={"help": "optimizer steps in total (with train.minutes: the most it may plan)"},
