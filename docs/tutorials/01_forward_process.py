@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 1. The forward process and $q(x_t \mid x_0)$
+# # 1. The forward process and q(x_t | x_0)
 #
 # A diffusion model destroys data by adding Gaussian noise in $T$ small steps
 # (Ho et al. 2020, eq. 2):
@@ -35,7 +35,7 @@ print(f"T = {linear.num_steps}, β_1 = {linear.betas[0]:.1e}, β_T = {linear.bet
 print("ᾱ_T: " + ", ".join(f"{k} {float(s.alpha_bar[-1]):.1e}" for k, s in schedules.items()))
 
 # %% [markdown]
-# ## Schedules: $\beta_t$, $\bar\alpha_t$ and the signal-to-noise ratio
+# ## Schedules: β_t, ᾱ_t and the signal-to-noise ratio
 #
 # The linear schedule of DDPM raises $\beta_t$ from $10^{-4}$ to $0.02$; the cosine schedule
 # (Nichol & Dhariwal 2021, eq. 17) defines $\bar\alpha_t = \cos^2\!\big(\tfrac{t/T+s}{1+s}\tfrac\pi2\big)$
@@ -58,7 +58,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Noised digits: $x_t \sim q(x_t \mid x_0)$ in one jump
+# ## Noised digits: x_t ~ q(x_t | x_0) in one jump
 #
 # The bundled data are scikit-learn's 8×8 handwritten digits scaled to $[-1, 1]$. One noise draw
 # $\varepsilon$ per image, shared by every column, shows how fast each schedule erases a digit.

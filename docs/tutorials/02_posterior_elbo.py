@@ -4,10 +4,10 @@
 # Reversing one step of the forward process is intractable on its own, but given the data point
 # $x_0$ it is a Gaussian (Ho et al. 2020, eqs. 6–7):
 #
-# $$q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\big(x_{t-1};\ \tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),
-# \qquad
-# \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
-# + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,
+# $$q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\big(x_{t-1};\ \tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),$$
+#
+# $$\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0 +
+# \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,
 # \qquad
 # \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t .$$
 #
@@ -16,8 +16,8 @@
 # (eq. 5), a sum of KL divergences between Gaussians:
 #
 # $$-\log p_\theta(x_0) \le
-# \underbrace{D_{\mathrm{KL}}(q(x_T \mid x_0)\,\|\,p(x_T))}_{L_T}
-# + \sum_{t>1} \underbrace{D_{\mathrm{KL}}(q(x_{t-1} \mid x_t, x_0)\,\|\,
+# \underbrace{D_{\mathrm{KL}}(q(x_T \mid x_0)\,\|\,p(x_T))}_{L_T} +
+# \sum_{t>1} \underbrace{D_{\mathrm{KL}}(q(x_{t-1} \mid x_t, x_0)\,\|\,
 # p_\theta(x_{t-1} \mid x_t))}_{L_{t-1}}
 # \underbrace{-\log p_\theta(x_0 \mid x_1)}_{L_0}.$$
 #

@@ -195,7 +195,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## In one call: `ddpmkit.train` and `Model.sample`
+# ## In one call: ddpmkit.train and Model.sample
 #
 # The high-level API runs the same recipe with the trainer behind `ddpmkit train`: a run folder
 # (here a temporary one), EMA weights, checkpoints, a log. Options are the configuration's

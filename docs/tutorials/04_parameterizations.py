@@ -113,7 +113,7 @@ for name, error in checks.items():
     print(f"{name:24s} max |error| = {error.abs().max():.1e}")
 
 # %% [markdown]
-# ## Why the choice matters: how an output error reaches $\hat x_0$
+# ## Why the choice matters: how an output error reaches x̂_0
 #
 # The conversions are exact, but a network's output is not. An error $\delta$ in the output moves
 # $\hat x_0$ by $\delta$ times the conversion's gain: $\sigma = \sqrt{(1-\bar\alpha)/\bar\alpha}$ for

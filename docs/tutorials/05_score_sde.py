@@ -14,8 +14,8 @@
 #   $\alpha_i = c\,\sigma_i^2$ (`annealed_langevin`, sampler `"langevin"`).
 # - The **VP SDE** (Song et al. 2021) is DDPM's forward process in continuous time,
 #   $dx = -\tfrac12\beta(t)\,x\,dt + \sqrt{\beta(t)}\,dw$. Its time reversal is the
-#   **reverse SDE** $dx = [-\tfrac12\beta(t)\,x - \beta(t)\nabla_x\log p_t(x)]\,dt
-#   + \sqrt{\beta(t)}\,d\bar w$ (`euler_maruyama`, `"pc"` adds Langevin corrector steps).
+#   **reverse SDE** $dx = [-\tfrac12\beta(t)\,x - \beta(t)\nabla_x\log p_t(x)]\,dt +
+#   \sqrt{\beta(t)}\,d\bar w$ (`euler_maruyama`, `"pc"` adds Langevin corrector steps).
 # - The **probability-flow ODE** $dx = [-\tfrac12\beta(t)\,x - \tfrac12\beta(t)\nabla_x\log
 #   p_t(x)]\,dt$ has the same marginals with no noise at all (`ode_euler`, `ode_heun`, `ode_rk45`);
 #   in VE coordinates it is simply $dx/d\sigma = (x - D(x;\sigma))/\sigma$ (Karras et al. 2022).

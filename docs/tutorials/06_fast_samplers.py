@@ -5,8 +5,8 @@
 # steps on a coarser grid of noise levels $\sigma_0 > \dots > \sigma_N = 0$:
 #
 # - **DDIM** (Song, Meng & Ermon 2021, eq. 12) jumps between any two levels,
-#   $x_{prev} = \sqrt{\bar\alpha_{prev}}\,\hat x_0 + \sqrt{1-\bar\alpha_{prev}-\sigma_t^2}\,\hat\varepsilon
-#   + \sigma_t z$, deterministic for $\eta = 0$, where it is Euler's method on the
+#   $x_{prev} = \sqrt{\bar\alpha_{prev}}\,\hat x_0 + \sqrt{1-\bar\alpha_{prev}-\sigma_t^2}\,\hat\varepsilon +
+#   \sigma_t z$, deterministic for $\eta = 0$, where it is Euler's method on the
 #   probability-flow ODE $dx/d\sigma = (x - D(x;\sigma))/\sigma$;
 # - **ODE solvers** of that equation: Euler, Heun (2nd order; EDM's sampler with Karras et al.'s
 #   $\rho = 7$ grid), adaptive RK45;

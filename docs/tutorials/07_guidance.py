@@ -10,8 +10,8 @@
 #   $\hat x_0' = D(x;\sigma) + s\,\sigma^2\,\nabla_x \log p_\phi(y \mid x, \sigma)$
 #   (`ClassifierGuidance`);
 # - **classifier-free guidance** (Ho & Salimans 2022) uses one network trained with and without
-#   the label ($\varnothing$): $D_w(x;\sigma,y) = D(x;\sigma,\varnothing) + w\,\big(D(x;\sigma,y)
-#   - D(x;\sigma,\varnothing)\big)$, so $w = 1$ is the conditional model, $w = 0$ the unconditional
+#   the label ($\varnothing$): $D_w(x;\sigma,y) = D(x;\sigma,\varnothing) + w\,\big(D(x;\sigma,y) -
+#   D(x;\sigma,\varnothing)\big)$, so $w = 1$ is the conditional model, $w = 0$ the unconditional
 #   one and $w > 1$ extrapolates (`ClassifierFreeGuidance`).
 #
 # Both are *denoiser wrappers*: any sampler runs them unchanged. To see exactly what they do we
