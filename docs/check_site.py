@@ -2,7 +2,8 @@
 
 1. Every public name of ``ddpmkit.__all__`` has an anchor in the API reference: mkdocstrings writes
    ``id="ddpmkit.<module>.<Name>"`` on each object's heading; a name counts as documented when an
-   anchor's last component is the name (or the anchor is its full path).
+   anchor ending in ``.<Name>`` resolves (by import) to the very object ``ddpmkit.<Name>`` is, so
+   neither a module of the same name (``ddpmkit.samplers.ddim``) nor a namesake elsewhere counts.
 2. Every tutorial page (one per ``docs/tutorials/*.py``) shows at least one image produced by its
    execution (an output ``<img>`` of PNG data); a tutorial that raises has already failed the
    build (mkdocs-jupyter's ``allow_errors: false``).
@@ -12,13 +13,29 @@ Usage: python docs/check_site.py [SITE_DIR]  (default: site). Exits 1 and names 
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
+MISSING = object()
 ANCHOR = re.compile(r'id="(ddpmkit(?:\.[A-Za-z0-9_]+)*)"')
 OUTPUT_IMAGE = re.compile(r'<img[^>]*src="data:image/png;base64,')
+
+
+def resolve(path: str) -> object:
+    """The object at a dotted path: the longest importable module prefix, then attributes."""
+    parts = path.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for part in parts[split:]:
+            target = getattr(target, part, MISSING)
+        return target
+    return MISSING
 
 
 def missing_api_names(site: Path) -> list[str]:
@@ -27,12 +44,13 @@ def missing_api_names(site: Path) -> list[str]:
     anchors: set[str] = set()
     for page in (site / "api").rglob("*.html"):
         anchors.update(ANCHOR.findall(page.read_text(encoding="utf-8")))
-    last_components = {anchor.rsplit(".", 1)[-1] for anchor in anchors}
-    return [
-        name
-        for name in ddpmkit.__all__
-        if name not in last_components and f"ddpmkit.{name}" not in anchors
-    ]
+    missing = []
+    for name in ddpmkit.__all__:
+        public = getattr(ddpmkit, name)
+        candidates = [anchor for anchor in anchors if anchor.endswith(f".{name}")]
+        if not any(resolve(anchor) is public for anchor in candidates):
+            missing.append(name)
+    return missing
 
 
 def tutorial_problems(site: Path) -> list[str]:
