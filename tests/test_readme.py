@@ -53,3 +53,9 @@ def test_the_contents_list_every_section():
     sections = [h for h in re.findall(r"^## (.+)$", text, re.M) if h != "Contents"]
     listed = re.findall(r"^- \[(.+?)\]\(#", text.split("## Contents", 1)[1], re.M)
     assert listed[: len(sections)] == sections
+
+
+def test_the_docs_home_shows_the_readme_quick_start():
+    home = (README.parent / "docs" / "index.md").read_text()
+    for marker in ("ddpmkit.train(", "model.inpaint("):
+        assert _python_block(marker) in home

@@ -13,7 +13,7 @@ Glossary (code name: symbol, meaning):
 - Denoiser: D(x; σ) ≈ E[x_0 | x], the one interface samplers use (``ddpmkit.core.denoisers``).
 
 The public API: ``load`` a model folder and ``sample`` / ``inpaint`` / ``restore`` / ``edit`` /
-``likelihood`` / ``export_diffusers`` with the :class:`Model` it returns; ``train`` one; and the
+``likelihood`` / ``export_diffusers`` with the `Model` it returns; ``train`` one; and the
 building blocks (schedules, the forward process, parameterizations, denoisers, samplers on any
 denoiser, losses, likelihood, guidance wrappers, inverse-problem solvers, networks, configs).
 The names are imported on first use, so that ``import ddpmkit`` (and ``ddpmkit --help``) does not

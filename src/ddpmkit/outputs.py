@@ -114,7 +114,7 @@ def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: in
 
 
 Output = Literal["tensor", "numpy", "pil"]
-"""The forms samples are returned in by :func:`to_images` and ``Model.sample``."""
+"""The forms samples are returned in by `to_images` and ``Model.sample``."""
 OUTPUTS: tuple[Output, ...] = ("tensor", "numpy", "pil")
 
 

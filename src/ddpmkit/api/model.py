@@ -1,4 +1,4 @@
-"""The model object of the Python API: :func:`load` reads one from a folder, and its methods
+"""The model object of the Python API: `load` reads one from a folder, and its methods
 sample, restore, measure likelihoods and export, each with keyword options instead of config
 surgery. The commands ``ddpmkit sample``, ``inpaint``, ``restore``, ``edit``, ``eval`` and
 ``export-diffusers`` call these same methods."""
@@ -37,21 +37,21 @@ Weights = Literal["ema", "model"]
 
 class Model(TrainedModel):
     """A trained diffusion model: its network, noise schedule, denoiser and configuration, with
-    methods that sample, restore, measure and export. Get one from :func:`ddpmkit.load` or
-    :func:`ddpmkit.train`.
+    methods that sample, restore, measure and export. Get one from `ddpmkit.load` or
+    `ddpmkit.train`.
 
     The fields are those of the model folder it was read from: ``config`` (the resolved
-    :class:`~ddpmkit.config.schema.RunConfig`), ``network``, ``schedule``, ``denoiser`` (the
+    `ddpmkit.config.schema.RunConfig`), ``network``, ``schedule``, ``denoiser`` (the
     network read as D(x; σ)), ``shape`` (one sample's shape), ``source``, ``autoencoder`` (a
     latent model's) and ``captions`` (a text-conditional model's).
     """
 
     @classmethod
     def wrap(cls, model: TrainedModel) -> Model:
-        """The API object of an internal :class:`TrainedModel` (same weights, nothing copied).
+        """The API object of an internal `TrainedModel` (same weights, nothing copied).
 
         Args:
-            model: a model read by :func:`ddpmkit.storage.model.load_model`.
+            model: a model read by `ddpmkit.storage.model.load_model`.
         """
         return cls(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model)})
 
@@ -74,7 +74,7 @@ class Model(TrainedModel):
         rows: slice | None = None,
         **options: Any,
     ) -> SampleResult:
-        """Samples with their trajectory and count of network evaluations (what :meth:`sample`
+        """Samples with their trajectory and count of network evaluations (what `sample`
         returns as pictures); sample i is seeded ``seed + i``.
 
         Args:
@@ -134,7 +134,7 @@ class Model(TrainedModel):
 
         Args:
             num_samples: how many (default: the stored ``sample.num_samples``).
-            output: ``"tensor"``, ``"numpy"`` or ``"pil"`` (see :func:`ddpmkit.to_images`).
+            output: ``"tensor"``, ``"numpy"`` or ``"pil"`` (see `ddpmkit.to_images`).
             progress: draw a progress bar (True), none (False), or call this with (done, total).
             options: any ``sample`` option by name, None keeping the stored value: ``sampler``
                 (a name of ``ddpmkit.SAMPLERS``), ``steps``, ``seed``, ``guidance`` (classifier-free
@@ -166,10 +166,10 @@ class Model(TrainedModel):
             progress: draw a progress bar (True), none (False), or call this with (done, total).
             options: ``method``, ``num_samples``, ``seed``, ``steps``, ``noise_std``, ``scale``,
                 ``blur_sigma``, ``step_size``, ``jump_length``, ``resamplings``, ``strength``,
-                ``sampler``: see :func:`ddpmkit.pipeline.restoration.restore`.
+                ``sampler``: see `ddpmkit.pipeline.restoration.restore`.
 
         Returns:
-            A :class:`Restoration`: ``input``, ``measurement`` and ``result`` (B, K, C, H, W).
+            A `Restoration`: ``input``, ``measurement`` and ``result`` (B, K, C, H, W).
         """
         pixels = as_image(image, self.shape)
         known = None if mask is None else as_mask(mask, self.shape, invert_mask)
@@ -193,7 +193,7 @@ class Model(TrainedModel):
             mask: a black-and-white file or a (1, H, W) tensor: 1 (white) = known pixels.
             method: the inpainting method.
             progress: draw a progress bar (True), none (False), or call this with (done, total).
-            options: as for :meth:`restore` (``invert_mask``, ``num_samples``, ``seed``, …).
+            options: as for `restore` (``invert_mask``, ``num_samples``, ``seed``, …).
         """
         return self.restore(
             image, "inpaint", mask=mask, method=method, progress=progress, **options
@@ -215,7 +215,7 @@ class Model(TrainedModel):
             strength: t_0/T in [0, 1]; low stays close to the image, high follows the model.
             sampler: the sampler from t_0 (a name of ``ddpmkit.SAMPLERS``).
             progress: draw a progress bar (True), none (False), or call this with (done, total).
-            options: ``num_samples``, ``seed``, ``steps`` (see :meth:`restore`).
+            options: ``num_samples``, ``seed``, ``steps`` (see `restore`).
         """
         return self.restore(
             image, "edit", strength=strength, sampler=sampler, progress=progress, **options

@@ -1,6 +1,6 @@
 """``ddpmkit.train``: a run configured from a data name, a preset, a file and keyword overrides,
 trained with the automatic sizing, time plan, resume and faults of ``ddpmkit train`` (which calls
-it), and returned as a loaded :class:`~ddpmkit.api.model.Model`."""
+it), and returned as a loaded `ddpmkit.api.model.Model`."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from ddpmkit.training.loop import Trainer
 from ddpmkit.training.sizing import Sizing
 
 SECTIONS = ("data", "model", "diffusion", "train", "sample")
-"""The sections of a run's configuration (``RunConfig``), each a keyword of :func:`train`."""
+"""The sections of a run's configuration (``RunConfig``), each a keyword of `train`."""
 DataInput = str | Path | dict[str, Any] | None
-"""What :func:`train` learns: a source name, an image folder or array file, or a data section."""
+"""What `train` learns: a source name, an image folder or array file, or a data section."""
 
 
 def train(

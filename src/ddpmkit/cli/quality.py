@@ -1,5 +1,5 @@
 """``ddpmkit eval --metrics fid,is,kid,prdc``: Inception-v3 metrics of a model's samples
-(:meth:`ddpmkit.Model.quality`), printed and written to a JSON report."""
+(`ddpmkit.Model.quality`), printed and written to a JSON report."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``ddpmkit train``: a preset and/or config file, then ``--section.key`` overrides -> a run folder
-(the flags handed to :func:`ddpmkit.train`)."""
+(the flags handed to `ddpmkit.train`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace, run_dir: Path) -> RunConfig:
-    """The run's configuration from the command line (:func:`ddpmkit.api.training.run_config`)."""
+    """The run's configuration from the command line (`ddpmkit.api.training.run_config`)."""
     from ddpmkit.api.training import run_config
 
     return run_config(

@@ -1,5 +1,5 @@
 """Where and how the network runs: the device, its precision and compilation, declared once for the
-train and sample sections and resolved once per command into an :class:`Execution`.
+train and sample sections and resolved once per command into an `Execution`.
 
 ``train``, ``sample`` and ``eval`` all run their network through an ``Execution``: its ``autocast``
 around every forward pass, its ``prepare`` on the network before the first one.

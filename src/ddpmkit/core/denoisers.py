@@ -47,7 +47,7 @@ def predict_with_variance(
 
 def network_evaluations(denoiser: Denoiser) -> int:
     """Network evaluations per sample in one call of ``denoiser``: 1 for a plain denoiser, what a
-    :class:`DenoiserWrapper` counts (guidance evaluates two branches: 2)."""
+    `DenoiserWrapper` counts (guidance evaluates two branches: 2)."""
     return denoiser.network_evaluations if isinstance(denoiser, DenoiserWrapper) else 1
 
 

@@ -1,6 +1,6 @@
 """Drawing samples from a trained network in batches, each sample from its own seed: the sampling
-denoiser (guidance and clipping) is assembled once by :func:`sampling_denoiser`, then
-:func:`generate` only samples."""
+denoiser (guidance and clipping) is assembled once by `sampling_denoiser`, then
+`generate` only samples."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def generate(
     model or a ``classifier`` sample i gets class ``config.label`` or i mod K, unless
     ``class_labels`` are given, and the configured guidance steers towards it. With
     ``config.autoguidance`` ≠ 1 the weaker model is ``guide``, else the one
-    :func:`~ddpmkit.storage.guides.find_guide` finds.
+    `ddpmkit.storage.guides.find_guide` finds.
     """
     config = config or model.config.sample
     conditioning = Conditioning.of(model, classifier)

@@ -30,7 +30,7 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """Hyper-parameters of :class:`Autoencoder` (diffusers' ``AutoencoderKL`` arguments)."""
+    """Hyper-parameters of `Autoencoder` (diffusers' ``AutoencoderKL`` arguments)."""
 
     in_channels: int = field(default=3, metadata={"help": "channels of the images"})
     latent_channels: int = field(default=4, metadata={"help": "channels of the latent z"})

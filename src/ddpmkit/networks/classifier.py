@@ -25,7 +25,7 @@ __all__ = ["NoisyClassifier", "NoisyClassifierConfig", "NoisyMLPClassifier"]
 
 @dataclass(frozen=True)
 class NoisyClassifierConfig:
-    """Hyper-parameters of :class:`NoisyClassifier`."""
+    """Hyper-parameters of `NoisyClassifier`."""
 
     in_channels: int  # channels of x_t
     sample_size: int  # side of the (square) inputs; divisible by 2**(levels-1)

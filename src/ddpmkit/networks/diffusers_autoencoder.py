@@ -1,7 +1,7 @@
 """Translate between a diffusers ``AutoencoderKL`` config (its ``config.json`` as a dict) and an
-:class:`AutoencoderConfig`.
+`AutoencoderConfig`.
 
-Only what :class:`Autoencoder` reproduces exactly is accepted (the KL autoencoders of Rombach et
+Only what `Autoencoder` reproduces exactly is accepted (the KL autoencoders of Rombach et
 al. (2022) as diffusers stores them: ``DownEncoderBlock2D``/``UpDecoderBlock2D`` levels, SiLU,
 both 1x1 quantisation convs); anything else raises ``ValueError`` naming the offending key and
 value, so a checkpoint is never loaded into a network that computes something different. Absent
@@ -54,7 +54,7 @@ _IGNORED = ("ddpmkit",)
 
 
 def _unsupported(key: str, value: Any, why: str) -> ValueError:
-    """The error for a config value that :class:`Autoencoder` does not reproduce."""
+    """The error for a config value that `Autoencoder` does not reproduce."""
     return ValueError(f"unsupported AutoencoderKL config: {key}={value!r} ({why})")
 
 
@@ -85,7 +85,7 @@ def _level_channels(config: Mapping[str, Any]) -> list[int]:
 
 
 def autoencoder_config_from_diffusers(config: Mapping[str, Any]) -> AutoencoderConfig:
-    """The :class:`AutoencoderConfig` whose :class:`Autoencoder` has the same state-dict layout
+    """The `AutoencoderConfig` whose `Autoencoder` has the same state-dict layout
     and forward pass as ``AutoencoderKL(**config)``."""
     _check_keys(config)
     channels = _level_channels(config)
@@ -114,7 +114,7 @@ def diffusers_config_from_autoencoder(
     config: AutoencoderConfig, *, sample_size: int = 256
 ) -> dict[str, Any]:
     """The complete ``AutoencoderKL`` config of the same network: the inverse of
-    :func:`autoencoder_config_from_diffusers`. ``sample_size`` (the training resolution) only
+    `autoencoder_config_from_diffusers`. ``sample_size`` (the training resolution) only
     sets diffusers' tile size."""
     if config.norm_eps != NORM_EPS:
         raise ValueError(

@@ -1,7 +1,7 @@
 """Translate between a diffusers ``UNet2DModel`` config (its ``config.json`` as a dict) and a
-:class:`UNetConfig`.
+`UNetConfig`.
 
-Only the DDPM-style subset that :class:`UNet` reproduces exactly is accepted (the ``google/ddpm-*``
+Only the DDPM-style subset that `UNet` reproduces exactly is accepted (the ``google/ddpm-*``
 checkpoints of Ho et al. (2020)); anything else raises ``ValueError`` naming the offending key, so a
 checkpoint is never loaded into a network that computes something different. No diffusers import
 needed.
@@ -58,7 +58,7 @@ def _attention_levels(config: Mapping[str, Any]) -> list[bool]:
 def unet_config_from_diffusers(
     config: Mapping[str, Any], *, dropout: float | None = None
 ) -> UNetConfig:
-    """The :class:`UNetConfig` whose :class:`UNet` has the same state-dict layout and forward pass.
+    """The `UNetConfig` whose `UNet` has the same state-dict layout and forward pass.
 
     ``dropout`` overrides the config's (diffusers stores 0.0 for the DDPM checkpoints; training
     used 0.1).
@@ -94,7 +94,7 @@ def unet_config_from_diffusers(
 
 def diffusers_config_from(config: UNetConfig) -> dict[str, Any]:
     """The ``UNet2DModel`` keyword arguments of the same network: the inverse of
-    :func:`unet_config_from_diffusers`; ``UNet2DModel`` has no patches (``patch_size`` 1)."""
+    `unet_config_from_diffusers`; ``UNet2DModel`` has no patches (``patch_size`` 1)."""
     if config.patch_size != 1:
         raise ValueError(
             f"a U-Net with patch_size {config.patch_size} has no diffusers UNet2DModel "

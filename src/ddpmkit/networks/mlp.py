@@ -21,7 +21,7 @@ __all__ = ["MLPConfig", "MLPDenoiser"]
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """Hyper-parameters of :class:`MLPDenoiser`."""
+    """Hyper-parameters of `MLPDenoiser`."""
 
     dim: int = field(
         default=2, metadata={"help": "features of x (C·H·W for images, which are flattened)"}

@@ -11,7 +11,7 @@ __all__ = ["UNetConfig"]
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Hyper-parameters of :class:`UNet`; defaults: the CIFAR-10 model of Ho et al. (2020)."""
+    """Hyper-parameters of `UNet`; defaults: the CIFAR-10 model of Ho et al. (2020)."""
 
     in_channels: int = field(default=3, metadata={"help": "channels of x_t"})
     out_channels: int | None = field(

@@ -1,4 +1,4 @@
-"""Autoencoder folders: a ddpmkit :class:`Autoencoder` is saved as a diffusers ``AutoencoderKL``
+"""Autoencoder folders: a ddpmkit `Autoencoder` is saved as a diffusers ``AutoencoderKL``
 folder (``config.json`` + ``diffusion_pytorch_model.safetensors``), which diffusers'
 ``AutoencoderKL.from_pretrained`` loads, and diffusers' folders load back (a bare ``AutoencoderKL``
 folder, or a pipeline folder with a ``vae/`` subfolder). Only safetensors weights are read: a
@@ -77,7 +77,7 @@ def _write_atomically(destination: Path, write: Callable[[str], object]) -> None
 
 
 def load_autoencoder(folder: Path | str) -> Autoencoder:
-    """The :class:`Autoencoder` of an ``AutoencoderKL`` folder (or of a pipeline folder's
+    """The `Autoencoder` of an ``AutoencoderKL`` folder (or of a pipeline folder's
     ``vae/``), weights loaded with ``strict=True``, in eval mode.
 
     Errors name the file: ``FileNotFoundError`` for a missing config or weights file,

@@ -4,7 +4,7 @@ In: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) such as 
 ``google/ddpm-cifar10-32``, or a bare ``UNet2DModel`` folder (``config.json`` +
 ``diffusion_pytorch_model.safetensors``) with a ``scheduler_config.json`` beside its files. The
 U-Net is translated by ``networks.diffusers_compat``; the noise process by
-:func:`diffusion_config_from_scheduler`: ``num_train_timesteps``, ``beta_schedule`` (or
+`diffusion_config_from_scheduler`: ``num_train_timesteps``, ``beta_schedule`` (or
 ``trained_betas``), ``prediction_type`` and ``variance_type``, and the sample options
 ``clip_sample`` and ``thresholding``. Only safetensors weights are read: a ``.bin`` file is a
 pickle, which would run code. Out: the same layout, which ``DDPMPipeline.from_pretrained`` loads.
@@ -192,7 +192,7 @@ def _schedule_fields(
 
 def scheduler_config_of(config: RunConfig) -> dict[str, Any]:
     """The ``DDPMScheduler`` config of a ddpmkit model: the inverse of
-    :func:`diffusion_config_from_scheduler` (the β_t table itself, unless the schedule is a
+    `diffusion_config_from_scheduler` (the β_t table itself, unless the schedule is a
     diffusers one)."""
     diffusion, sample = config.diffusion, config.sample
     if diffusion.parameterization not in PREDICTIONS.values():

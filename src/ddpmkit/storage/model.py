@@ -3,7 +3,7 @@ restoration take whole (network, schedule, denoiser, data shape, the resolved co
 was read from).
 
 Whether a folder is a ddpmkit checkpoint or a diffusers folder is decided once, by
-:meth:`ModelSource.find`; everything after asks the model's ``source``."""
+`ModelSource.find`; everything after asks the model's ``source``."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class ModelSource:
 
     @property
     def outputs_folder(self) -> Path:
-        """Where commands write by default (see :func:`outputs_folder_of`)."""
+        """Where commands write by default (see `outputs_folder_of`)."""
         return outputs_folder_of(self.folder)
 
     @property
@@ -136,7 +136,7 @@ class TrainedModel:
 
     @property
     def outputs_folder(self) -> Path:
-        """Where commands write by default (see :func:`outputs_folder_of`)."""
+        """Where commands write by default (see `outputs_folder_of`)."""
         if self.source is None:
             raise ValueError("a model in training has no checkpoint folder")
         return self.source.outputs_folder
