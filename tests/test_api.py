@@ -257,3 +257,32 @@ def test_every_public_name_is_used_by_a_test_through_ddpmkit():
         if name not in imported and not re.search(rf"\bddpmkit\.{re.escape(name)}\b", text)
     ]  # fmt: skip
     assert not unused, f"public names no test uses through ddpmkit: {unused}"
+
+
+def test_train_classifier_then_guide_the_samples_with_it(run, tmp_path):
+    out, _ = run
+    report = ddpmkit.train_classifier(out, out=tmp_path / "clf", steps=3, base_channels=8,
+                                      progress=False)  # fmt: skip
+    assert isinstance(report, ddpmkit.ClassifierReport) and report.folder == tmp_path / "clf"
+    assert sorted(report.accuracy) == [0, 10, 20] and all(
+        0 <= a <= 1 for a in report.accuracy.values()
+    )
+    model = ddpmkit.load(out, device="cpu")
+    guided = model.sample(
+        2, classifier=report.folder, classifier_scale=2.0, label=3, progress=False
+    )
+    unguided = model.sample(2, progress=False)
+    assert guided.shape == unguided.shape and not torch.equal(guided, unguided)
+    with pytest.raises(FileExistsError):
+        ddpmkit.train_classifier(out, out=report.folder, steps=1, progress=False)
+
+
+def test_train_autoencoder_writes_a_folder_latent_training_reads(tmp_path):
+    network = {"base_channels": 8, "norm_groups": 4, "channel_mults": (1, 2), "latent_channels": 2}
+    report = ddpmkit.train_autoencoder("digits", out=tmp_path / "ae", progress=False,
+                                       autoencoder=network, train={"steps": 3})  # fmt: skip
+    assert isinstance(report, ddpmkit.AutoencoderReport)
+    assert report.latent_shape == (2, 4, 4) and report.preview.is_file()
+    assert (report.folder / "config.json").is_file() and np.isfinite(report.psnr)
+    with pytest.raises(ValueError, match="unknown option 'autoencodr'"):
+        ddpmkit.train_autoencoder(out=tmp_path / "x", autoencodr={}, progress=False)

@@ -26,6 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ddpmkit.api.companions import ClassifierReport, train_autoencoder, train_classifier
     from ddpmkit.api.model import Model, load
     from ddpmkit.api.quality import QualityReport
     from ddpmkit.api.training import train
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
         predictor_corrector,
         sample,
     )
+    from ddpmkit.training.autoencoder import AutoencoderReport
     from ddpmkit.training.loop import Trainer
 
 __version__ = "0.1.0"
@@ -105,6 +107,10 @@ __version__ = "0.1.0"
 _HOMES = {
     "Model": "ddpmkit.api.model",
     "load": "ddpmkit.api.model",
+    "train_autoencoder": "ddpmkit.api.companions",
+    "train_classifier": "ddpmkit.api.companions",
+    "ClassifierReport": "ddpmkit.api.companions",
+    "AutoencoderReport": "ddpmkit.training.autoencoder",
     "QualityReport": "ddpmkit.api.quality",
     "train": "ddpmkit.api.training",
     "to_images": "ddpmkit.outputs",
@@ -189,8 +195,10 @@ __all__ = [
     "QUICK_START",
     "SAMPLERS",
     "AutoGuidance",
+    "AutoencoderReport",
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
+    "ClassifierReport",
     "ClippedDenoiser",
     "DataConfig",
     "Denoiser",
@@ -259,6 +267,8 @@ __all__ = [
     "sdedit",
     "to_images",
     "train",
+    "train_autoencoder",
+    "train_classifier",
     "v_from_x0_eps",
     "variational_bound",
     "x0_from_eps",

@@ -1,20 +1,13 @@
-"""``ddpmkit train-autoencoder``: images -> a KL autoencoder folder for latent diffusion."""
+"""``ddpmkit train-autoencoder``: images -> a KL autoencoder folder for latent diffusion (the flags
+handed to `ddpmkit.train_autoencoder`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from ddpmkit.config.autoencoder import AutoencoderRunConfig
-from ddpmkit.config.parsing import (
-    add_config_flags,
-    from_dict,
-    merge,
-    overrides_from_args,
-    read_config_file,
-)
-from ddpmkit.progress import reporter
+from ddpmkit.config.parsing import add_config_flags, overrides_from_args
 
 DESCRIPTION = (
     "Train the KL-regularised autoencoder of latent diffusion (Rombach et al. 2022) on a data "
@@ -32,28 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ddpmkit.api.companions import train_autoencoder
 
-    from ddpmkit.training.autoencoder import train_autoencoder
-
-    values: dict[str, Any] = {}
-    if args.config:
-        values = read_config_file(args.config)
-    values = merge(values, overrides_from_args(args))
-    config = from_dict(AutoencoderRunConfig, values, str(args.config or "config"))
-    say = reporter(True)
-    with tqdm(total=config.train.steps, disable=args.quiet, desc="train-autoencoder") as bar:
-
-        def on_step(step: int, metrics: dict[str, float]) -> None:
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(mse=f"{metrics['mse']:.4f}", refresh=False)
-
-        report = train_autoencoder(config, args.out, on_step)
-    say(
+    report = train_autoencoder(
+        out=args.out, config=args.config, progress=not args.quiet, **overrides_from_args(args)
+    )
+    print(
         f"ddpmkit: autoencoder {report.folder}: latents {report.latent_shape}, "
         f"scaling factor {report.scaling_factor:.4g}"
     )
-    say(f"ddpmkit: held-out reconstruction PSNR {report.psnr:.2f} ± {report.psnr_ci95:.2f} dB")
-    say(f"ddpmkit: reconstructions {report.preview}")
+    print(f"ddpmkit: held-out reconstruction PSNR {report.psnr:.2f} ± {report.psnr_ci95:.2f} dB")
+    print(f"ddpmkit: reconstructions {report.preview}")
     return 0

@@ -29,46 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
+    from ddpmkit.api.companions import train_classifier
 
-    from ddpmkit.config.builders import build_schedule
-    from ddpmkit.config.execution import pick_device
-    from ddpmkit.data import load_data, stack_items
-    from ddpmkit.outputs import refuse_existing
-    from ddpmkit.storage.checkpoints import read_config, resolve_checkpoint
-    from ddpmkit.storage.classifier_folders import build_classifier, save_classifier
-    from ddpmkit.training.classifier import noisy_accuracy, train_noisy_classifier
-
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    config = read_config(checkpoint)
-    out = args.out or checkpoint.parent.parent / "classifier"
-    refuse_existing(out)
-    train, heldout = load_data(config.data, "train"), load_data(config.data, "heldout")
-    if train.num_classes is None:
-        raise ValueError(
-            f"{args.checkpoint}: the run's data have no labels to train a classifier on"
-        )
-    x, labels = stack_items(train.dataset)
-    torch.manual_seed(args.seed)
-    network, architecture = build_classifier(train.shape, train.num_classes, args.base_channels)
-    network = network.to(pick_device(args.device, "--device"))
-    schedule = build_schedule(config.diffusion)
-    generator = torch.Generator().manual_seed(args.seed)
-    bar = tqdm(total=args.steps, desc="classifier", disable=args.quiet)
-
-    def on_step(_step: int, loss: float) -> None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
-
-    with bar:
-        train_noisy_classifier(
-            network, schedule, x, labels, steps=args.steps, batch_size=args.batch_size,
-            lr=args.lr, generator=generator, on_step=on_step,
-        )  # fmt: skip
-    x_heldout, labels_heldout = stack_items(heldout.dataset)
-    for step in (0, schedule.num_steps // 4, schedule.num_steps // 2):
-        accuracy = noisy_accuracy(network, schedule, x_heldout, labels_heldout, step, generator)
+    report = train_classifier(
+        args.checkpoint, out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        base_channels=args.base_channels, seed=args.seed, device=args.device,
+        progress=not args.quiet,
+    )  # fmt: skip
+    for step, accuracy in report.accuracy.items():
         print(f"ddpmkit: held-out accuracy at t = {step}: {accuracy:.3f}")
-    print(f"ddpmkit: classifier {save_classifier(out, network, architecture, config.diffusion)}")
+    print(f"ddpmkit: classifier {report.folder}")
     return 0

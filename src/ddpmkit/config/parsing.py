@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 import types
 import typing
@@ -181,6 +182,8 @@ def _coerce_scalar(value: Any, kind: type, where: str) -> Any:
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
     if kind is float and isinstance(value, int):
         return float(value)
+    if kind is str and isinstance(value, os.PathLike):  # a Path given from Python
+        return os.fspath(value)
     if isinstance(value, kind):
         return value
     if isinstance(value, str):

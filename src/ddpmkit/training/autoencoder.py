@@ -34,14 +34,23 @@ PREVIEW_IMAGES = 16
 
 @dataclass(frozen=True)
 class AutoencoderReport:
-    """What a trained autoencoder achieves on held-out images."""
+    """What a trained autoencoder achieves on held-out images.
+
+    Attributes:
+        folder: the diffusers ``AutoencoderKL`` folder written.
+        psnr: mean reconstruction PSNR (dB) of the held-out images, posterior means decoded.
+        psnr_ci95: half-width of its 95% confidence interval.
+        scaling_factor: 1 / std of the training latents (Rombach et al. 2022, Appendix G).
+        latent_shape: one image's latent shape (C, H, W).
+        preview: ``reconstructions.png``, originals above their reconstructions.
+    """
 
     folder: Path
-    psnr: float  # mean reconstruction PSNR (dB) of the held-out images, posterior means decoded
-    psnr_ci95: float  # half-width of its 95% confidence interval
-    scaling_factor: float  # 1 / std of the training latents
+    psnr: float
+    psnr_ci95: float
+    scaling_factor: float
     latent_shape: tuple[int, ...]
-    preview: Path  # reconstructions.png
+    preview: Path
 
 
 def train_autoencoder(
