@@ -69,6 +69,12 @@ class Model(TrainedModel):
         self,
         num_samples: int | None = None,
         *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        guidance: float | None = None,
+        label: int | None = None,
+        prompt: str | None = None,
         progress: bool | ProgressCallback = True,
         trajectory: bool = False,
         rows: slice | None = None,
@@ -79,13 +85,22 @@ class Model(TrainedModel):
 
         Args:
             num_samples: how many (default: the stored ``sample.num_samples``).
+            sampler: a name of ``ddpmkit.SAMPLERS`` ("ancestral", "ddim", "dpm++2m", …).
+            steps: sampling steps (default: the stored; None with the stored None: all T).
+            seed: sample i is seeded ``seed + i``.
+            guidance: the classifier-free guidance scale w (1: none).
+            label: the class of every sample (class-conditional models, classifier guidance).
+            prompt: the text of every sample (text-conditional models).
             progress: draw a progress bar (True), none (False), or call this with (done, total).
             trajectory: also keep every state x_T … x_0 (``SampleResult.trajectory``).
             rows: draw only these samples of the ``num_samples`` (one process's share).
-            options: any ``sample`` option (``sampler``, ``steps``, ``seed``, ``guidance``,
-                ``label``, ``prompt``, ``classifier``, ``autoguidance``, …); None keeps the stored.
+            options: any other ``sample`` option (``classifier``, ``classifier_scale``,
+                ``autoguidance``, ``eta``, ``clip_x0``, ``batch_size``, …); None keeps the stored.
         """
-        config = self.sample_config(num_samples=num_samples, **options)
+        config = self.sample_config(
+            num_samples=num_samples, sampler=sampler, steps=steps, seed=seed, guidance=guidance,
+            label=label, prompt=prompt, **options,
+        )  # fmt: skip
         model = self.with_sample(config) if config.compile != self.config.sample.compile else self
         classifier = load_classifier(config.classifier) if config.classifier else None
         with progress_callback(progress, "sample", "step") as report:
@@ -99,6 +114,12 @@ class Model(TrainedModel):
         self,
         num_samples: int | None = None,
         *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        guidance: float | None = None,
+        label: int | None = None,
+        prompt: str | None = None,
         output: Literal["tensor"] = "tensor",
         progress: bool | ProgressCallback = True,
         **options: Any,
@@ -108,6 +129,12 @@ class Model(TrainedModel):
         self,
         num_samples: int | None = None,
         *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        guidance: float | None = None,
+        label: int | None = None,
+        prompt: str | None = None,
         output: Literal["numpy"],
         progress: bool | ProgressCallback = True,
         **options: Any,
@@ -117,6 +144,12 @@ class Model(TrainedModel):
         self,
         num_samples: int | None = None,
         *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        guidance: float | None = None,
+        label: int | None = None,
+        prompt: str | None = None,
         output: Literal["pil"],
         progress: bool | ProgressCallback = True,
         **options: Any,
@@ -125,6 +158,12 @@ class Model(TrainedModel):
         self,
         num_samples: int | None = None,
         *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        guidance: float | None = None,
+        label: int | None = None,
+        prompt: str | None = None,
         output: Output = "tensor",
         progress: bool | ProgressCallback = True,
         **options: Any,
@@ -134,14 +173,22 @@ class Model(TrainedModel):
 
         Args:
             num_samples: how many (default: the stored ``sample.num_samples``).
+            sampler: a name of ``ddpmkit.SAMPLERS`` ("ancestral", "ddim", "dpm++2m", …).
+            steps: sampling steps (default: the stored; None with the stored None: all T).
+            seed: sample i is seeded ``seed + i``.
+            guidance: the classifier-free guidance scale w (1: none).
+            label: the class of every sample (class-conditional models, classifier guidance).
+            prompt: the text of every sample (text-conditional models).
             output: ``"tensor"``, ``"numpy"`` or ``"pil"`` (see `ddpmkit.to_images`).
             progress: draw a progress bar (True), none (False), or call this with (done, total).
-            options: any ``sample`` option by name, None keeping the stored value: ``sampler``
-                (a name of ``ddpmkit.SAMPLERS``), ``steps``, ``seed``, ``guidance`` (classifier-free
-                scale), ``label`` (class), ``prompt`` (text), ``autoguidance``, ``classifier``,
-                ``eta``, ``clip_x0``, ``batch_size``, …
+            options: any other ``sample`` option by name, None keeping the stored value:
+                ``autoguidance``, ``classifier``, ``classifier_scale``, ``eta``, ``clip_x0``,
+                ``batch_size``, ``precision``, …
         """
-        samples = self.draw(num_samples, progress=progress, **options).samples
+        samples = self.draw(
+            num_samples, sampler=sampler, steps=steps, seed=seed, guidance=guidance, label=label,
+            prompt=prompt, progress=progress, **options,
+        ).samples  # fmt: skip
         return to_images(samples, output)
 
     def restore(
