@@ -384,7 +384,7 @@ def test_unet_config_from_diffusers_cifar10() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"flip_sin_to_cos": True}, "flip_sin_to_cos"),
+        ({"resnet_time_scale_shift": "scale_shift"}, "resnet_time_scale_shift"),
         ({"downsample_padding": None}, "downsample_padding"),
         ({"sample_size": None}, "sample_size"),
         ({"up_block_types": ["UpBlock2D"] * 4}, "mirror"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from functools import partial
 
@@ -15,6 +16,7 @@ from ddpmkit.data.captions import all_captions
 from ddpmkit.likelihood.gaussian import discretized_gaussian_log_likelihood
 from ddpmkit.losses import HybridLoss, SimpleLoss, loss_weights, timestep_sampler
 from ddpmkit.networks import MLPDenoiser, UNet
+from ddpmkit.networks.diffusers_unet import DiffusersUNet, diffusers_sample_shape
 from ddpmkit.networks.text import WordTokenizer, build_text_encoder, encoder_width
 from ddpmkit.networks.text_unet import TextConditionedUNet
 
@@ -48,6 +50,8 @@ def build_network(config: ModelConfig) -> nn.Module:
     model config says."""
     if config.kind == "mlp":
         return MLPDenoiser(config.mlp)
+    if config.kind == "diffusers" and config.diffusers_unet is not None:
+        return DiffusersUNet(config.diffusers_unet)
     if not config.text_conditional:
         return UNet(config.unet)
     encoder = build_text_encoder(config.text)
@@ -180,7 +184,11 @@ def class_labels_of(model: ModelConfig) -> tuple[int | None, int | None]:
     """(K, ∅): the data's class count and the null label of a resolved model config (or None)."""
     if model.text_conditional and model.class_names is not None:
         return len(model.class_names), (WordTokenizer.PAD if model.label_dropout > 0 else None)
-    table = model.unet.num_classes if model.kind == "unet" else model.mlp.num_classes
+    table = {
+        "unet": model.unet.num_classes,
+        "mlp": model.mlp.num_classes,
+        "diffusers": json.loads(model.diffusers_unet or "{}").get("num_class_embeds"),
+    }[model.kind]
     if not model.class_conditional or table is None:
         return None, None
     if model.label_dropout > 0:
@@ -196,6 +204,9 @@ def check_sample_shape(model: ModelConfig, where: str) -> None:
         expected = (model.unet.in_channels, model.unet.sample_size)
         fits = shape is not None and len(shape) == 3 and tuple(shape[:2]) == expected
         network = f"in_channels {expected[0]}, sample_size {expected[1]}"
+    elif model.kind == "diffusers":
+        size = diffusers_sample_shape(json.loads(model.diffusers_unet or "{}"))
+        fits, network = shape is not None and tuple(shape) == size, f"UNet2DModel of {size}"
     else:
         fits = shape is not None and math.prod(shape) == model.mlp.dim
         network = f"dim {model.mlp.dim}"

@@ -40,11 +40,12 @@ class ModelConfig:
     conditioning (classes, text) and a latent model's autoencoder. Each field's ``help`` is its
     ``--model.*`` flag's help (``ddpmkit train --help``)."""
 
-    kind: Literal["unet", "mlp"] = field(
+    kind: Literal["unet", "mlp", "diffusers"] = field(
         default="unet",
         metadata={
             "help": "the network: the U-Net for images, the MLP for vectors, 2-D points and "
-            "small images (flattened)"
+            "small images (flattened); diffusers: a diffusers UNet2DModel of any layout, run by "
+            "diffusers itself (model.diffusers_unet)"
         },
     )
     class_conditional: bool = field(
@@ -116,6 +117,13 @@ class ModelConfig:
             "default_texts": {"dim": "the data's", "num_classes": _DATA_CLASSES},
         },
     )
+    diffusers_unet: str | None = field(
+        default=None,
+        metadata={
+            "help": "kind diffusers: the UNet2DModel's config.json, as JSON text (an imported "
+            "diffusers folder whose layout ddpmkit's U-Net does not reproduce)"
+        },
+    )
     sample_shape: tuple[int, ...] | None = field(
         default=None,
         metadata={
@@ -136,6 +144,8 @@ class ModelConfig:
                 "model.class_conditional and model.text_conditional exclude each other: a text "
                 "model learns the classes from its captions"
             )
+        if (self.kind == "diffusers") != (self.diffusers_unet is not None):
+            raise ValueError("model.kind 'diffusers' and model.diffusers_unet go together")
         if self.text_conditional and self.kind != "unet":
             raise ValueError("model.text_conditional needs model.kind = 'unet' (cross-attention)")
         if self.text_conditional and not self.captions:

@@ -21,9 +21,6 @@ _REQUIRED: dict[str, tuple[Any, Any]] = {  # key: (required value, diffusers def
     "act_fn": ("silu", "silu"),
     "center_input_sample": (False, False),
     "time_embedding_type": ("positional", "positional"),
-    "flip_sin_to_cos": (False, True),
-    "freq_shift": (1, 0),
-    "downsample_padding": (0, 1),
     "mid_block_scale_factor": (1, 1),
     "mid_block_type": ("UNetMidBlock2D", "UNetMidBlock2D"),
     "add_attention": (True, True),
@@ -89,7 +86,18 @@ def unet_config_from_diffusers(
         norm_eps=float(config.get("norm_eps", 1e-5)),
         attention_head_dim=config.get("attention_head_dim", 8),
         num_classes=config.get("num_class_embeds"),
+        flip_sin_to_cos=bool(config.get("flip_sin_to_cos", True)),
+        freq_shift=int(config.get("freq_shift", 0)),
+        downsample_padding=_downsample_padding(config),
     )
+
+
+def _downsample_padding(config: Mapping[str, Any]) -> int:
+    """diffusers' ``downsample_padding`` (default 1); 0 and 1 are the two paddings there are."""
+    padding = config.get("downsample_padding", 1)
+    if padding not in (0, 1):
+        raise ValueError(f"unsupported diffusers config: downsample_padding={padding!r}")
+    return int(padding)
 
 
 def diffusers_config_from(config: UNetConfig) -> dict[str, Any]:
@@ -117,4 +125,7 @@ def diffusers_config_from(config: UNetConfig) -> dict[str, Any]:
         "norm_eps": config.norm_eps,
         "attention_head_dim": config.attention_head_dim,
         "num_class_embeds": config.num_classes,
+        "flip_sin_to_cos": config.flip_sin_to_cos,
+        "freq_shift": config.freq_shift,
+        "downsample_padding": config.downsample_padding,
     }

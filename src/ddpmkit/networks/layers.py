@@ -105,19 +105,21 @@ class AttentionBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W with a stride-2 3x3 conv after zero-padding right and bottom by one.
+    """Halve H and W with a stride-2 3x3 conv.
 
-    This is TensorFlow's "SAME" padding of the original DDPM code (diffusers
-    ``downsample_padding=0``).
+    ``padding`` 0 zero-pads right and bottom by one first: TensorFlow's "SAME" padding of the
+    original DDPM code (diffusers ``downsample_padding=0``); 1 pads every side by one inside the
+    conv (diffusers' default ``downsample_padding=1``).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, padding: int = 0) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=0)
+        self.padding = padding
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2))."""
-        return cast(Tensor, self.conv(F.pad(x, (0, 1, 0, 1))))
+        return cast(Tensor, self.conv(F.pad(x, (0, 1, 0, 1)) if self.padding == 0 else x))
 
 
 class Upsample(nn.Module):

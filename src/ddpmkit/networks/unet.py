@@ -94,7 +94,11 @@ class DownBlock(nn.Module):
                 for j in range(n)
             ]
         )
-        self.downsamplers = nn.ModuleList([Downsample(out_channels)]) if downsample else None
+        self.downsamplers = (
+            nn.ModuleList([Downsample(out_channels, config.downsample_padding)])
+            if downsample
+            else None
+        )
         self.cross_attentions = _cross_attentions(config, out_channels, n) if attention else None
 
     def forward(
@@ -264,7 +268,10 @@ class UNet(nn.Module):
         elif t.numel() != batch:
             raise ValueError(f"t must be a scalar or have shape ({batch},), got {t.numel()} values")
         features = timestep_embedding(
-            t, self.config.base_channels, flip_sin_to_cos=False, freq_shift=1
+            t,
+            self.config.base_channels,
+            flip_sin_to_cos=self.config.flip_sin_to_cos,
+            freq_shift=self.config.freq_shift,
         )
         temb: Tensor = self.time_embedding(features.to(self.conv_in.weight.dtype))
         if class_labels is None:

@@ -57,6 +57,29 @@ class UNetConfig:
         default=None,
         metadata={"help": "size of the class embedding table; none: unconditional"},
     )
+    flip_sin_to_cos: bool = field(
+        default=False,
+        metadata={
+            "help": "time embedding [cos, sin] instead of [sin, cos] (diffusers' default true; "
+            "the DDPM checkpoints false)"
+        },
+    )
+    freq_shift: int = field(
+        default=1,
+        metadata={
+            "help": "time embedding frequencies max_period^(-k/(half - freq_shift)) (diffusers' "
+            "default 0; the DDPM checkpoints 1)"
+        },
+    )
+    downsample_padding: int = field(
+        default=0,
+        metadata={
+            "choices": (0, 1),
+            "help": "0: pad right and bottom by one, then a stride-2 conv (TensorFlow's SAME, the "
+            "DDPM checkpoints); 1: a stride-2 conv padded by one on every side (diffusers' "
+            "default)",
+        },
+    )
     cross_attention_dim: int | None = field(
         default=None,
         metadata={

@@ -27,6 +27,12 @@ from ddpmkit.core.parameterization import Parameterization
 from ddpmkit.core.schedules import ReverseVariance
 from ddpmkit.data import DataConfig
 from ddpmkit.networks.diffusers_compat import diffusers_config_from, unet_config_from_diffusers
+from ddpmkit.networks.diffusers_unet import (
+    DiffusersUNet,
+    diffusers_sample_shape,
+    diffusers_unet_class,
+    is_learned_variance,
+)
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 SCHEDULER_CONFIG = "scheduler_config.json"
@@ -37,6 +43,9 @@ FIXED_VARIANCES: dict[str, ReverseVariance] = {
     "fixed_large": "beta",
     "fixed_large_log": "beta",
 }
+LABEL_DROPOUT_KEY = "_ddpmkit_label_dropout"
+"""Written into a class-conditional U-Net's config.json: the model was trained with label dropout,
+so its last class is the null class ∅ of classifier-free guidance (diffusers ignores the key)."""
 DIFFUSERS_VERSION = "0.30.0"
 """The diffusers release whose file format the written folders follow (read by later ones)."""
 
@@ -96,27 +105,58 @@ def locate(path: str | Path) -> DiffusersFolder:
 
 def run_config_of(folder: DiffusersFolder) -> RunConfig:
     """The ddpmkit configuration of a diffusers model: its U-Net, noise process and sampling
-    options, for 8-bit images (256 levels) of the U-Net's size."""
+    options, for 8-bit images (256 levels) of the U-Net's size.
+
+    A DDPM-layout U-Net becomes ddpmkit's own `UNet`; any other ``UNet2DModel`` configuration
+    runs through the installed diffusers (``model.kind`` "diffusers")."""
     unet_json = _read_json(folder.unet_config)
     scheduler_json = _read_json(folder.scheduler_config)
-    try:
-        unet = unet_config_from_diffusers(unet_json)
-    except ValueError as error:
-        raise ValueError(f"{folder.unet_config}: {error}") from None
     diffusion, sample = diffusion_config_from_scheduler(
         scheduler_json, str(folder.scheduler_config)
     )
-    if diffusion.learned_variance != (unet.output_channels == 2 * unet.in_channels):
+    model = _model_config(unet_json, folder.unet_config)
+    learned = is_learned_variance(unet_json)
+    if diffusion.learned_variance != learned:
         raise ValueError(
             f"{folder.scheduler_config}: variance_type {scheduler_json.get('variance_type')!r} "
-            f"does not fit the U-Net's {unet.output_channels} output channels for "
-            f"{unet.in_channels} input channels"
+            f"does not fit the U-Net's {unet_json.get('out_channels', 3)} output channels for "
+            f"{unet_json.get('in_channels', 3)} input channels"
         )
-    shape = (unet.in_channels, unet.sample_size, unet.sample_size)
-    model = ModelConfig(kind="unet", unet=unet, sample_shape=shape)
     return RunConfig(
         data=DataConfig(num_levels=256), model=model, diffusion=diffusion, sample=sample
     )
+
+
+def _model_config(unet_json: dict[str, Any], where: Path) -> ModelConfig:
+    """ddpmkit's U-Net where it reproduces the layout, else the diffusers-backed network; a
+    class embedding makes the model class-conditional (its null class, if ddpmkit wrote one)."""
+    if unet_json.get("_class_name", "UNet2DModel") != "UNet2DModel":
+        raise ValueError(
+            f"{where}: expected a UNet2DModel config, got {unet_json['_class_name']!r}"
+        )
+    shape = diffusers_sample_shape(unet_json)
+    dropout = float(unet_json.get(LABEL_DROPOUT_KEY, 0.0))
+    classes = unet_json.get("num_class_embeds") is not None
+    dropout = dropout if classes else 0.0
+    try:
+        unet = unet_config_from_diffusers(unet_json)
+    except ValueError as native_refusal:
+        try:
+            diffusers_unet_class()
+        except ImportError:
+            raise ValueError(
+                f"{where}: ddpmkit's U-Net does not reproduce this layout ({native_refusal}); "
+                "any other UNet2DModel runs through diffusers: pip install 'ddpmkit[diffusers]'"
+            ) from None
+        text = json.dumps(unet_json, sort_keys=True)
+        return ModelConfig(
+            kind="diffusers", diffusers_unet=text, sample_shape=shape,
+            class_conditional=classes, label_dropout=dropout,
+        )  # fmt: skip
+    return ModelConfig(
+        kind="unet", unet=unet, sample_shape=shape, class_conditional=classes,
+        label_dropout=dropout,
+    )  # fmt: skip
 
 
 def diffusion_config_from_scheduler(
@@ -235,10 +275,8 @@ def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destinati
     """A ``DDPMPipeline`` folder of the U-Net and its schedule; refuses to write into an existing
     folder. Class- or text-conditional, latent, MLP and non-square models have no DDPMPipeline
     form."""
-    if config.model.kind != "unet":
+    if config.model.kind == "mlp":
         raise ValueError("only U-Net models have a diffusers form (UNet2DModel)")
-    if config.model.unet.num_classes is not None:
-        raise ValueError("a class-conditional model has no DDPMPipeline form (it is unconditional)")
     if config.model.text_conditional or config.model.autoencoder is not None:
         raise ValueError(
             "a text-conditional or latent model has no DDPMPipeline form (a pixel-space, "
@@ -247,7 +285,7 @@ def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destinati
         )
     if destination.exists():
         raise FileExistsError(f"{destination} already exists; refusing to overwrite it")
-    unet = diffusers_config_from(config.model.unet)
+    unet, weights = _unet_files(config, network)
     files = {
         "model_index.json": {
             "_class_name": "DDPMPipeline",
@@ -265,9 +303,24 @@ def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destinati
     for name, content in files.items():
         (destination / name).parent.mkdir(parents=True, exist_ok=True)
         (destination / name).write_text(json.dumps(content, indent=2) + "\n")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in weights.state_dict().items()}
     save_file(tensors, destination / "unet" / WEIGHTS, metadata={"format": "pt"})
     return destination
+
+
+def _unet_files(
+    config: RunConfig, network: torch.nn.Module
+) -> tuple[dict[str, Any], torch.nn.Module]:
+    """The ``UNet2DModel`` config and the module whose state dict is its weights file; a
+    class-conditional model records its null class (label dropout) for ddpmkit to read back."""
+    model = config.model
+    if model.kind == "diffusers" and model.diffusers_unet is not None:
+        unet = {k: v for k, v in json.loads(model.diffusers_unet).items() if not k.startswith("_")}
+        return unet, network.unet if isinstance(network, DiffusersUNet) else network
+    unet = diffusers_config_from(model.unet)
+    if model.class_conditional and model.label_dropout > 0:
+        unet[LABEL_DROPOUT_KEY] = model.label_dropout
+    return unet, network
 
 
 def _read_json(path: Path) -> dict[str, Any]:
