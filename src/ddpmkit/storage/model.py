@@ -52,7 +52,11 @@ class ModelSource:
 
     @classmethod
     def find(cls, path: str | Path) -> ModelSource:
-        """The model ``path`` names: a diffusers folder, a checkpoint, or a run's latest."""
+        """The model ``path`` names: a diffusers folder, a checkpoint, or a run's latest; a
+        Hugging Face Hub repo id (``owner/name[@revision]``, not a local path) is its snapshot."""
+        from ddpmkit.storage.hub import resolve_hub_name  # imports huggingface_hub only for a repo
+
+        path = resolve_hub_name(path)
         if is_diffusers_folder(path):
             return cls(locate(path).root, "diffusers")
         return cls(resolve_checkpoint(path), "ddpmkit")
