@@ -183,3 +183,15 @@ def test_huggingface_hub_is_imported_only_inside_functions():
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             names += [alias.name for alias in node.names]
             assert not any(n.startswith("huggingface_hub") for n in names), ast.dump(node)
+
+
+def test_a_repo_id_writes_its_outputs_beside_the_user_not_into_the_cache(
+    cache, tmp_path, monkeypatch
+):
+    cache_repo(cache, "owner/name", MAIN)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["sample", "owner/name", "--steps", "2", "--num_samples", "2", "--quiet"]) == 0
+    assert sorted(p.name for p in (work / "name" / "samples").iterdir())[0].endswith(".npz")
+    assert not any(Path(cache).rglob("samples"))  # nothing written into the Hub cache

@@ -133,6 +133,7 @@ def test_every_extra_that_an_error_message_names_exists():
         ("clip", {"transformers"}),  # networks/text.py: CLIPTextModel and CLIPTokenizer
         ("tensorboard", {"tensorboard"}),
         ("vision", {"torchvision"}),  # data/torchvision_sets.py: MNIST and CIFAR-10
+        ("hub", {"huggingface_hub"}),  # storage/hub.py: snapshot_download
     ],
 )
 def test_each_extra_installs_what_its_code_imports(extra, packages):

@@ -365,11 +365,13 @@ def load(
     device: str | None = None,
     weights: Weights | None = None,
 ) -> Model:
-    """A trained model from a run folder (its latest checkpoint), a checkpoint folder or a
-    diffusers model folder, in eval mode.
+    """A trained model from a run folder (its latest checkpoint), a checkpoint folder, a
+    diffusers model folder or a Hugging Face Hub repo id, in eval mode.
 
     Args:
-        path: the folder.
+        path: the folder, or ``owner/name[@revision]`` of the Hub (the ``hub`` extra; only its
+            JSON and safetensors files are downloaded, into the standard Hub cache; a local
+            path of that name wins).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, …; None picks CUDA when available.
         weights: ``"ema"`` or ``"model"``; None takes those the checkpoint samples with
             (``sample.use_ema``, usually EMA). A diffusers folder holds one set.

@@ -14,8 +14,9 @@ def add_checkpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         type=Path,
-        help="checkpoint folder, run folder (its latest checkpoint), or diffusers model folder "
-        "(a DDPMPipeline folder, or a UNet2DModel folder with scheduler_config.json)",
+        help="checkpoint folder, run folder (its latest checkpoint), diffusers model folder "
+        "(a DDPMPipeline folder, or a UNet2DModel folder with scheduler_config.json), or a "
+        "Hugging Face Hub repo id owner/name[@revision] (with the hub extra; a local path wins)",
     )
 
 

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         save_picture,
         save_png_folder,
     )
+    from ddpmkit.storage.diffusers_folders import locate, scheduler_class
     from ddpmkit.training.distributed import Processes
 
     options = overrides_from_args(args)
@@ -75,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     say = reporter(processes.main)
     where = f"{processes.world} processes" if processes.distributed else str(model.device)
     say(f"ddpmkit: sampling on {where}, {Execution.of(model.device, sample).describe()}")
+    if model.source is not None and model.source.format == "diffusers":
+        scheduler = scheduler_class(locate(model.source.folder))
+        say(f"ddpmkit: the folder's {scheduler} gave the noise schedule and prediction type; "
+            f"sampling with ddpmkit's {sample.sampler}")  # fmt: skip
     start = time.perf_counter()
     quiet = args.quiet or not processes.main
     result = model.draw(

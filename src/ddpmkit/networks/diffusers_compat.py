@@ -68,6 +68,8 @@ def unet_config_from_diffusers(
     for key, (required, default) in _REQUIRED.items():
         if config.get(key, default) != required:
             raise ValueError(f"unsupported diffusers config: {key}={config.get(key, default)!r}")
+    if not isinstance(config["sample_size"], int):
+        raise ValueError(f"non-square sample_size {config['sample_size']!r}")
     channels = [int(c) for c in config["block_out_channels"]]
     if any(c % channels[0] for c in channels):
         raise ValueError(f"block_out_channels {channels} are not multiples of the first entry")

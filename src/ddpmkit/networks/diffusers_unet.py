@@ -41,11 +41,14 @@ class DiffusersUNet(nn.Module):
         values: dict[str, Any] = json.loads(config)
         kwargs = {key: value for key, value in values.items() if not key.startswith("_")}
         self.unet = diffusers_unet_class()(**kwargs)
+        self.integer_steps = kwargs.get("time_embedding_type") == "learned"  # a table of steps
 
     def forward(self, x_t: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
         """ε, x_0 or v (as the scheduler's ``prediction_type`` says) for x_t at step t."""
         if class_labels is not None:
             class_labels = class_labels.to(x_t.device)
+        if self.integer_steps:  # a learned table is indexed by the integer step
+            t = t.round().long()
         output = self.unet(x_t, t, class_labels=class_labels)
         return cast(Tensor, output.sample)
 

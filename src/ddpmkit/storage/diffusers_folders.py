@@ -43,6 +43,8 @@ FIXED_VARIANCES: dict[str, ReverseVariance] = {
     "fixed_large": "beta",
     "fixed_large_log": "beta",
 }
+VARIANCE_EXPLODING_SCHEDULERS = ("ScoreSdeVeScheduler", "KarrasVeScheduler")
+"""Scheduler classes without a β schedule: refused by name rather than read as VP."""
 LABEL_DROPOUT_KEY = "_ddpmkit_label_dropout"
 """Written into a class-conditional U-Net's config.json: the model was trained with label dropout,
 so its last class is the null class ∅ of classifier-free guidance (diffusers ignores the key)."""
@@ -103,6 +105,11 @@ def locate(path: str | Path) -> DiffusersFolder:
     return DiffusersFolder(root, unet / "config.json", weights, scheduler)
 
 
+def scheduler_class(folder: DiffusersFolder) -> str:
+    """The class named by the folder's scheduler config (read for the schedule whatever it is)."""
+    return str(_read_json(folder.scheduler_config).get("_class_name", "an unnamed scheduler"))
+
+
 def run_config_of(folder: DiffusersFolder) -> RunConfig:
     """The ddpmkit configuration of a diffusers model: its U-Net, noise process and sampling
     options, for 8-bit images (256 levels) of the U-Net's size.
@@ -137,6 +144,13 @@ def _model_config(unet_json: dict[str, Any], where: Path) -> ModelConfig:
     shape = diffusers_sample_shape(unet_json)
     dropout = float(unet_json.get(LABEL_DROPOUT_KEY, 0.0))
     classes = unet_json.get("num_class_embeds") is not None
+    embedding = unet_json.get("class_embed_type")
+    if embedding is not None and not (embedding == "timestep" and classes):
+        raise ValueError(
+            f"{where}: class_embed_type {embedding!r} without integer classes: ddpmkit "
+            "conditions on labels 0 … K-1 (num_class_embeds, with class_embed_type null or "
+            "'timestep'), not on vectors"
+        )
     dropout = dropout if classes else 0.0
     try:
         unet = unet_config_from_diffusers(unet_json)
@@ -168,6 +182,13 @@ def diffusion_config_from_scheduler(
     def unsupported(key: str, why: str) -> ValueError:
         return ValueError(f"{where}: {key} = {config.get(key)!r} is not supported ({why})")
 
+    kind = config.get("_class_name", "DDPMScheduler")
+    if kind in VARIANCE_EXPLODING_SCHEDULERS:
+        raise ValueError(
+            f"{where}: {kind} describes a variance-exploding process (σ_min … σ_max), which "
+            "ddpmkit does not read from diffusers folders; only β-schedule (DDPM-family) "
+            "schedulers are read"
+        )
     if config.get("rescale_betas_zero_snr", False):
         raise unsupported("rescale_betas_zero_snr", "ᾱ_T = 0 has no Gaussian prior")
     prediction = config.get("prediction_type", "epsilon")

@@ -178,3 +178,17 @@ def _offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def outputs_folder_in_hub_cache(folder: Path) -> Path | None:
+    """Where commands write for a model read from the Hub cache: ``./<repo name>`` in the working
+    directory, never inside the cache (None for a folder outside it).
+
+    Args:
+        folder: the model folder (a snapshot ``models--owner--name/snapshots/<commit>``).
+    """
+    parts = folder.resolve().parts
+    for index, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[index + 1] == "snapshots":
+            return Path.cwd() / part.split("--")[-1]
+    return None

@@ -28,6 +28,7 @@ from ddpmkit.core.schedules import NoiseSchedule
 from ddpmkit.data.captions import Captions
 from ddpmkit.data.config import DataConfig
 from ddpmkit.networks.autoencoder import Autoencoder
+from ddpmkit.networks.diffusers_unet import DiffusersUNet
 from ddpmkit.networks.text import tokenizer_for
 from ddpmkit.networks.text_unet import TextConditionedUNet
 from ddpmkit.storage.autoencoder_folders import run_autoencoder
@@ -162,8 +163,14 @@ def _captions(config: RunConfig, network: nn.Module) -> Captions | None:
 
 
 def outputs_folder_of(checkpoint: Path) -> Path:
-    """Where commands write by default: a run's checkpoint into the run folder, any other model
-    folder (a diffusers folder, an imported checkpoint) into itself."""
+    """Where commands write by default: a run's checkpoint into the run folder, a Hub snapshot into
+    ``./<repo name>``, any other model folder (a diffusers folder, an imported checkpoint) into
+    itself."""
+    from ddpmkit.storage.hub import outputs_folder_in_hub_cache
+
+    in_cache = outputs_folder_in_hub_cache(checkpoint)
+    if in_cache is not None:  # a Hub snapshot: write beside the user, not into the cache
+        return in_cache
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
 
 
@@ -184,7 +191,8 @@ def load_model(
         config = run_config_of(folder)
         network = build_network(config.model)
         weights = folder.weights.name
-        load_weights_file(network, folder.weights, str(folder.unet_config))
+        unet = network.unet if isinstance(network, DiffusersUNet) else network  # its own keys
+        load_weights_file(unet, folder.weights, str(folder.unet_config))
     else:
         config = read_config(source.folder)
         network = build_network(config.model)

@@ -1,0 +1,191 @@
+"""Every UNet2DModel configuration diffusers can save loads in ddpmkit and computes what diffusers
+computes: random diffusers models of many configurations, saved by diffusers' own
+``save_pretrained``, read by ``ddpmkit.load``, outputs compared for the same input (issue 27).
+
+Layouts ddpmkit's U-Net reproduces load into it (``model.kind`` "unet", no diffusers needed);
+the rest run through the installed diffusers (``model.kind`` "diffusers")."""
+
+import json
+
+import pytest
+import torch
+
+import ddpmkit
+
+diffusers = pytest.importorskip("diffusers")
+
+BASE = {
+    "sample_size": 16, "in_channels": 3, "out_channels": 3, "block_out_channels": (16, 32),
+    "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8,
+    "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D"),
+}  # fmt: skip
+"""diffusers' defaults for everything not named: flip_sin_to_cos, freq_shift 0, padding 1, …"""
+GOOGLE = {"flip_sin_to_cos": False, "freq_shift": 1, "downsample_padding": 0, "norm_eps": 1e-6}
+
+CONFIGS = {  # name: (changes to BASE, the network ddpmkit builds for it)
+    "diffusers defaults": ({}, "unet"),
+    "google/ddpm layout": (GOOGLE, "unet"),
+    "flip_sin_to_cos false": ({"flip_sin_to_cos": False}, "unet"),
+    "freq_shift 1": ({"freq_shift": 1}, "unet"),
+    "downsample_padding 0": ({"downsample_padding": 0}, "unet"),
+    "norm_eps 1e-3": ({"norm_eps": 1e-3}, "unet"),
+    "norm_num_groups 4": ({"norm_num_groups": 4}, "unet"),
+    "attention_head_dim 4": ({"attention_head_dim": 4}, "unet"),
+    "one channel": ({"in_channels": 1, "out_channels": 1}, "unet"),
+    "learned variance": ({"out_channels": 6}, "unet"),
+    "two resnets per level": ({"layers_per_block": 2}, "unet"),
+    "three levels": ({"block_out_channels": (16, 16, 32),
+                      "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                      "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")}, "unet"),
+    "class embedding": ({"num_class_embeds": 10}, "unet"),
+    "downsample_type resnet": ({"downsample_type": "resnet"}, "diffusers"),
+    "upsample_type resnet": ({"upsample_type": "resnet"}, "diffusers"),
+    "resnet_time_scale_shift scale_shift": ({"resnet_time_scale_shift": "scale_shift"},
+                                            "diffusers"),
+    "time_embedding_type fourier": ({"time_embedding_type": "fourier"}, "diffusers"),
+    "time_embedding_type learned": ({"time_embedding_type": "learned",
+                                     "num_train_timesteps": 1000}, "diffusers"),
+    "act_fn gelu": ({"act_fn": "gelu"}, "diffusers"),
+    "act_fn mish": ({"act_fn": "mish"}, "diffusers"),
+    "attention_head_dim none": ({"attention_head_dim": None}, "unet"),
+    "add_attention false": ({"add_attention": False}, "diffusers"),
+    "no mid block": ({"mid_block_type": None}, "diffusers"),
+    "mid_block_scale_factor 2": ({"mid_block_scale_factor": 2.0}, "diffusers"),
+    "time_embedding_dim 48": ({"time_embedding_dim": 48}, "diffusers"),
+    "attn_norm_num_groups 4": ({"attn_norm_num_groups": 4}, "diffusers"),
+    "ResnetDownsampleBlock2D": ({"down_block_types": ("ResnetDownsampleBlock2D", "AttnDownBlock2D"),
+                                 "up_block_types": ("AttnUpBlock2D", "ResnetUpsampleBlock2D")},
+                                "diffusers"),
+    "SkipDownBlock2D": ({"block_out_channels": (32, 32),  # skip blocks: 32-channel groups
+                         "down_block_types": ("SkipDownBlock2D", "AttnSkipDownBlock2D"),
+                         "up_block_types": ("AttnSkipUpBlock2D", "SkipUpBlock2D")}, "diffusers"),
+    "class_embed_type timestep": ({"class_embed_type": "timestep", "num_class_embeds": 10},
+                                  "diffusers"),
+    "class embedding, scale_shift": ({"num_class_embeds": 4,
+                                      "resnet_time_scale_shift": "scale_shift"}, "diffusers"),
+    "center_input_sample": ({"center_input_sample": True}, "diffusers"),
+    "non-square 16×8": ({"sample_size": (16, 8)}, "diffusers"),
+    "all attention": ({"down_block_types": ("AttnDownBlock2D", "AttnDownBlock2D"),
+                       "up_block_types": ("AttnUpBlock2D", "AttnUpBlock2D")}, "unet"),
+    "no attention": ({"down_block_types": ("DownBlock2D", "DownBlock2D"),
+                      "up_block_types": ("UpBlock2D", "UpBlock2D")}, "unet"),
+}  # fmt: skip
+
+
+def save_pipeline(config: dict, folder, seed: int = 0, scheduler: dict | None = None):
+    """A DDPMPipeline of a random UNet2DModel, written by diffusers itself."""
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DModel(**config).eval()
+    with torch.no_grad():  # fresh layers start at zero output; give every weight a value
+        for parameter in unet.parameters():
+            parameter.add_(0.02 * torch.randn_like(parameter))
+    variance = "learned_range" if config.get("out_channels") == 2 * config.get("in_channels", 3) \
+        else "fixed_small"  # fmt: skip
+    schedule = diffusers.DDPMScheduler(num_train_timesteps=100, variance_type=variance,
+                                       **(scheduler or {}))  # fmt: skip
+    diffusers.DDPMPipeline(unet=unet, scheduler=schedule).save_pretrained(
+        folder, safe_serialization=True
+    )
+    return unet
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_unet2dmodel_configuration_loads_and_computes_what_diffusers_does(name, tmp_path):
+    changes, kind = CONFIGS[name]
+    config = {**BASE, **changes}
+    unet = save_pipeline(config, tmp_path / "pipe")
+    model = ddpmkit.load(tmp_path / "pipe", device="cpu")
+    assert model.config.model.kind == kind, name
+    channels, height, width = model.shape
+    assert (channels, height, width) == (config["in_channels"], *_size(config["sample_size"]))
+    generator = torch.Generator().manual_seed(1)
+    x_t = torch.randn(3, channels, height, width, generator=generator)
+    t = torch.tensor([3.0, 40.0, 99.0])
+    labels = None
+    if config.get("num_class_embeds") or config.get("class_embed_type") == "timestep":
+        labels = torch.tensor([0, 1, 3])
+    steps = t.long() if config.get("time_embedding_type") == "learned" else t  # a step table
+    with torch.no_grad():
+        expected = unet(x_t, steps, class_labels=labels).sample
+        ours = model.network(x_t, t, labels) if labels is not None else model.network(x_t, t)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+    if config.get("time_embedding_type") == "fourier":
+        return  # log(t) at t = 0: a σ-input network of score SDEs, NaN under diffusers' DDPM too
+    if labels is None or labels.dtype == torch.long:  # a sampler runs on the loaded model
+        label = 1 if config.get("num_class_embeds") else None
+        drawn = model.sample(2, steps=2, sampler="ddim", label=label, progress=False)
+        assert drawn.shape == (2, channels, height, width) and torch.isfinite(drawn).all()
+
+
+def _size(sample_size) -> tuple[int, int]:
+    return (sample_size, sample_size) if isinstance(sample_size, int) else tuple(sample_size)
+
+
+@pytest.mark.parametrize("embedding", ["identity", "timestep"])
+def test_class_inputs_that_are_not_integer_labels_are_refused_by_name(embedding, tmp_path):
+    """ddpmkit conditions on labels 0 … K-1: a vector class input (identity) or a
+    timestep-embedded class without ``num_class_embeds`` has no K to draw labels from."""
+    save_pipeline({**BASE, "class_embed_type": embedding}, tmp_path / "pipe")
+    with pytest.raises(ValueError, match=f"class_embed_type {embedding!r}"):
+        ddpmkit.load(tmp_path / "pipe", device="cpu")
+
+
+def test_enough_distinct_configurations_are_compared():
+    distinct = {json.dumps({**BASE, **changes}, sort_keys=True) for changes, _ in CONFIGS.values()}
+    assert len(distinct) == len(CONFIGS) >= 30
+
+
+def test_a_diffusers_default_pipeline_samples_from_the_cli_and_python(tmp_path, capsys):
+    """``DDPMPipeline(UNet2DModel(...), DDPMScheduler()).save_pretrained`` with no edits."""
+    from ddpmkit.cli import main
+
+    save_pipeline({**BASE}, tmp_path / "pipe")
+    png = tmp_path / "grid.png"
+    assert main(["sample", str(tmp_path / "pipe"), "--num_samples", "2", "--steps", "3",
+                 "--out", str(png), "--quiet"]) == 0  # fmt: skip
+    assert png.is_file() and "DDPMScheduler" in capsys.readouterr().out
+    drawn = ddpmkit.load(tmp_path / "pipe").sample(2, steps=3, progress=False)
+    assert drawn.shape == (2, 3, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "scheduler", ["DDIMScheduler", "PNDMScheduler", "DPMSolverMultistepScheduler",
+                  "EulerDiscreteScheduler"],
+)  # fmt: skip
+def test_other_scheduler_classes_are_read_for_their_schedule(scheduler, tmp_path, capsys):
+    from ddpmkit.cli import main
+
+    save_pipeline({**BASE}, tmp_path / "pipe")
+    folder = tmp_path / "pipe" / "scheduler"
+    other = getattr(diffusers, scheduler).from_pretrained(folder)  # the same schedule
+    (folder / "scheduler_config.json").unlink()
+    other.save_pretrained(folder)
+    model = ddpmkit.load(tmp_path / "pipe", device="cpu")
+    reference = other.alphas_cumprod.double()  # diffusers' ᾱ_t of the same config
+    torch.testing.assert_close(model.schedule.alpha_bar, reference, rtol=1e-5, atol=0)
+    assert main(["sample", str(tmp_path / "pipe"), "--num_samples", "1", "--steps", "2",
+                 "--out", str(tmp_path / "g.png"), "--quiet"]) == 0  # fmt: skip
+    assert scheduler in capsys.readouterr().out
+
+
+def test_a_class_conditional_export_keeps_its_null_class(tmp_path):
+    """A ddpmkit model trained with label dropout exports its class embedding and reads back
+    with the same null class, so classifier-free guidance works on the exported folder."""
+    from ddpmkit.storage.diffusers_folders import LABEL_DROPOUT_KEY
+
+    tiny = {"model": {"class_conditional": True, "label_dropout": 0.2,
+                      "unet": {"base_channels": 16, "channel_mults": (1, 2),
+                               "layers_per_block": 1, "norm_groups": 8}},
+            "diffusion": {"num_steps": 40}, "train": {"steps": 2, "batch_size": 8,
+                                                        "precision": "fp32"}}  # fmt: skip
+    model = ddpmkit.train("digits", out=tmp_path / "run", preset="digits", progress=False, **tiny)
+    folder = model.export_diffusers(tmp_path / "pipe")
+    unet_json = json.loads((folder / "unet" / "config.json").read_text())
+    assert unet_json["num_class_embeds"] == 11 and unet_json[LABEL_DROPOUT_KEY] == 0.2
+    assert diffusers.UNet2DModel.from_pretrained(folder / "unet").config.num_class_embeds == 11
+    back = ddpmkit.load(folder, device="cpu")
+    options = {"steps": 3, "seed": 0, "guidance": 2.0, "label": 7, "precision": "fp32",
+               "progress": False}  # fmt: skip
+    torch.testing.assert_close(back.sample(2, **options), model.sample(2, **options), atol=1e-4,
+                               rtol=0)  # fmt: skip
