@@ -82,8 +82,8 @@ def save_pipeline(config: dict, folder, seed: int = 0, scheduler: dict | None = 
             parameter.add_(0.02 * torch.randn_like(parameter))
     variance = "learned_range" if config.get("out_channels") == 2 * config.get("in_channels", 3) \
         else "fixed_small"  # fmt: skip
-    schedule = diffusers.DDPMScheduler(num_train_timesteps=100, variance_type=variance,
-                                       **(scheduler or {}))  # fmt: skip
+    options = {"num_train_timesteps": 100, "variance_type": variance, **(scheduler or {})}
+    schedule = diffusers.DDPMScheduler(**options)
     diffusers.DDPMPipeline(unet=unet, scheduler=schedule).save_pretrained(
         folder, safe_serialization=True
     )
@@ -189,3 +189,80 @@ def test_a_class_conditional_export_keeps_its_null_class(tmp_path):
                "progress": False}  # fmt: skip
     torch.testing.assert_close(back.sample(2, **options), model.sample(2, **options), atol=1e-4,
                                rtol=0)  # fmt: skip
+
+
+def test_a_quick_start_run_that_cannot_export_says_so_once_when_it_starts(tmp_path, capsys):
+    """The quick start's 2×2-patched U-Net has no UNet2DModel form: training warns at its start
+    (once, not again on resume) and names the flag that avoids it; export then refuses."""
+    from ddpmkit.cli import main
+
+    flags = ["--data.image_size", "16", "--train.minutes", "0.05", "--train.steps", "2",
+             "--train.precision", "fp32", "--sample.num_samples", "2", "--sample.steps", "2",
+             "--quiet"]  # fmt: skip
+    assert main(["train", "--out", str(tmp_path / "run"), *flags]) == 0
+    err = capsys.readouterr().err
+    assert err.count("will not export to diffusers") == 1 and "--model.unet.* flags" in err
+    assert ddpmkit.load(tmp_path / "run").config.model.unet.patch_size == 2
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--train.steps", "3",
+                 "--quiet"]) == 0  # fmt: skip
+    assert "will not export" not in capsys.readouterr().err
+    assert main(["export-diffusers", str(tmp_path / "run"), str(tmp_path / "pipe")]) == 2
+    assert "patch_size" in capsys.readouterr().err and not (tmp_path / "pipe").exists()
+
+
+LSUN_256 = {  # config.json of google/ddpm-celebahq-256, -church-256 and -bedroom-256 (the same)
+    "act_fn": "silu", "attention_head_dim": None, "block_out_channels": [128, 128, 256, 256, 512, 512],
+    "center_input_sample": False,
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D",
+                         "AttnDownBlock2D", "DownBlock2D"],
+    "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3,
+    "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32,
+    "out_channels": 3, "sample_size": 256, "time_embedding_type": "positional",
+    "up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D",
+                       "UpBlock2D"],
+}  # fmt: skip
+TRAIN_UNCONDITIONAL = {  # examples/unconditional_image_generation/train_unconditional.py
+    "sample_size": 64, "in_channels": 3, "out_channels": 3, "layers_per_block": 2,
+    "block_out_channels": (128, 128, 256, 256, 512, 512),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D",
+                         "AttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D",
+                       "UpBlock2D"),
+}  # fmt: skip
+"""Its U-Net, diffusers' defaults for the rest (flip_sin_to_cos, freq_shift 0, padding 1)."""
+
+
+def _published(name: str) -> dict:
+    from test_networks import DDPM_CIFAR10_CONFIG
+
+    return {
+        "google/ddpm-cifar10-32": DDPM_CIFAR10_CONFIG,
+        "google/ddpm-celebahq-256": LSUN_256,
+        "google/ddpm-church-256": LSUN_256,
+        "google/ddpm-bedroom-256": LSUN_256,
+        "train_unconditional.py": TRAIN_UNCONDITIONAL,
+    }[name]
+
+
+def _compare_published(name: str, folder) -> None:
+    config = {k: v for k, v in _published(name).items() if not k.startswith("_")}
+    unet = save_pipeline(config, folder, scheduler={"num_train_timesteps": 1000})
+    model = ddpmkit.load(folder, device="cpu")
+    assert model.config.model.kind == "unet"  # ddpmkit's own U-Net, no diffusers needed
+    size = config["sample_size"]
+    x_t = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        torch.testing.assert_close(model.network(x_t, t), unet(x_t, t).sample, rtol=0, atol=1e-5)
+
+
+def test_the_published_cifar10_configuration(tmp_path):
+    _compare_published("google/ddpm-cifar10-32", tmp_path / "pipe")
+
+
+@pytest.mark.parametrize(  # about 9 s each at 256×256 on 2 CPU cores
+    "name", ["google/ddpm-celebahq-256", "google/ddpm-church-256", "google/ddpm-bedroom-256",
+             "train_unconditional.py"],
+)  # fmt: skip
+def test_the_published_large_configurations(name, tmp_path):
+    _compare_published(name, tmp_path / "pipe")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ddpmkit.data.config import SOURCES
 from ddpmkit.networks import MLPConfig, UNetConfig
 from ddpmkit.progress import ProgressBar, reporter
 from ddpmkit.storage.checkpoints import find_checkpoints
+from ddpmkit.storage.diffusers_folders import export_refusal
 from ddpmkit.training.budget import Plan
 from ddpmkit.training.loop import Trainer
 from ddpmkit.training.sizing import Sizing
@@ -163,6 +165,9 @@ def fit(trainer: Trainer, run_dir: Path, *, bars: bool, lines: bool) -> Path:
     say(describe_start(trainer, run_dir))
     if trainer.sizing is not None:
         say(describe_sizing(trainer.sizing))
+    refusal = export_refusal(trainer.config)
+    if refusal is not None and main and trainer.step == 0:  # said once, when the run starts
+        warnings.warn(f"this model will not export to diffusers: {refusal}", stacklevel=3)
     planning = trainer.requested.train.minutes is not None and trainer.plan is None
     total = None if planning else trainer.config.train.steps
     bar = tqdm(total=total, initial=trainer.step, disable=quiet, desc="train")

@@ -292,18 +292,35 @@ def scheduler_config_of(config: RunConfig) -> dict[str, Any]:
     }
 
 
+def export_refusal(config: RunConfig) -> str | None:
+    """Why a model has no diffusers ``DDPMPipeline`` form (None when it has one); said at the
+    start of training and by ``export-diffusers``."""
+    model = config.model
+    if model.kind == "mlp":
+        return "an MLP has no diffusers form (UNet2DModel); train a U-Net (--model.kind unet)"
+    if model.text_conditional or model.autoencoder is not None:
+        return (
+            "a text-conditional or latent model has no DDPMPipeline form (a pixel-space "
+            "UNet2DModel without text); its autoencoder folder is already a diffusers "
+            "AutoencoderKL"
+        )
+    if model.kind == "unet" and model.unet.patch_size != 1:
+        size = model.unet.patch_size
+        return (
+            f"its U-Net works on {size}×{size} patches (model.unet.patch_size {size}), which "
+            "diffusers' UNet2DModel has not; a U-Net named by --model.unet.* flags or a preset "
+            "(patch_size 1, each step costlier) exports"
+        )
+    return None
+
+
 def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destination: Path) -> Path:
     """A ``DDPMPipeline`` folder of the U-Net and its schedule; refuses to write into an existing
     folder. Class- or text-conditional, latent, MLP and non-square models have no DDPMPipeline
     form."""
-    if config.model.kind == "mlp":
-        raise ValueError("only U-Net models have a diffusers form (UNet2DModel)")
-    if config.model.text_conditional or config.model.autoencoder is not None:
-        raise ValueError(
-            "a text-conditional or latent model has no DDPMPipeline form (a pixel-space, "
-            "unconditional UNet2DModel); its autoencoder folder is already a diffusers "
-            "AutoencoderKL"
-        )
+    refusal = export_refusal(config)
+    if refusal is not None:
+        raise ValueError(refusal)
     if destination.exists():
         raise FileExistsError(f"{destination} already exists; refusing to overwrite it")
     unet, weights = _unet_files(config, network)
