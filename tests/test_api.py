@@ -139,6 +139,9 @@ def test_export_diffusers_loads_back_with_the_same_samples(run, tmp_path):
     model = ddpmkit.load(run[0], device="cpu")
     folder = model.export_diffusers(tmp_path / "pipe")
     assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "DDPMPipeline"
+    card = (folder / "README.md").read_text()  # the model card: config and the run's figures
+    assert card.startswith("---\nlibrary_name: diffusers") and '"num_steps": 40' in card
+    assert "- steps: 4 of 4" in card and "- last logged loss:" in card
     back = ddpmkit.load(folder, device="cpu")
     options = {"sampler": "ddim", "steps": 5, "seed": 0, "precision": "fp32", "progress": False}
     torch.testing.assert_close(back.sample(2, **options), model.sample(2, **options), atol=1e-4,

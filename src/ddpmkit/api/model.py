@@ -14,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from ddpmkit.api.likelihood import ImageData, measure_likelihood
+from ddpmkit.api.model_card import model_card
 from ddpmkit.api.quality import QualityReport, measure_quality
 from ddpmkit.api.restoration import ImageInput, MaskInput, as_image, as_mask
 from ddpmkit.config.parsing import from_dict, merge, to_dict
@@ -342,14 +343,19 @@ class Model(TrainedModel):
                 progress=report,
             )  # fmt: skip
 
-    def export_diffusers(self, folder: str | Path) -> Path:
+    def export_diffusers(self, folder: str | Path, *, card: bool = True) -> Path:
         """Write the model as a diffusers ``DDPMPipeline`` folder (``model_index.json``, ``unet/``,
         ``scheduler/``) with the weights it was loaded with; never overwrites.
 
         Args:
             folder: the new pipeline folder.
+            card: also write a model card, ``README.md``: the training config and the figures
+                of the run's ``summary.json``.
         """
-        return write_pipeline_folder(self.config, self.network, Path(folder))
+        written = write_pipeline_folder(self.config, self.network, Path(folder))
+        if card:
+            (written / "README.md").write_text(model_card(self))
+        return written
 
     def with_sample(self, sample: SampleConfig) -> Model:
         """The same weights with other stored sample options.

@@ -31,6 +31,11 @@ def add_export(parser: argparse.ArgumentParser) -> None:
         choices=("ema", "model"),
         help="which weights (default: those the checkpoint samples with, usually ema)",
     )
+    parser.add_argument(
+        "--no_card",
+        action="store_true",
+        help="no model card (README.md with the training config and the run's figures)",
+    )
     parser.set_defaults(run=run_export)
 
 
@@ -53,6 +58,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ddpmkit.api.model import load
 
-    written = load(args.checkpoint, "cpu", args.weights).export_diffusers(args.destination)
+    model = load(args.checkpoint, "cpu", args.weights)
+    written = model.export_diffusers(args.destination, card=not args.no_card)
     print(f"ddpmkit: diffusers pipeline {written} (DDPMPipeline.from_pretrained reads it)")
     return 0
