@@ -266,3 +266,29 @@ def test_the_published_cifar10_configuration(tmp_path):
 )  # fmt: skip
 def test_the_published_large_configurations(name, tmp_path):
     _compare_published(name, tmp_path / "pipe")
+
+
+def test_a_latent_model_exports_parts_diffusers_loads(tmp_path):
+    """AutoencoderKL (vae/) + UNet2DModel (unet/) + scheduler: each loads with its diffusers class
+    and computes what ddpmkit's model does."""
+    network = {"base_channels": 8, "norm_groups": 4, "channel_mults": (1, 2), "latent_channels": 2}
+    vae_report = ddpmkit.train_autoencoder("digits", out=tmp_path / "ae", progress=False,
+                                           autoencoder=network, train={"steps": 2})  # fmt: skip
+    tiny = {"model": {"autoencoder": vae_report.folder,
+                      "unet": {"base_channels": 16, "channel_mults": (1, 2), "layers_per_block": 1,
+                               "norm_groups": 8, "attention_resolutions": (), "sample_size": 4}},
+            "diffusion": {"num_steps": 40}, "train": {"steps": 2, "batch_size": 8,
+                                                        "precision": "fp32"},
+            "sample": {"num_samples": 2, "steps": 2}}  # fmt: skip
+    model = ddpmkit.train("digits", out=tmp_path / "run", preset="digits", progress=False, **tiny)
+    folder = model.export_diffusers(tmp_path / "export")
+    assert not (folder / "model_index.json").exists() and "AutoencoderKL" in (
+        folder / "README.md").read_text()  # fmt: skip
+    vae = diffusers.AutoencoderKL.from_pretrained(folder / "vae").eval()
+    unet = diffusers.UNet2DModel.from_pretrained(folder / "unet").eval()
+    z = torch.randn(2, *model.shape, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([5.0, 30.0])
+    with torch.no_grad():
+        torch.testing.assert_close(unet(z, t).sample, model.network(z, t), rtol=0, atol=1e-5)
+        images = vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
+    torch.testing.assert_close(images, model.decode(z), rtol=0, atol=1e-4)

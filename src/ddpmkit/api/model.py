@@ -26,6 +26,7 @@ from ddpmkit.outputs import Output, to_images
 from ddpmkit.pipeline.restoration import Restoration, Task, restore
 from ddpmkit.progress import ProgressCallback, progress_callback
 from ddpmkit.samplers import SampleResult
+from ddpmkit.storage.autoencoder_folders import run_autoencoder_folder
 from ddpmkit.storage.classifier_folders import load_classifier
 from ddpmkit.storage.diffusers_folders import write_pipeline_folder
 from ddpmkit.storage.model import ModelSource, TrainedModel, load_model
@@ -345,14 +346,21 @@ class Model(TrainedModel):
 
     def export_diffusers(self, folder: str | Path, *, card: bool = True) -> Path:
         """Write the model as a diffusers ``DDPMPipeline`` folder (``model_index.json``, ``unet/``,
-        ``scheduler/``) with the weights it was loaded with; never overwrites.
+        ``scheduler/``) with the weights it was loaded with; never overwrites. A latent model
+        adds ``vae/`` (its ``AutoencoderKL``) and has no ``model_index.json``: diffusers has no
+        pipeline of AutoencoderKL + UNet2DModel, so each part loads with its own class.
 
         Args:
             folder: the new pipeline folder.
             card: also write a model card, ``README.md``: the training config and the figures
                 of the run's ``summary.json``.
         """
-        written = write_pipeline_folder(self.config, self.network, Path(folder))
+        autoencoder = None
+        if self.config.model.autoencoder is not None and self.source is not None:
+            autoencoder = run_autoencoder_folder(
+                self.source.outputs_folder, self.config.model.autoencoder
+            )
+        written = write_pipeline_folder(self.config, self.network, Path(folder), autoencoder)
         if card:
             (written / "README.md").write_text(model_card(self))
         return written

@@ -34,12 +34,7 @@ def model_card(model: TrainedModel) -> str:
         f"{config.diffusion.parameterization} on a {config.diffusion.schedule} schedule of "
         f"T = {config.diffusion.num_steps} steps.",
         "",
-        "```python",
-        "from diffusers import DDPMPipeline",
-        "",
-        'images = DDPMPipeline.from_pretrained("THIS_FOLDER")(batch_size=4).images',
-        "# or, with ddpmkit's samplers: ddpmkit.load(\"THIS_FOLDER\").sample(4, output=\"pil\")",
-        "```",
+        *(_latent_usage() if config.model.autoencoder is not None else _pipeline_usage()),
         "",
         "## Training run",
         "",
@@ -54,6 +49,32 @@ def model_card(model: TrainedModel) -> str:
         "",
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _pipeline_usage() -> list[str]:
+    return [
+        "```python",
+        "from diffusers import DDPMPipeline",
+        "",
+        'images = DDPMPipeline.from_pretrained("THIS_FOLDER")(batch_size=4).images',
+        "```",
+    ]
+
+
+def _latent_usage() -> list[str]:
+    return [
+        "A latent model (Rombach et al. 2022): the U-Net denoises the latents of `vae/`. diffusers",
+        "has no pipeline of AutoencoderKL + UNet2DModel, so the parts load one by one:",
+        "",
+        "```python",
+        "from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel",
+        "",
+        'vae = AutoencoderKL.from_pretrained("THIS_FOLDER/vae")',
+        'unet = UNet2DModel.from_pretrained("THIS_FOLDER/unet")',
+        'scheduler = DDPMScheduler.from_pretrained("THIS_FOLDER/scheduler")',
+        "# sample latents z with unet + scheduler, then: vae.decode(z / vae.config.scaling_factor)",
+        "```",
+    ]
 
 
 def _run_summary(model: TrainedModel) -> dict[str, Any] | None:

@@ -25,7 +25,13 @@ from ddpmkit.networks.diffusers_autoencoder import (
 )
 from ddpmkit.storage.diffusers_folders import DIFFUSERS_VERSION, WEIGHTS
 
-__all__ = ["RUN_AUTOENCODER", "load_autoencoder", "run_autoencoder", "save_autoencoder"]
+__all__ = [
+    "RUN_AUTOENCODER",
+    "load_autoencoder",
+    "run_autoencoder",
+    "run_autoencoder_folder",
+    "save_autoencoder",
+]
 
 RUN_AUTOENCODER = "autoencoder"
 """The sub-folder of a latent run that holds its autoencoder (a diffusers AutoencoderKL folder)."""
@@ -130,6 +136,15 @@ def _read_weights(path: Path) -> dict[str, Tensor]:
         return load_file(path)
     except (OSError, SafetensorError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
+
+
+def run_autoencoder_folder(run_folder: Path, configured: str | None) -> Path:
+    """The folder of a latent run's autoencoder: the copy in the run folder, else the configured
+    one (its existence is the reader's to check)."""
+    copy = run_folder / RUN_AUTOENCODER
+    if (copy / "config.json").is_file() or configured is None:
+        return copy
+    return Path(configured)
 
 
 def run_autoencoder(run_folder: Path, configured: str | None) -> Autoencoder:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from ddpmkit.networks.diffusers_unet import (
 )
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+CONFIG_NAME = "config.json"
 SCHEDULER_CONFIG = "scheduler_config.json"
 PREDICTIONS: dict[str, Parameterization] = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
 FIXED_VARIANCES: dict[str, ReverseVariance] = {
@@ -298,10 +300,10 @@ def export_refusal(config: RunConfig) -> str | None:
     model = config.model
     if model.kind == "mlp":
         return "an MLP has no diffusers form (UNet2DModel); train a U-Net (--model.kind unet)"
-    if model.text_conditional or model.autoencoder is not None:
+    if model.text_conditional:
         return (
-            "a text-conditional or latent model has no DDPMPipeline form (a pixel-space "
-            "UNet2DModel without text); its autoencoder folder is already a diffusers "
+            "a text-conditional model's U-Net reads its own text encoder by cross-attention, "
+            "which no diffusers pipeline loads; its autoencoder folder is already a diffusers "
             "AutoencoderKL"
         )
     if model.kind == "unet" and model.unet.patch_size != 1:
@@ -314,15 +316,25 @@ def export_refusal(config: RunConfig) -> str | None:
     return None
 
 
-def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destination: Path) -> Path:
+def write_pipeline_folder(
+    config: RunConfig,
+    network: torch.nn.Module,
+    destination: Path,
+    autoencoder: Path | None = None,
+) -> Path:
     """A ``DDPMPipeline`` folder of the U-Net and its schedule; refuses to write into an existing
-    folder. Class- or text-conditional, latent, MLP and non-square models have no DDPMPipeline
-    form."""
+    folder (`export_refusal` says which models have no diffusers form).
+
+    A latent model (``autoencoder``: its AutoencoderKL folder) is written as ``unet/``,
+    ``scheduler/`` and ``vae/`` without ``model_index.json``: diffusers has no unconditional
+    latent pipeline of AutoencoderKL + UNet2DModel; each part loads with its class."""
     refusal = export_refusal(config)
     if refusal is not None:
         raise ValueError(refusal)
     if destination.exists():
         raise FileExistsError(f"{destination} already exists; refusing to overwrite it")
+    if (config.model.autoencoder is not None) != (autoencoder is not None):
+        raise ValueError("a latent model is exported with its autoencoder folder (and only it)")
     unet, weights = _unet_files(config, network)
     files = {
         "model_index.json": {
@@ -338,6 +350,11 @@ def write_pipeline_folder(config: RunConfig, network: torch.nn.Module, destinati
         },
         f"scheduler/{SCHEDULER_CONFIG}": scheduler_config_of(config),
     }
+    if autoencoder is not None:
+        del files["model_index.json"]
+        (destination / "vae").mkdir(parents=True)
+        for name in (CONFIG_NAME, WEIGHTS):
+            shutil.copyfile(autoencoder / name, destination / "vae" / name)
     for name, content in files.items():
         (destination / name).parent.mkdir(parents=True, exist_ok=True)
         (destination / name).write_text(json.dumps(content, indent=2) + "\n")
