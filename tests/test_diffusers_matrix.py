@@ -292,3 +292,29 @@ def test_a_latent_model_exports_parts_diffusers_loads(tmp_path):
         torch.testing.assert_close(unet(z, t).sample, model.network(z, t), rtol=0, atol=1e-5)
         images = vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
     torch.testing.assert_close(images, model.decode(z), rtol=0, atol=1e-4)
+
+
+def test_a_diffusers_backed_model_imports_and_exports_unchanged(tmp_path):
+    """A layout only diffusers runs: import-diffusers keeps it (model.kind diffusers), the
+    checkpoint computes the same, and export-diffusers writes the same config and weights."""
+    from safetensors.torch import load_file
+
+    from ddpmkit.cli import main
+
+    changes, _ = CONFIGS["SkipDownBlock2D"]
+    unet = save_pipeline({**BASE, **changes, "resnet_time_scale_shift": "scale_shift"},
+                         tmp_path / "pipe")  # fmt: skip
+    assert main(["import-diffusers", str(tmp_path / "pipe"), str(tmp_path / "ckpt")]) == 0
+    model = ddpmkit.load(tmp_path / "ckpt", device="cpu")
+    assert model.config.model.kind == "diffusers"
+    x_t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10.0, 60.0])
+    with torch.no_grad():
+        torch.testing.assert_close(model.network(x_t, t), unet(x_t, t).sample, rtol=0, atol=1e-5)
+    assert main(["export-diffusers", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 0
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    original, back = load_file(tmp_path / "pipe" / weights), load_file(tmp_path / "out" / weights)
+    assert original.keys() == back.keys()
+    assert all(torch.equal(original[k], back[k]) for k in original)
+    config = diffusers.UNet2DModel.from_pretrained(tmp_path / "out" / "unet").config
+    assert config.resnet_time_scale_shift == "scale_shift"
