@@ -140,7 +140,14 @@ def test_a_diffusers_default_pipeline_samples_from_the_cli_and_python(tmp_path, 
     """``DDPMPipeline(UNet2DModel(...), DDPMScheduler()).save_pretrained`` with no edits."""
     from ddpmkit.cli import main
 
-    save_pipeline({**BASE}, tmp_path / "pipe")
+    save_pipeline({**BASE}, tmp_path / "pipe", scheduler={"num_train_timesteps": 1000})
+    scheduler = json.loads((tmp_path / "pipe/scheduler/scheduler_config.json").read_text())
+    defaults = dict(diffusers.DDPMScheduler().config)
+    assert {k: v for k, v in scheduler.items() if not k.startswith("_")} == {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in defaults.items()
+        if not k.startswith("_")
+    }  # DDPMScheduler() as it comes
     png = tmp_path / "grid.png"
     assert main(["sample", str(tmp_path / "pipe"), "--num_samples", "2", "--steps", "3",
                  "--out", str(png), "--quiet"]) == 0  # fmt: skip
