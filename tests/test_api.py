@@ -54,16 +54,16 @@ def test_train_returns_the_model_load_reads_back(run):
 
 def test_sample_forms_agree_and_seeds_are_per_sample(run):
     model = ddpmkit.load(run[0], device="cpu")
-    tensor = model.sample(3, seed=5, progress=False)
+    tensor = model.sample(3, seed=5, precision="fp32", progress=False)
     assert tensor.shape == (3, 1, 8, 8) and tensor.min() >= -1.0 - 1e-6
-    pixels = model.sample(3, seed=5, output="numpy", progress=False)
+    pixels = model.sample(3, seed=5, precision="fp32", output="numpy", progress=False)
     assert pixels.dtype == np.uint8 and pixels.shape == (3, 8, 8, 1)
     np.testing.assert_array_equal(pixels, ddpmkit.to_images(tensor, "numpy"))
-    images = model.sample(3, seed=5, output="pil", progress=False)
+    images = model.sample(3, seed=5, precision="fp32", output="pil", progress=False)
     assert [image.size for image in images] == [(8, 8)] * 3 and images[0].mode == "L"
     np.testing.assert_array_equal(np.asarray(images[2]), pixels[2, ..., 0])
-    later = model.sample(2, seed=6, progress=False)  # sample i is seeded seed + i
-    torch.testing.assert_close(later, tensor[1:], rtol=0, atol=1e-5)
+    later = model.sample(2, seed=6, precision="fp32", progress=False)  # sample i: seed + i
+    torch.testing.assert_close(later, tensor[1:], rtol=0, atol=1e-4)  # another batch's kernels
 
 
 def test_sample_options_reach_the_sampler_and_unknown_ones_are_refused(run):
