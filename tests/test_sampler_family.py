@@ -234,3 +234,18 @@ def test_annealed_langevin_and_ancestral_reproduce_gaussian_data_on_other_proces
             name
         )
         assert torch.all((torch.cov(x.T) - COV).abs() < 5 * se_cov + tolerance), name
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("pc", {"corrector_steps": 0}), ("pc", {"corrector_steps": 3}), ("pc", {}),
+     ("langevin", {"langevin_steps": 0}), ("langevin", {"langevin_steps": 2}), ("langevin", {})],
+)  # fmt: skip
+def test_the_predicted_nfe_follows_the_options_that_set_calls_per_level(name, options):
+    """``Sampler.nfe`` (what plans and budgets use) equals the calls made, for every value of
+    the option that sets the calls per level, 0 included."""
+    exact = GaussianDenoiser(torch.zeros(2, dtype=torch.float64), torch.eye(2).double())
+    schedule = NoiseSchedule.cosine(100)
+    x_T = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    result = sample(name, exact, schedule, x_T, 5, **options)
+    assert result.nfe == SAMPLERS[name].nfe(5, **options)

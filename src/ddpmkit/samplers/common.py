@@ -133,7 +133,7 @@ class Sampler:
     ve: bool = False  # the loop works in VE coordinates x = x_t·√(1 + σ²)
     calls_per_level: int = 1  # Heun and predictor–corrector evaluate twice per level
     saves_last_call: bool = False  # the step to σ = 0 costs one call, not calls_per_level
-    calls_per_level_option: str | None = None  # an option that sets calls_per_level (Langevin)
+    calls_per_level_option: str | None = None  # adds its value - 1 calls (Langevin, corrector)
     final_calls: int = 0  # calls after the last level (Langevin's denoising step)
     adaptive: bool = False  # the solver picks its own steps (RK45); ``steps`` is ignored
 
@@ -185,9 +185,11 @@ class Sampler:
     def nfe(self, steps: int, **options: Any) -> int:
         """Network evaluations for a grid of ``steps`` noise levels with these ``options``."""
         per_level = self.calls_per_level
-        if self.calls_per_level_option is not None:
-            default = inspect.signature(self.loop).parameters[self.calls_per_level_option].default
-            per_level = options.get(self.calls_per_level_option) or default
+        if self.calls_per_level_option is not None:  # calls_per_level counts it at 1
+            value = options.get(self.calls_per_level_option)
+            if value is None:
+                value = inspect.signature(self.loop).parameters[self.calls_per_level_option].default
+            per_level += int(value) - 1
         return steps * per_level - (per_level - 1) * self.saves_last_call + self.final_calls
 
     def steps_for_nfe(self, nfe: int, **options: Any) -> int:

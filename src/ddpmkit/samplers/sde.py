@@ -146,7 +146,11 @@ Returns:
     (SampleResult): x_0 (B, …), the trajectory when recorded, and nfe = N denoiser calls.
 """
 predictor_corrector = Sampler(
-    predictor_corrector_loop, "linspace", calls_per_level=2, saves_last_call=True
+    predictor_corrector_loop,
+    "linspace",
+    calls_per_level=2,
+    saves_last_call=True,
+    calls_per_level_option="corrector_steps",
 )
 """Predictor–corrector sampling (Song et al. 2021, Algorithms 2 and 5, VP).
 
