@@ -249,3 +249,12 @@ def test_the_predicted_nfe_follows_the_options_that_set_calls_per_level(name, op
     x_T = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     result = sample(name, exact, schedule, x_T, 5, **options)
     assert result.nfe == SAMPLERS[name].nfe(5, **options)
+
+
+def test_the_adaptive_solver_reports_vp_states_to_its_callback():
+    """Every sampler's callback sees x_t in VP coordinates, RK45's integration of the VE ODE too:
+    at σ_max ≈ 157 a VE state is ~157 times larger than its x_t ~ N(0, I)."""
+    seen = []
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sample("ode-rk45", EXACT, SCHEDULE, x_T, 4, callback=lambda _i, _n, x: seen.append(x))
+    assert seen and all(float(x.std()) < 3.0 for x in seen)

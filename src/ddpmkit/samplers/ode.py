@@ -85,7 +85,8 @@ def ode_rk45_loop(
     def rhs(log_sigma: float, flat: np.ndarray) -> np.ndarray:
         state = torch.from_numpy(flat).reshape(shape).to(device, dtype)
         sigma = float(np.exp(log_sigma))
-        run.advance_to(sum(level > sigma for level in grid[1:-1]), state)
+        x_t = state / (1.0 + sigma**2) ** 0.5  # the callback sees VP states, as everywhere
+        run.advance_to(sum(level > sigma for level in grid[1:-1]), x_t)
         return (state - run.denoise(state, sigma)).double().cpu().flatten().numpy()
 
     span = (float(np.log(sigma_max)), float(np.log(sigma_min)))
@@ -95,7 +96,7 @@ def ode_rk45_loop(
     if not solution.success:
         raise RuntimeError(f"RK45 failed: {solution.message}")
     x = torch.from_numpy(solution.y[:, -1]).reshape(shape).to(device, dtype)
-    run.advance_to(run.num_steps - 1, x)
+    run.advance_to(run.num_steps - 1, x / (1.0 + sigma_min**2) ** 0.5)
     run.record_ve(x, sigma_min, step_done=False)
     x = run.denoise(x, sigma_min)
     run.record(x)
