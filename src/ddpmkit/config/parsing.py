@@ -41,6 +41,8 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     names = list(fields)
     kwargs = {}
     for key, value in values.items():
+        if not isinstance(key, str):  # YAML's `?` or `1:` make keys that are no names
+            raise ConfigError(f"{where}: the key {key!r} is not an option name")
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = (
