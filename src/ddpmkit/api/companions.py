@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ddpmkit.api.training import data_section
+from ddpmkit.api.training import data_section, nested
 from ddpmkit.config.autoencoder import AutoencoderRunConfig
 from ddpmkit.config.builders import build_schedule
 from ddpmkit.config.execution import pick_device
@@ -47,7 +47,7 @@ def train_autoencoder(
         config: a .toml/.yaml/.json file or a dict of sections (``data``, ``autoencoder``,
             ``train``).
         progress: draw a progress bar.
-        overrides: sections as dicts (``train={"steps": 500}``).
+        overrides: sections as dicts (``train={"steps": 500}``) or dotted keys.
 
     Returns:
         The held-out reconstruction PSNR, the latent shape and scaling factor, the files.
@@ -55,12 +55,7 @@ def train_autoencoder(
     values: dict[str, Any] = {}
     if config is not None:
         values = config if isinstance(config, dict) else read_config_file(config)
-    for section, options in overrides.items():
-        if section not in AUTOENCODER_SECTIONS:
-            raise ValueError(
-                f"unknown option {section!r}: options are sections {', '.join(AUTOENCODER_SECTIONS)}"
-            )
-        values = merge(values, {section: options})
+    values = merge(values, nested(overrides, AUTOENCODER_SECTIONS))
     if data is not None:
         values = merge(values, {"data": data_section(data)})
     where = str(config) if isinstance(config, (str, Path)) else "config"

@@ -119,14 +119,14 @@ def run_config(
     return from_dict(RunConfig, values, where)
 
 
-def nested(overrides: dict[str, Any]) -> dict[str, Any]:
+def nested(overrides: dict[str, Any], sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
     """Keyword overrides as nested sections: ``train={"steps": 5}`` and ``**{"train.steps": 5}``
-    alike; a name that is no section is an error naming the sections."""
+    alike; a name that is none of ``sections`` is an error naming them."""
     values: dict[str, Any] = {}
     for key, value in overrides.items():
         section, *path = key.split(".")
-        if section not in SECTIONS:
-            raise ValueError(f"unknown option {key!r}: options are sections {', '.join(SECTIONS)}")
+        if section not in sections:
+            raise ValueError(f"unknown option {key!r}: options are sections {', '.join(sections)}")
         for name in reversed(path):
             value = {name: value}
         values = merge(values, {section: value})
