@@ -1,6 +1,7 @@
 """train.minutes and automatic sizing: the plan's arithmetic, a run that plans itself, writes the
 plan and resumes it without planning again, and the ladder a model is chosen from."""
 
+import dataclasses
 import json
 import math
 
@@ -229,3 +230,77 @@ def test_a_command_without_a_model_is_sized_and_vectors_get_the_mlp(tmp_path, ca
     assert batch >= sizing.FIRST_BATCH and batch & (batch - 1) == 0
     assert main(["train", "--out", str(tmp_path / "toy-auto"), *vectors, *unbatched]) == 0
     assert read_config(tmp_path / "toy-auto").train.batch_size == 64  # all the 64 points
+
+
+def _stand_in_compiler(monkeypatch) -> list[int]:
+    """torch.compile replaced by eager calls that are counted (a real compilation takes a minute;
+    tests/test_execution.py's slow test compares a real one with eager)."""
+    calls: list[int] = []
+
+    def compile(network, **options):
+        def compiled(*args, **kwargs):
+            calls.append(1)
+            return network(*args, **kwargs)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile)
+    return calls
+
+
+def _compiling_trainer(config: RunConfig, folder) -> Trainer:
+    """A trainer whose train.compile auto decision compiles whatever the work left, and keeps
+    the compiled graph whatever its timing."""
+    trainer = Trainer(config, folder)
+    assert trainer.compile_decision is not None
+    trainer.compile_decision.expected_compile_seconds = 0.0
+    trainer.compile_decision.margin = -1e9
+    return trainer
+
+
+def test_train_compile_auto_times_steps_then_plans_on_the_mode_it_keeps(tmp_path, monkeypatch):
+    """train.compile auto (the default) in a budget run: warm-up and eager steps, a compiling
+    step and compiled ones are timed for the decision before the planner times anything, and
+    the decision is written to summary.json."""
+    compiled_calls = _stand_in_compiler(monkeypatch)
+    config = tiny_budget_run(minutes=30.0)
+    assert config.train.compile == "auto"
+    trainer = _compiling_trainer(config, tmp_path / "auto")
+    trainer.fit()
+    decision = trainer.compile_decision
+    assert decision is not None and decision.state == "decided" and decision.use_compiled
+    assert len(compiled_calls) == 40 - 1 - decision.trials  # every step after the eager ones
+    assert trainer.plan is not None and trainer.step == 40
+    # planned after the decision's 1 + 2 × trials + 1 steps and PROBE_STEPS + 1 more
+    assert trainer.plan.seconds_per_step > 0
+    summary = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert summary["compile"].startswith("compiled: compiled units ran")
+
+
+def test_compiled_steps_save_the_weights_eager_steps_save(tmp_path, monkeypatch):
+    """A compiled run's checkpoint is the eager run's: the same names, and with a stand-in
+    compiler that computes eagerly the same values, bit for bit."""
+    _stand_in_compiler(monkeypatch)
+    base = tiny_budget_run(minutes=None)
+    config = dataclasses.replace(base, train=dataclasses.replace(base.train, steps=12))
+    auto = _compiling_trainer(config, tmp_path / "auto")
+    auto.fit()
+    assert auto.compile_decision is not None and auto.compile_decision.use_compiled
+    eager_train = dataclasses.replace(config.train, compile=False)
+    eager = Trainer(dataclasses.replace(config, train=eager_train), tmp_path / "eager")
+    assert eager.compile_decision is None
+    eager.fit()
+    for (name, a), (_, b) in zip(
+        auto.network.state_dict().items(), eager.network.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_train_compile_auto_stays_eager_in_a_short_run(tmp_path, monkeypatch):
+    compiled_calls = _stand_in_compiler(monkeypatch)
+    trainer = Trainer(tiny_budget_run(minutes=1e-4), tmp_path / "run")
+    trainer.fit()
+    assert trainer.compile_decision is not None and not trainer.compile_decision.use_compiled
+    assert compiled_calls == [] and trainer.step == PROBE_STEPS + 2
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["compile"].startswith("eager: 0 s of work left")

@@ -15,15 +15,16 @@ import torch
 from torch import nn
 
 from ddpmkit.core.precision import Precision, autocast, describe_precision, needs_grad_scaler
-from ddpmkit.networks.execution import CompiledNetwork, accelerate, set_layout
+from ddpmkit.networks.execution import CompiledNetwork, CompileMode, accelerate, set_layout
 
 PRECISION_HELP = (
     "the network's arithmetic; bf16/fp16 are autocast, auto is bf16 where the device has bf16 "
     "units (fp16 on GPUs without them) and fp32 elsewhere"
 )
 COMPILE_HELP = (
-    "torch.compile the network: faster steps after a compilation of about a minute on a CPU (a "
-    "C++ compiler is needed); falls back to eager with a warning"
+    "torch.compile the network (true), never (false), or auto: where timing the first steps shows "
+    "that the work left pays for the compilation (2-60 s on a CPU, a C++ compiler is needed) and "
+    "the compiled steps run faster; falls back to eager with a warning if compilation fails"
 )
 
 
@@ -34,7 +35,7 @@ def precision_field() -> Any:
 
 def compile_field() -> Any:
     """The ``compile`` option of a config section that runs the network."""
-    return field(default=False, metadata={"help": COMPILE_HELP})
+    return field(default="auto", metadata={"help": COMPILE_HELP, "choices": (True, False, "auto")})
 
 
 class ExecutionOptions(Protocol):
@@ -44,7 +45,7 @@ class ExecutionOptions(Protocol):
     def precision(self) -> Precision: ...
 
     @property
-    def compile(self) -> bool: ...
+    def compile(self) -> CompileMode: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Execution:
 
     device: torch.device
     precision: Precision = "fp32"
-    compile: bool = False
+    compile: CompileMode = False
 
     @classmethod
     def of(cls, device: torch.device, options: ExecutionOptions) -> Execution:
@@ -74,12 +75,15 @@ class Execution:
 
     def set_layout(self, network: nn.Module) -> None:
         """Put ``network``'s weights, in place, in the memory layout its convolutions prefer."""
-        set_layout(network, compiled=self.compile)
+        set_layout(network)
 
     def prepare(self, network: nn.Module) -> nn.Module:
-        """What a denoiser should call: ``network`` compiled when asked (eager on failure).
-        Its layout must have been set (``set_layout``) before."""
-        return CompiledNetwork(network) if self.compile else network
+        """What a denoiser should call: ``network`` compiled when asked, or where timing shows
+        that it pays (``auto``); eager on failure. Its layout must have been set (``set_layout``)
+        before."""
+        if self.compile is False:
+            return network
+        return CompiledNetwork(network, auto=self.compile == "auto")
 
     def accelerate(self, network: nn.Module) -> nn.Module:
         """``set_layout`` then ``prepare``: the network ready to run."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ddpmkit.config.execution import compile_field, precision_field
 from ddpmkit.core.grids import GridKind
 from ddpmkit.core.precision import Precision
+from ddpmkit.networks.execution import CompileMode
 from ddpmkit.samplers import SAMPLERS, ReverseVariance
 
 MAX_SAMPLE_STEPS = 100_000
@@ -116,7 +117,7 @@ class SampleConfig:
     )
     use_ema: bool = field(default=True, metadata={"help": "sample with the EMA weights"})
     precision: Precision = precision_field()
-    compile: bool = compile_field()
+    compile: CompileMode = compile_field()
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:

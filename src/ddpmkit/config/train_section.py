@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ddpmkit.config.execution import compile_field, precision_field
 from ddpmkit.core.precision import Precision
 from ddpmkit.learning_rate import LrDecay
+from ddpmkit.networks.execution import CompileMode
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class TrainConfig:
         default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, …"}
     )
     precision: Precision = precision_field()
-    compile: bool = compile_field()
+    compile: CompileMode = compile_field()
     tensorboard: bool = field(
         default=False,
         metadata={

@@ -18,6 +18,7 @@ from ddpmkit.core.randomness import PerSampleGenerator, randn
 from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
 from ddpmkit.generation.conditioning import Conditioning, network_conditions, sample_labels
 from ddpmkit.guidance import AutoGuidance, ClassifierFreeGuidance, ClassifierGuidance
+from ddpmkit.networks.execution import CompiledNetwork
 from ddpmkit.outputs import save_npz, save_picture
 from ddpmkit.progress import ProgressCallback
 from ddpmkit.samplers import SAMPLERS, SampleResult, sample
@@ -60,6 +61,8 @@ def generate(
     first, last, _ = (rows or slice(None)).indices(config.num_samples)
     starts = range(first, last, config.batch_size)
     options = sampler_options(config)  # resolved once, not per batch
+    calls = SAMPLERS[config.sampler].nfe(steps, **options) * len(starts)
+    _expect_calls([model] if guide is None else [model, guide], calls)
     results = []
     for batch_index, start in enumerate(starts):
         stop = min(start + config.batch_size, last)
@@ -150,6 +153,15 @@ def wrap_denoiser(denoiser: Denoiser, config: SampleConfig) -> Denoiser:
 def sampler_options(config: SampleConfig) -> dict[str, object]:
     """The config fields that the chosen sampler takes as keyword options."""
     return {name: getattr(config, name) for name in SAMPLERS[config.sampler].options()}
+
+
+def _expect_calls(models: list[TrainedModel], calls: int) -> None:
+    """Tell each model's network compiled with ``sample.compile`` auto how many calls follow, so
+    that it times them and compiles where the work pays for it."""
+    for model in models:
+        network = getattr(model.denoiser, "network", None)
+        if isinstance(network, CompiledNetwork):
+            network.expect_calls(calls)
 
 
 def _concatenate(results: list[SampleResult]) -> SampleResult:

@@ -134,13 +134,22 @@ class Planner:
         self.started, self.agree = started, agree
         self.step_times: list[float] = []
 
+    def time_step(self) -> float:
+        """Record that a step has just ended (the time, returned)."""
+        now = time.perf_counter()
+        self.step_times.append(now)
+        return now
+
+    def restart(self) -> None:
+        """Forget the steps timed: those that follow run another way (compiled)."""
+        self.step_times.clear()
+
     def plan_after_step(
         self, train: TrainConfig, step: int, sampling_seconds: Callable[[], float]
     ) -> Plan | None:
         """Record that ``step`` has just ended; after PROBE_STEPS timed steps (the first one is
         not timed), the plan; before, None."""
-        now = time.perf_counter()
-        self.step_times.append(now)
+        now = self.time_step()
         if len(self.step_times) <= PROBE_STEPS:
             return None
         per_step = (self.step_times[-1] - self.step_times[0]) / PROBE_STEPS

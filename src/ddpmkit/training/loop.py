@@ -27,6 +27,7 @@ from ddpmkit.likelihood import (
     variational_bound,
 )
 from ddpmkit.networks.autoencoder import Autoencoder
+from ddpmkit.networks.execution import CompileDecision
 from ddpmkit.progress import ProgressCallback
 from ddpmkit.storage.autoencoder_folders import load_autoencoder, run_autoencoder
 from ddpmkit.storage.checkpoints import (
@@ -77,6 +78,7 @@ class Trainer(Learner):
         device = processes.device(pick_device(config.train.device))
         processes.start(device)
         agree = partial(processes.slowest, device=device)  # one time for all processes: the slowest
+        self._agree = agree
         self.dataset, self.shape = data.dataset, data.shape
         autoencoder = None
         if config.model.autoencoder is not None:  # latent diffusion: encode the images once
@@ -157,6 +159,7 @@ class Trainer(Learner):
             "parameters": sum(p.numel() for p in self.network.parameters()),
             "last_session": {"steps": steps, "seconds": round(seconds, 3), "images_per_second": rate},
             "last_log_row": log.last_row,
+            "compile": self.compile_decision.reason if self.compile_decision else None,
         })  # fmt: skip
 
     def _loop(
@@ -176,10 +179,14 @@ class Trainer(Learner):
                 raise ValueError(
                     f"step {self.step + 1}: {reason}; {self.run.stop_message()}"
                 ) from error
+            started = time.perf_counter()
             metrics, output = self.train_step(x0, labels)
             self.step += 1
+            decision = self.compile_decision
+            if decision is not None and decision.state != "decided":
+                self._time_for_compilation(decision, started)  # before any plan: its cost counts
             if self._planner is not None:
-                self._plan_when_timed(self._planner)
+                self._plan_when_timed(self._planner, decision)
             train = self.config.train
             log.add(self.step, metrics, output)
             if main and train.eval_every > 0 and self.step % train.eval_every == 0:
@@ -194,10 +201,31 @@ class Trainer(Learner):
                 on_step(self.step, metrics)
             self._periodic_outputs(on_sampling)
 
-    def _plan_when_timed(self, planner: Planner) -> None:
+    def _time_for_compilation(self, decision: CompileDecision, started: float) -> None:
+        """Time the step that began at ``started`` for ``train.compile`` auto. The units left are
+        the steps left, in a ``train.minutes`` run before its plan at most what the budget left
+        holds at this step's rate; every process records the slowest process's figures, so all
+        decide alike."""
+        synchronize(self.device)
+        seconds = self._agree(time.perf_counter() - started)
+        units_left = float(self.config.train.steps - self.step)
+        minutes = self.requested.train.minutes
+        if self._planner is not None and minutes is not None:
+            elapsed = self._agree(time.perf_counter() - self._planner.started)
+            units_left = min(units_left, (60.0 * minutes - elapsed) / max(seconds, 1e-9))
+        decision.record(seconds, units_left)
+
+    def _plan_when_timed(self, planner: Planner, decision: CompileDecision | None) -> None:
         """Once the planner has timed enough steps, plan the rest of a ``train.minutes`` run and
-        write the planned options to config.json."""
+        write the planned options to config.json; while ``train.compile`` auto decides, steps
+        are timed but not planned on, and the compiling and compiled trials are not timed."""
         synchronize(self.device)  # a step's time is known once the device has done it
+        if decision is not None and decision.state != "decided":
+            if decision.use_compiled:
+                planner.restart()
+            else:
+                planner.time_step()
+            return
         seconds = partial(sampling_seconds, self.sampling_model, self.execution)
         plan = planner.plan_after_step(self.requested.train, self.step, seconds)
         if plan is None:

@@ -18,6 +18,7 @@ from ddpmkit.generation.conditioning import training_conditions
 from ddpmkit.learning_rate import learning_rate
 from ddpmkit.losses import LossOutput
 from ddpmkit.networks.autoencoder import Autoencoder
+from ddpmkit.networks.execution import CompiledNetwork
 from ddpmkit.storage.checkpoints import TrainingState, load_training_state, load_weights
 from ddpmkit.storage.model import TrainedModel
 from ddpmkit.training.distributed import Processes
@@ -54,6 +55,10 @@ class Learner:
         self.sampling_model = TrainedModel.of(config, self.ema.model, None, autoencoder)
         self.schedule = self.sampling_model.schedule
         fast_network = execution.prepare(self.parallel)
+        self.compile_decision = (
+            fast_network.decision if isinstance(fast_network, CompiledNetwork) else None
+        )
+        """``train.compile`` auto's decision, which the loop times steps for (else None)."""
         self.denoiser = build_denoiser(fast_network, self.schedule, config.diffusion)
         self.loss = build_loss(config.diffusion, self.schedule, config.data.levels)
         self.optimizer = torch.optim.AdamW(
