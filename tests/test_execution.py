@@ -150,21 +150,22 @@ def _decide(eager: float, compiled: float, units_left: float, **options: float) 
 
 
 def test_compile_decision_compiles_only_where_the_work_left_pays_for_it() -> None:
-    # 0.1 s units: 500 left are 50 s of work, under 3 × an expected 30 s compilation
-    short = _decide(0.1, 0.05, 500)
+    # 0.1 s units: 5000 left are 500 s of work, under 20 × an expected 30 s compilation: a
+    # compiled graph that turned out no faster would have cost more than 1/20 of the work
+    short = _decide(0.1, 0.05, 5000)
     assert (short.state, short.use_compiled) == ("decided", False)
-    assert "50 s of work left" in short.reason
+    assert "500 s of work left" in short.reason
     assert len(short.eager_seconds) == short.trials
-    # 5000 left (500 s): compile, then keep the compiled graph, twice as fast
-    long = _decide(0.1, 0.05, 5000)
+    # 7000 left (700 s): compile, then keep the compiled graph, twice as fast
+    long = _decide(0.1, 0.05, 7000)
     assert (long.state, long.use_compiled) == ("decided", True)
     assert "2.00× eager's speed after a 20 s compilation" in long.reason
     # ... unless the compiled units are not faster by the margin
-    slower = _decide(0.1, 0.099, 5000)
+    slower = _decide(0.1, 0.099, 7000)
     assert (slower.state, slower.use_compiled) == ("decided", False)
     assert slower.reason.startswith("eager: compiled units ran 1.01×")
     # the threshold follows payback and the expected cost
-    assert _decide(0.1, 0.05, 500, expected_compile_seconds=10.0, payback=2.0).use_compiled
+    assert _decide(0.1, 0.05, 5000, expected_compile_seconds=10.0, payback=40.0).use_compiled
 
 
 def _counting_compiler(monkeypatch) -> list[tuple[int, ...]]:

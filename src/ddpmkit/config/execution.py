@@ -22,9 +22,9 @@ PRECISION_HELP = (
     "units (fp16 on GPUs without them) and fp32 elsewhere"
 )
 COMPILE_HELP = (
-    "torch.compile the network (true), never (false), or auto: where timing the first steps shows "
-    "that the work left pays for the compilation (2-60 s on a CPU, a C++ compiler is needed) and "
-    "the compiled steps run faster; falls back to eager with a warning if compilation fails"
+    "torch.compile the network: true, false, or auto: tried only where the work left is 20x an "
+    "expected 30 s compilation (a C++ compiler is needed), and kept only if the timed compiled "
+    "steps run faster; a failed compilation falls back to eager with a warning"
 )
 
 

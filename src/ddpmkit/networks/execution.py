@@ -5,8 +5,9 @@ fall-back to eager execution where compilation fails.
 Measured (docs/benchmarks.md, issue 28): on CPUs PyTorch's channels-last GroupNorm kernel is
 several times slower than the NCHW one, and compiled graphs run no faster channels-last than NCHW,
 so CPU networks stay NCHW; CUDA's tensor-core convolutions are fastest channels-last. A compiled
-small U-Net runs 1.1–1.7× faster than eager on a 2-core CPU after a compilation of 2–35 s, so
-whether to compile depends on how much work follows: `CompileDecision` times it.
+small U-Net samples 1.2–1.7× faster than eager on a 2-core CPU after a compilation of 5–35 s,
+but trains at 0.9–1.2× eager's speed, so whether to compile depends on how much work follows and
+on the device: `CompileDecision` times it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class CompileDecision:
     """
 
     expected_compile_seconds: float = 30.0
-    payback: float = 3.0
+    payback: float = 20.0
+    """At most 1/20 of the work is lost when a compiled graph is tried and turns out no faster."""
     trials: int = 4
     margin: float = 0.03
     state: Literal["warm-up", "eager", "compiling", "compiled", "decided"] = "warm-up"
