@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of docs/benchmarks.md in one call (each part under a timeout: 9.5 minutes at most):
-#   1. bench/throughput.py on CUDA: the three U-Nets, fp32/bf16/fp16, eager and compiled,
+#   1. bench/throughput.py on CUDA: the U-Nets, fp32/bf16/fp16, eager and the default mode,
 #      against the measured matmul/convolution peak (and diffusers, when it is installed);
 #   2. a short CIFAR-10-shaped training run through `ddpmkit train` (synthetic 32×32 RGB data,
 #      the cifar10-ddpm preset's 35.7M U-Net) that prints its images/s from log.csv.
@@ -15,11 +15,14 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv || true
 "$PYTHON" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.__version__, torch.cuda.get_device_name())"
 
-# eager: every network and precision; then compiled (one graph per shape) for the 35.7M U-Net
-timeout 240 "$PYTHON" bench/throughput.py --device cuda --batches 64,256 --rounds 5 \
+# eager: every network and precision; then eager against the default (compile: auto, settled as
+# in a long job: compiled where its timed steps run faster) for the 35.7M U-Net and the ladder's
+# small 28×28 rung
+timeout 200 "$PYTHON" bench/throughput.py --device cuda --batches 64,256 --rounds 5 --eager-only \
   | tee "$OUT/throughput.txt" || echo "throughput (eager) stopped: $?"
-timeout 150 "$PYTHON" bench/throughput.py --device cuda --networks cifar10 --precisions bf16 \
-  --batches 128 --rounds 5 --compile | tee -a "$OUT/throughput.txt" || echo "compiled stopped: $?"
+timeout 190 "$PYTHON" bench/throughput.py --device cuda --networks cifar10,ladder28-small \
+  --precisions bf16 --batches 128 --rounds 5 | tee -a "$OUT/throughput.txt" \
+  || echo "default stopped: $?"
 
 "$PYTHON" - "$OUT/cifar-shaped.npz" <<'EOF'
 import sys
