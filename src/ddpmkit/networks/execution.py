@@ -61,7 +61,7 @@ class CompileDecision:
     payback: float = 20.0
     """At most 1/20 of the work is lost when a compiled graph is tried and turns out no faster."""
     trials: int = 4
-    margin: float = 0.03
+    margin: float = 0.10
     state: Literal["warm-up", "eager", "compiling", "compiled", "decided"] = "warm-up"
     eager_seconds: list[float] = field(default_factory=list)
     compiled_seconds: list[float] = field(default_factory=list)
