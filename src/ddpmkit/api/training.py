@@ -24,6 +24,7 @@ from ddpmkit.storage.diffusers_folders import export_refusal
 from ddpmkit.training.budget import Plan
 from ddpmkit.training.loop import Trainer
 from ddpmkit.training.sizing import Sizing
+from ddpmkit.training.stopping import TrainingStopped
 
 SECTIONS = ("data", "model", "diffusion", "train", "sample")
 """The sections of a run's configuration (``RunConfig``), each a keyword of `train`."""
@@ -185,9 +186,11 @@ def fit(trainer: Trainer, run_dir: Path, *, bars: bool, lines: bool) -> Path:
 
         try:
             checkpoint = trainer.fit(on_step, sampling)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             bar.close()
-            print(interrupted(trainer.step, find_checkpoints(run_dir), run_dir), file=sys.stderr)
+            by = f" by {stop}" if isinstance(stop, TrainingStopped) else ""
+            message = interrupted(trainer.step, find_checkpoints(run_dir), run_dir, by)
+            print(message, file=sys.stderr)
             raise
     say(f"ddpmkit: checkpoint {checkpoint}")
     for picture in sorted((run_dir / "samples").glob("*.png")):
@@ -196,11 +199,11 @@ def fit(trainer: Trainer, run_dir: Path, *, bars: bool, lines: bool) -> Path:
     return checkpoint
 
 
-def interrupted(step: int, checkpoints: list[Path], run_dir: Path) -> str:
-    """What a Ctrl-C left behind, and the command that continues the run."""
+def interrupted(step: int, checkpoints: list[Path], run_dir: Path, by: str = "") -> str:
+    """What a stop (Ctrl-C, SIGTERM ``by``) left behind, and the command that continues the run."""
     saved = f"its last checkpoint is {checkpoints[-1].name}" if checkpoints else "no checkpoint yet"
     return (
-        f"ddpmkit train: interrupted at step {step}; {saved}. "
+        f"ddpmkit train: interrupted{by} at step {step}; {saved}. "
         f"Continue with: ddpmkit train --resume --out {run_dir}"
     )
 

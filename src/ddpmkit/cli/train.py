@@ -10,6 +10,7 @@ from typing import Any
 from ddpmkit.config.parsing import add_config_flags, merge, overrides_from_args
 from ddpmkit.config.presets import PRESETS
 from ddpmkit.config.schema import RunConfig
+from ddpmkit.training.stopping import TrainingStopped
 
 DESCRIPTION = (
     "Train a diffusion model. Settings are applied in order: defaults, --preset, --config, then "
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             out=args.out, preset=args.preset, config=args.config, resume=args.resume,
             progress=not args.quiet, verbose=True, **overrides(args),
         )  # fmt: skip
+    except TrainingStopped as stop:  # SIGTERM or Ctrl-C between steps: the step is saved
+        return stop.exit_code
     except KeyboardInterrupt:
         return (
             130  # the shell's code for a stop by Ctrl-C (128 + SIGINT); the run said how to go on

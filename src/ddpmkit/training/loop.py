@@ -49,9 +49,11 @@ from ddpmkit.training.budget import (
 from ddpmkit.training.distributed import Processes
 from ddpmkit.training.latents import encode_dataset
 from ddpmkit.training.run_folder import RunFolder
+from ddpmkit.training.run_lock import RunLock
 from ddpmkit.training.run_logs import LossLog, StepMetrics, TensorBoardLog
 from ddpmkit.training.sizing import Sizing
 from ddpmkit.training.step import Learner
+from ddpmkit.training.stopping import StopSignals, TrainingStopped
 
 TrainStepCallback = Callable[[int, StepMetrics], None]
 """Called after every step with (step, metrics); the CLI draws its progress bar with it."""
@@ -79,6 +81,9 @@ class Trainer(Learner):
         processes.start(device)
         agree = partial(processes.slowest, device=device)  # one time for all processes: the slowest
         self._agree = agree
+        self._lock = RunLock(self.run.path)  # one training process per run folder
+        if processes.main and (not resume or self.run.path.is_dir()):
+            self._lock.acquire()
         self.dataset, self.shape = data.dataset, data.shape
         autoencoder = None
         if config.model.autoencoder is not None:  # latent diffusion: encode the images once
@@ -133,9 +138,13 @@ class Trainer(Learner):
         start, first_step = time.perf_counter(), self.step
         if train.tensorboard and main:
             self._board = TensorBoardLog(self.run.path / "tensorboard", train.batch_size)
+        if self.processes.main and not self._lock.held:
+            self._lock.acquire()
         try:
-            self._loop(batches, log, on_step, on_sampling)
+            with StopSignals() as signals:
+                self._loop(batches, log, on_step, on_sampling, signals)
         finally:
+            self._lock.release()
             if self._board is not None:
                 self._board.close()
         final = self.run.path / "samples" / checkpoint_name(self.step)
@@ -168,6 +177,7 @@ class Trainer(Learner):
         log: LossLog,
         on_step: TrainStepCallback | None,
         on_sampling: ProgressCallback | None,
+        signals: StopSignals,
     ) -> None:
         main = self.processes.main
         while self.step < self.config.train.steps:  # a train.minutes run plans on the way
@@ -200,6 +210,22 @@ class Trainer(Learner):
             if on_step is not None:
                 on_step(self.step, metrics)
             self._periodic_outputs(on_sampling)
+            self._stop_if_asked(signals)
+
+    def _stop_if_asked(self, signals: StopSignals) -> None:
+        """After a step, a SIGTERM or Ctrl-C received by any process: checkpoint this step
+        (unless it has one, or its loss was NaN/Inf) and raise `TrainingStopped` everywhere."""
+        asked = float(signals.requested or 0)
+        if self.processes.distributed:  # every process stops after the same step
+            asked = self._agree(asked)
+        if not asked:
+            return
+        self.check_finite()
+        folder = self.run.path / "checkpoints" / checkpoint_name(self.step)
+        if self.processes.main and not folder.exists():
+            self.save()
+        self.processes.barrier()
+        raise TrainingStopped(int(asked))
 
     def _time_for_compilation(self, decision: CompileDecision, started: float) -> None:
         """Time the step that began at ``started`` for ``train.compile`` auto. The units left are

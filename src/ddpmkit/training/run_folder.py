@@ -30,6 +30,7 @@ from ddpmkit.storage.checkpoints import (
     step_of,
 )
 from ddpmkit.training.budget import Plan
+from ddpmkit.training.run_lock import LOCK_FILE
 from ddpmkit.training.run_logs import write_summary
 
 PLAN_FILE = "plan.json"
@@ -65,7 +66,7 @@ class RunFolder:
     ) -> None:
         """Start a new run here: the folder must be empty, writable and have room for two
         checkpoints; it gets the config (and a latent run's autoencoder)."""
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(p.name != LOCK_FILE for p in self.path.iterdir()):
             raise FileExistsError(
                 f"run folder {self.path} is not empty; resume it with --resume "
                 "or choose a new folder with --out"
