@@ -72,7 +72,9 @@ def test_sigterm_checkpoints_the_step_and_the_run_resumes_bit_for_bit(tmp_path):
     unbroken run's."""
     run = tmp_path / "stopped"
     command = [sys.executable, "-m", "ddpmkit", "train", "--out", str(run), *FLAGS]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while not (run / "checkpoints" / "step-0000100").exists() and process.poll() is None:
         assert time.monotonic() < deadline, "the run never reached its checkpoint"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Literal, overload
 
@@ -12,6 +13,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from ddpmkit.data import save_image_grid, save_scatter_png, to_uint8_images
+from ddpmkit.files import write_atomically
 
 
 def picture_upscale(height: int) -> int:
@@ -63,32 +65,30 @@ def save_picture(samples: Tensor, path: Path) -> Path:
 
 
 def save_npz(samples: Tensor, path: Path) -> Path:
-    """Samples as ``samples`` (float32, data scale [-1, 1]) in an .npz; refuses to overwrite."""
-    refuse_existing(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, samples=samples.float().numpy())
-    return path
+    """Samples as ``samples`` (float32, data scale [-1, 1]) in an .npz, written atomically;
+    refuses to overwrite."""
+    array = samples.float().numpy()
+    return write_atomically(path, lambda where: np.savez_compressed(where, samples=array))
 
 
 def save_png_folder(samples: Tensor, folder: Path, first_index: int = 0) -> Path:
     """One PNG per image (B, C, H, W), at its own size, named by its index in the whole set
-    (``000000.png`` …), as clean-fid and pytorch-fid read them; refuses to overwrite."""
+    (``000000.png`` …), as clean-fid and pytorch-fid read them; each written atomically, into a
+    folder that `ddpmkit.files.partial_folder` renames once complete; refuses to overwrite."""
     pixels = to_uint8_images(samples)
     folder.mkdir(parents=True, exist_ok=True)
     for offset, image in enumerate(pixels):
+        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
         path = folder / f"{first_index + offset:06d}.png"
-        refuse_existing(path)
-        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+        write_atomically(path, partial(picture.save, format="PNG"))
     return folder
 
 
 def save_npz_uint8(samples: Tensor, path: Path) -> Path:
     """Images as ``arr_0``, uint8 (B, H, W, C): the format of OpenAI's guided-diffusion
-    evaluator; refuses to overwrite."""
-    refuse_existing(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, arr_0=to_uint8_images(samples))
-    return path
+    evaluator, written atomically; refuses to overwrite."""
+    pixels = to_uint8_images(samples)
+    return write_atomically(path, lambda where: np.savez(where, arr_0=pixels))
 
 
 def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: int = 360) -> Path:
@@ -108,9 +108,7 @@ def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: in
     )
     draw.text((margin, height - margin + 6), "t = 0", fill="black")
     draw.text((width - margin - 60, height - margin + 6), f"t = {len(values) - 1}", fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    return write_atomically(path, lambda where: image.save(where, format="PNG"))
 
 
 Output = Literal["tensor", "numpy", "pil"]

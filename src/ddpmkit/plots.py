@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 
 from ddpmkit.data.mosaic import image_grid
+from ddpmkit.files import write_atomically
 from ddpmkit.outputs import picture_upscale, refuse_existing
 
 Log = Mapping[str, np.ndarray]
@@ -136,9 +137,13 @@ def save_animation(trajectory: np.ndarray, path: Path, num_items: int) -> Path:
         frames = [_image_frame(trajectory[:num_items, s]) for s in range(steps)]
     captioned = [_captioned(frame, _frame_caption(s, steps)) for s, frame in enumerate(frames)]
     durations = [max(20, 4000 // steps)] * (steps - 1) + [1500]  # ~4 s, then hold x_0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    captioned[0].save(path, save_all=True, append_images=captioned[1:], duration=durations, loop=0)
-    return path
+    return write_atomically(
+        path,
+        lambda where: captioned[0].save(
+            where, save_all=True, append_images=captioned[1:], duration=durations, loop=0
+        ),
+        overwrite=True,
+    )
 
 
 def trajectory_title(step: int, steps: int) -> str:
@@ -201,9 +206,7 @@ def _images_strip(columns: Sequence[np.ndarray], titles: Sequence[str]) -> Figur
 
 def _save_figure(figure: Figure, path: Path) -> Path:
     """Render the figure to ``path`` (matplotlib's Agg renderer, chosen by the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return write_atomically(path, figure.savefig, overwrite=True)
 
 
 def _to_pixels(images: np.ndarray) -> np.ndarray:

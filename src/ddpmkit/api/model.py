@@ -360,10 +360,8 @@ class Model(TrainedModel):
             autoencoder = run_autoencoder_folder(
                 self.source.outputs_folder, self.config.model.autoencoder
             )
-        written = write_pipeline_folder(self.config, self.network, Path(folder), autoencoder)
-        if card:
-            (written / "README.md").write_text(model_card(self))
-        return written
+        extra = {"README.md": model_card(self)} if card else {}
+        return write_pipeline_folder(self.config, self.network, Path(folder), autoencoder, extra)
 
     def with_sample(self, sample: SampleConfig) -> Model:
         """The same weights with other stored sample options.

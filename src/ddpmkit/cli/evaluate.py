@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     args.nll = args.nll or "vlb"
 
     from ddpmkit.api.model import load
+    from ddpmkit.files import write_text_atomically
     from ddpmkit.outputs import check_outputs, save_terms_plot
     from ddpmkit.progress import reporter
     from ddpmkit.training.distributed import Processes
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     for row in report.rate_distortion_table():
         print(f"ddpmkit:   {row}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text_atomically(out, json.dumps(report.to_dict(), indent=2) + "\n", overwrite=True)
     print(f"ddpmkit: report {out}")
     if report.terms_bpd is not None:
         print(f"ddpmkit: L_t plot {save_terms_plot(report.terms_bpd, plot)}")

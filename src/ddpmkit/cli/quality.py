@@ -10,6 +10,7 @@ import json
 def run_metrics(args: argparse.Namespace) -> int:
     from ddpmkit.api.model import load
     from ddpmkit.evaluation.fidelity import requires_fidelity
+    from ddpmkit.files import write_text_atomically
     from ddpmkit.outputs import check_outputs
 
     requires_fidelity()
@@ -35,6 +36,6 @@ def run_metrics(args: argparse.Namespace) -> int:
     for name, value in report.metrics.items():
         print(f"ddpmkit: {name:10s} {value:.4f}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomically(out, json.dumps(record, indent=2) + "\n", overwrite=True)
     print(f"ddpmkit: report {out}")
     return 0

@@ -49,16 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ddpmkit.api.model import load
     from ddpmkit.config.execution import Execution
-    from ddpmkit.outputs import (
-        save_npz,
-        save_npz_uint8,
-        save_picture,
-        save_png_folder,
-    )
+    from ddpmkit.files import partial_path, start_partial_folder
+    from ddpmkit.outputs import save_png_folder
     from ddpmkit.storage.diffusers_folders import locate, scheduler_class
     from ddpmkit.training.distributed import Processes
 
@@ -73,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     out, npz, uint8, folder = output_paths(args, model, sample)
     rows = shard_rows(sample.num_samples, processes, args.trajectory)
     processes.start(model.device)
+    if folder is not None and processes.main:  # filled as FOLDER.partial, renamed when complete
+        start_partial_folder(folder)
+    processes.barrier()
     say = reporter(processes.main)
     where = f"{processes.world} processes" if processes.distributed else str(model.device)
     say(f"ddpmkit: sampling on {where}, {Execution.of(model.device, sample).describe()}")
@@ -86,23 +83,46 @@ def run(args: argparse.Namespace) -> int:
         progress=not quiet, trajectory=args.trajectory is not None, rows=rows, **options
     )
     if folder is not None:  # every process writes its own samples' files
-        save_png_folder(result.samples, folder, first_index=rows.start or 0)
+        save_png_folder(result.samples, partial_path(folder), first_index=rows.start or 0)
     if processes.distributed:
-        result = gather_shards(result, npz, processes)
+        result = gather_shards(result, npz, processes)  # after every process's PNGs
         if not processes.main:
             return 0
     seconds = time.perf_counter() - start
     say(f"ddpmkit: {sample.num_samples} samples {describe_work(result, sample)}, {seconds:.1f} s")
-    print(f"ddpmkit: samples {save_picture(result.samples, out)}")
-    print(f"ddpmkit: arrays  {save_npz(result.samples, npz)}")
-    if folder is not None:
-        print(f"ddpmkit: PNGs    {folder}/ ({sample.num_samples} files)")
-    if uint8 is not None:
-        print(f"ddpmkit: uint8   {save_npz_uint8(result.samples, uint8)}")
-    if args.trajectory is not None and result.trajectory is not None:
-        save_npz(torch.stack(result.trajectory, dim=1), args.trajectory)
-        print(f"ddpmkit: trajectory (samples, steps, …) {args.trajectory}")
+    write_outputs(result, [out, npz, uint8, args.trajectory], folder, sample.num_samples)
     return 0
+
+
+def write_outputs(
+    result: SampleResult, paths: list[Path | None], folder: Path | None, count: int
+) -> None:
+    """The grid PNG, the .npz, the uint8 .npz and the trajectory (``paths``, None where not
+    asked), each written in full before all are renamed into place, then the PNG folder."""
+    import torch
+
+    from ddpmkit.files import finish_partial_folder, staged
+    from ddpmkit.outputs import save_npz, save_npz_uint8, save_picture
+
+    out, npz, uint8, trajectory = paths
+    assert out is not None and npz is not None
+    trajectory = trajectory if result.trajectory is not None else None
+    with staged([p for p in (out, npz, uint8, trajectory) if p is not None]) as names:
+        save_picture(result.samples, names[out])
+        save_npz(result.samples, names[npz])
+        if uint8 is not None:
+            save_npz_uint8(result.samples, names[uint8])
+        if trajectory is not None and result.trajectory is not None:
+            save_npz(torch.stack(result.trajectory, dim=1), names[trajectory])
+    if folder is not None:
+        finish_partial_folder(folder)
+    print(f"ddpmkit: samples {out}\nddpmkit: arrays  {npz}")
+    if folder is not None:
+        print(f"ddpmkit: PNGs    {folder}/ ({count} files)")
+    if uint8 is not None:
+        print(f"ddpmkit: uint8   {uint8}")
+    if trajectory is not None:
+        print(f"ddpmkit: trajectory (samples, steps, …) {trajectory}")
 
 
 def output_paths(

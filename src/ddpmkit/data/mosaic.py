@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+from ddpmkit.files import write_atomically
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -24,17 +25,11 @@ def to_uint8_images(x: Tensor) -> np.ndarray:
 
 
 def _write_png(img: Image.Image, path: str | Path, overwrite: bool) -> Path:
-    """Save img as PNG at path; FileExistsError naming path unless overwrite."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoded = io.BytesIO()
-    img.save(encoded, format="PNG")  # encode first: a failure leaves no partial file
-    try:
-        with open(path, "wb" if overwrite else "xb") as handle:
-            handle.write(encoded.getvalue())
-    except FileExistsError as err:
-        raise FileExistsError(f"refusing to overwrite {path} (pass overwrite=True)") from err
-    return path
+    """Save img as PNG at path, atomically (`ddpmkit.files`); FileExistsError naming path unless
+    overwrite."""
+    return write_atomically(
+        Path(path), lambda where: img.save(where, format="PNG"), overwrite=overwrite
+    )
 
 
 def image_grid(

@@ -8,9 +8,6 @@ folder, or a pipeline folder with a ``vae/`` subfolder). Only safetensors weight
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ddpmkit.files import write_atomically, write_text_atomically
 from ddpmkit.networks.autoencoder import Autoencoder
 from ddpmkit.networks.diffusers_autoencoder import (
     autoencoder_config_from_diffusers,
@@ -66,20 +64,12 @@ def save_autoencoder(
     text = json.dumps(config, indent=2) + "\n"
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / WEIGHTS, lambda path: save_file(tensors, path, {"format": "pt"}))
-    _write_atomically(folder / CONFIG, lambda path: Path(path).write_text(text))
-
-
-def _write_atomically(destination: Path, write: Callable[[str], object]) -> None:
-    """Call ``write`` on a temporary file beside ``destination``, then rename it into place."""
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(
+        folder / WEIGHTS,
+        lambda path: save_file(tensors, path, {"format": "pt"}),
+        overwrite=True,
+    )
+    write_text_atomically(folder / CONFIG, text, overwrite=True)
 
 
 def load_autoencoder(folder: Path | str) -> Autoencoder:

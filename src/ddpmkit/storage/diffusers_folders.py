@@ -27,6 +27,7 @@ from ddpmkit.config.schema import DiffusionConfig, ModelConfig, RunConfig, Sampl
 from ddpmkit.core.parameterization import Parameterization
 from ddpmkit.core.schedules import ReverseVariance
 from ddpmkit.data import DataConfig
+from ddpmkit.files import partial_folder
 from ddpmkit.networks.diffusers_compat import diffusers_config_from, unet_config_from_diffusers
 from ddpmkit.networks.diffusers_unet import (
     DiffusersUNet,
@@ -321,9 +322,12 @@ def write_pipeline_folder(
     network: torch.nn.Module,
     destination: Path,
     autoencoder: Path | None = None,
+    texts: dict[str, str] | None = None,
 ) -> Path:
-    """A ``DDPMPipeline`` folder of the U-Net and its schedule; refuses to write into an existing
-    folder (`export_refusal` says which models have no diffusers form).
+    """A ``DDPMPipeline`` folder of the U-Net and its schedule, and ``texts`` (file name →
+    content, e.g. a model card), written as ``destination.partial`` and renamed when complete;
+    refuses to write into an existing folder (`export_refusal` says which models have no
+    diffusers form).
 
     A latent model (``autoencoder``: its AutoencoderKL folder) is written as ``unet/``,
     ``scheduler/`` and ``vae/`` without ``model_index.json``: diffusers has no unconditional
@@ -352,14 +356,18 @@ def write_pipeline_folder(
     }
     if autoencoder is not None:
         del files["model_index.json"]
-        (destination / "vae").mkdir(parents=True)
-        for name in (CONFIG_NAME, WEIGHTS):
-            shutil.copyfile(autoencoder / name, destination / "vae" / name)
-    for name, content in files.items():
-        (destination / name).parent.mkdir(parents=True, exist_ok=True)
-        (destination / name).write_text(json.dumps(content, indent=2) + "\n")
     tensors = {k: v.detach().contiguous().cpu() for k, v in weights.state_dict().items()}
-    save_file(tensors, destination / "unet" / WEIGHTS, metadata={"format": "pt"})
+    with partial_folder(destination) as partial:  # a kill leaves no half-written export
+        if autoencoder is not None:
+            (partial / "vae").mkdir()
+            for name in (CONFIG_NAME, WEIGHTS):
+                shutil.copyfile(autoencoder / name, partial / "vae" / name)
+        for name, content in files.items():
+            (partial / name).parent.mkdir(parents=True, exist_ok=True)
+            (partial / name).write_text(json.dumps(content, indent=2) + "\n")
+        save_file(tensors, partial / "unet" / WEIGHTS, metadata={"format": "pt"})
+        for name, text in (texts or {}).items():
+            (partial / name).write_text(text)
     return destination
 
 

@@ -17,6 +17,7 @@ from ddpmkit.config.execution import pick_device
 from ddpmkit.config.parsing import to_dict
 from ddpmkit.data import dataset_size, load_data, save_image_grid, stack_items
 from ddpmkit.evaluation.restoration_metrics import psnr
+from ddpmkit.files import write_text_atomically
 from ddpmkit.learning_rate import learning_rate
 from ddpmkit.likelihood.report import mean_ci95
 from ddpmkit.networks.autoencoder import Autoencoder, autoencoder_loss
@@ -85,7 +86,8 @@ def train_autoencoder(
         torch.cat([heldout[:shown], reconstructed[:shown]]), folder / "reconstructions.png",
         nrow=shown, upscale=picture_upscale(heldout.shape[-1]),
     )  # fmt: skip
-    (folder / "report.json").write_text(json.dumps({"heldout_psnr_db": scores[0]}, indent=2) + "\n")
+    report = json.dumps({"heldout_psnr_db": scores[0]}, indent=2) + "\n"
+    write_text_atomically(folder / "report.json", report, overwrite=True)
     latent_shape = tuple(model.latents(heldout[:1].to(device)).shape[1:])
     return AutoencoderReport(folder, scores[0], scores[1], scale, latent_shape, preview)
 

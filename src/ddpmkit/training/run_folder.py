@@ -20,6 +20,7 @@ from torch import nn
 
 from ddpmkit.config.parsing import to_dict
 from ddpmkit.config.schema import RunConfig
+from ddpmkit.files import write_text_atomically
 from ddpmkit.networks.autoencoder import Autoencoder
 from ddpmkit.storage.autoencoder_folders import RUN_AUTOENCODER, save_autoencoder
 from ddpmkit.storage.checkpoints import (
@@ -95,12 +96,14 @@ class RunFolder:
             )
 
     def write_config(self, config: RunConfig) -> None:
-        (self.path / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+        text = json.dumps(to_dict(config), indent=2) + "\n"
+        write_text_atomically(self.path / "config.json", text, overwrite=True)
 
     def write_plan(self, config: RunConfig, plan: Plan) -> None:
         """The planned config and the figures behind the plan."""
         self.write_config(config)
-        (self.path / PLAN_FILE).write_text(json.dumps(dataclasses.asdict(plan), indent=2) + "\n")
+        text = json.dumps(dataclasses.asdict(plan), indent=2) + "\n"
+        write_text_atomically(self.path / PLAN_FILE, text, overwrite=True)
 
     def saved_plan(self, minutes: float | None) -> Plan | None:
         """The plan a ``train.minutes`` run made before it stopped (None if it made none or

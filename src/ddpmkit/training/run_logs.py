@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ddpmkit.files import write_text_atomically
 from ddpmkit.losses import LossOutput
 
 
@@ -62,10 +62,8 @@ class TensorBoardLog:
 
 def write_summary(path: Path, summary: dict[str, Any]) -> Path:
     """``summary`` as JSON, replaced atomically (a reader never sees half a file)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    os.replace(partial, path)
-    return path
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    return write_text_atomically(path, text, overwrite=True)
 
 
 StepMetrics = dict[str, torch.Tensor | float]
