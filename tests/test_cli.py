@@ -227,7 +227,7 @@ def test_a_diverging_run_stops_with_the_step_named(tmp_path, capsys):
     ("flag", "value", "message"),
     [
         ("--train.checkpoint_every", "0", "train.checkpoint_every must be >= 1, got 0"),
-        ("--train.lr", "inf", "train.lr must be positive and finite, got inf"),
+        ("--train.lr", "inf", "train.lr: must be a finite number, got inf"),
         ("--train.warmup_steps", "-1", "train.warmup_steps must be >= 0, got -1"),
         ("--train.grad_clip", "-1", "train.grad_clip must be >= 0 and finite"),
         ("--train.keep_checkpoints", "-2", "train.keep_checkpoints must be >= 0"),

@@ -111,7 +111,7 @@ def test_learned_variance_doubles_the_network_output():
             "sample.churn_min (5.0) must not exceed churn_max (1.0)",
         ),
         ({"langevin_steps": 0}, "sample.langevin_steps must be >= 1"),
-        ({"guidance": float("nan")}, "sample.guidance must be finite"),
+        ({"guidance": float("nan")}, "guidance: must be a finite number, got nan"),
     ],
 )
 def test_out_of_range_sample_options_are_errors(values, message):

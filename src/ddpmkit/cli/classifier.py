@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
+from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least, finite_float
 
 DESCRIPTION = (
     "Trains a noisy classifier (Dhariwal & Nichol 2021) on the labelled training data of a run, "
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint(parser)
     parser.add_argument("--steps", type=at_least(1), default=2000, help="optimizer steps")
     parser.add_argument("--batch_size", type=at_least(1), default=128, help="items per step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--lr", type=finite_float, default=1e-3, help="Adam learning rate")
     parser.add_argument(
         "--base_channels", type=at_least(4), default=32, help="width of the classifier"
     )

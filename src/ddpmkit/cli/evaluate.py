@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
@@ -118,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if not processes.main:
         return 0
+    if not math.isfinite(report.bits_per_dim):
+        raise FloatingPointError(
+            f"the bound is {report.bits_per_dim} bits/dim, so no report was written: the model's "
+            "outputs overflowed on these data (check the weights, or try --num_levels/--variance)"
+        )
     if report.num_samples < args.num_samples:
         say(f"ddpmkit: the data hold {report.num_samples} items; evaluated all of them")
     where = f", {processes.world} processes" if processes.distributed else ""

@@ -9,7 +9,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from ddpmkit.api.model import load
-from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least
+from ddpmkit.cli.options import add_checkpoint, add_device_and_quiet, at_least, finite_float
 from ddpmkit.evaluation.restoration_metrics import psnr, ssim
 from ddpmkit.outputs import check_outputs
 from ddpmkit.pipeline.restoration import METHODS, Task, read_image, save_panel
@@ -70,7 +70,9 @@ def add_restore(parser: argparse.ArgumentParser) -> None:
         help="super-resolution of an already small image (size H/scale × W/scale) instead of "
         "--image; it is shown enlarged (nearest) in the input column",
     )
-    parser.add_argument("--blur_sigma", type=float, default=1.0, help="deblur: the blur's std")
+    parser.add_argument(
+        "--blur_sigma", type=finite_float, default=1.0, help="deblur: the blur's std"
+    )
     _add_mask(parser, required=False)
     _add_inverse(parser)
     parser.set_defaults(run=run_restore)
@@ -79,7 +81,7 @@ def add_restore(parser: argparse.ArgumentParser) -> None:
 def add_edit(parser: argparse.ArgumentParser) -> None:
     """``ddpmkit edit``: SDEdit, image-to-image."""
     _add_common(parser, "edit")
-    parser.add_argument("--strength", type=float, default=0.5, help="t_0/T, in [0, 1]")
+    parser.add_argument("--strength", type=finite_float, default=0.5, help="t_0/T, in [0, 1]")
     parser.add_argument(
         "--sampler", choices=sorted(SAMPLERS), default="ancestral", help="sampler from t_0"
     )
@@ -119,9 +121,12 @@ def _add_mask(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def _add_inverse(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--noise_std", type=float, default=0.0, help="std of the noise added to the measurement"
+        "--noise_std",
+        type=finite_float,
+        default=0.0,
+        help="std of the noise added to the measurement",
     )
-    parser.add_argument("--step_size", type=float, default=1.0, help="dps: the step ζ")
+    parser.add_argument("--step_size", type=finite_float, default=1.0, help="dps: the step ζ")
     parser.add_argument("--jump_length", type=at_least(1), default=10, help="repaint: j")
     parser.add_argument("--resamplings", type=at_least(1), default=10, help="repaint: r")
 

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import os
 import sys
 import types
@@ -51,10 +52,21 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
         kwargs[key] = coerce(value, hints[key], f"{where}.{key}")
         _check_choices(kwargs[key], fields[key], f"{where}.{key}")
+        _check_finite(kwargs[key], fields[key], f"{where}.{key}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from error
+
+
+def _check_finite(value: Any, f: dataclasses.Field[Any], where: str) -> None:
+    """A float option (or a float in a list) must be finite: NaN and ±inf are errors naming it,
+    unless the field's metadata says ``infinite`` (a bound that may be absent)."""
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        is_float = isinstance(item, float) and not isinstance(item, bool)
+        if is_float and not math.isfinite(item) and not f.metadata.get("infinite", False):
+            raise ConfigError(f"{where}: must be a finite number, got {item}")
 
 
 def _check_choices(value: Any, f: dataclasses.Field[Any], where: str) -> None:

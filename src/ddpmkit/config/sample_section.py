@@ -156,6 +156,13 @@ class SampleConfig:
             raise ValueError(f"sample.guidance must be finite, got {self.guidance}")
         if not math.isfinite(self.autoguidance):
             raise ValueError(f"sample.autoguidance must be finite, got {self.autoguidance}")
+        if self.timesteps is not None and (
+            len(set(self.timesteps)) != len(self.timesteps) or min(self.timesteps, default=0) < 0
+        ):
+            raise ValueError(
+                f"sample.timesteps {list(self.timesteps)} must be distinct training steps >= 0 "
+                "(each is one step of the sampler)"
+            )
         if self.prompt is not None and self.label is not None:
             raise ValueError("give sample.prompt or sample.label, not both")
         if self.sampler not in SAMPLERS:

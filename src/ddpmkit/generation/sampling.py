@@ -14,6 +14,7 @@ from torch import Tensor
 from ddpmkit.config.execution import Execution
 from ddpmkit.config.schema import SampleConfig
 from ddpmkit.core.denoisers import Denoiser
+from ddpmkit.core.finite import require_finite
 from ddpmkit.core.randomness import PerSampleGenerator, randn
 from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
 from ddpmkit.generation.conditioning import Conditioning, network_conditions, sample_labels
@@ -82,7 +83,18 @@ def generate(
             )  # fmt: skip
         results.append(result)
     result = _concatenate(results)
-    return dataclasses.replace(result, samples=model.decode(result.samples))
+    samples = require_finite(model.decode(result.samples), "samples", _nonfinite_cause(config))
+    return dataclasses.replace(result, samples=samples)
+
+
+def _nonfinite_cause(config: SampleConfig) -> str:
+    """What to look at when samples overflow: the options that scale the denoiser's output."""
+    return (
+        f"the network's outputs overflowed (sampler {config.sampler}, guidance {config.guidance}, "
+        f"autoguidance {config.autoguidance}, classifier_scale {config.classifier_scale}, "
+        f"precision {config.precision}); lower the guidance scales, try --precision fp32, or "
+        "check the weights"
+    )
 
 
 def sampling_denoiser(

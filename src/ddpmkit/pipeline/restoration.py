@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from ddpmkit.core.finite import require_finite
 from ddpmkit.core.grids import build_grid
 from ddpmkit.core.randomness import PerSampleGenerator, randn
 from ddpmkit.core.thresholding import ClippedDenoiser
@@ -228,8 +229,8 @@ def restore(
             step_size=step_size, jump_length=jump_length, resamplings=resamplings,
             noise_std=noise_std,
         )  # fmt: skip
-    result = out.samples.detach().clamp(-1.0, 1.0).float().cpu()
-    shaped = result.reshape(x.shape[0], num_samples, *model.shape)
+    result = require_finite(out.samples.detach(), "restorations", "the options made them overflow")
+    shaped = result.clamp(-1.0, 1.0).float().cpu().reshape(x.shape[0], num_samples, *model.shape)
     return Restoration(x.cpu(), y_k[::num_samples].cpu(), shaped, out.nfe)
 
 
