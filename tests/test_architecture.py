@@ -8,6 +8,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "ddpmkit"
 LAYERS = {
     "files": -1,
+    "memory": -1,
     "core": 0,
     "networks": 0,
     "data": 0,

@@ -55,10 +55,26 @@ def check_outputs(outputs: Mapping[str, tuple[Path | None, str]]) -> None:
             raise ValueError(f"{flag} {path}: its folder {path.parent} is not writable")
 
 
+GRID_IMAGES = 1024
+"""The most images a grid PNG shows; all samples are in the arrays written beside it."""
+GRID_PIXELS = 16_000_000
+"""The most pixels of a grid PNG (viewers and Pillow refuse pictures of hundreds of megapixels)."""
+
+
+def grid_count(samples: Tensor) -> int:
+    """How many of the images (B, C, H, W) a grid PNG shows: all, up to `GRID_IMAGES` and
+    `GRID_PIXELS` at the grid's magnification."""
+    height, width = samples.shape[2], samples.shape[3]
+    tile = (height * picture_upscale(height) + 1) * (width * picture_upscale(height) + 1)
+    return max(1, min(len(samples), GRID_IMAGES, GRID_PIXELS // tile))
+
+
 def save_picture(samples: Tensor, path: Path) -> Path:
-    """A grid PNG for image batches (B, C, H, W), a scatter PNG for 2-D points (B, 2)."""
+    """A grid PNG for image batches (B, C, H, W) — the first `grid_count` of them — and a
+    scatter PNG for 2-D points (B, 2)."""
     if samples.ndim == 4:
-        return save_image_grid(samples, path, upscale=picture_upscale(samples.shape[2]))
+        shown = samples[: grid_count(samples)]
+        return save_image_grid(shown, path, upscale=picture_upscale(samples.shape[2]))
     if samples.ndim == 2 and samples.shape[1] == 2:
         return save_scatter_png(samples, path)
     raise ValueError(f"no picture for samples of shape {tuple(samples.shape)}; use the .npz")

@@ -102,7 +102,7 @@ def write_outputs(
     import torch
 
     from ddpmkit.files import finish_partial_folder, staged
-    from ddpmkit.outputs import save_npz, save_npz_uint8, save_picture
+    from ddpmkit.outputs import grid_count, save_npz, save_npz_uint8, save_picture
 
     out, npz, uint8, trajectory = paths
     assert out is not None and npz is not None
@@ -116,7 +116,9 @@ def write_outputs(
             save_npz(torch.stack(result.trajectory, dim=1), names[trajectory])
     if folder is not None:
         finish_partial_folder(folder)
-    print(f"ddpmkit: samples {out}\nddpmkit: arrays  {npz}")
+    shown = grid_count(result.samples) if result.samples.ndim == 4 else len(result.samples)
+    first = f" (the first {shown} of {count})" if shown < count else ""
+    print(f"ddpmkit: samples {out}{first}\nddpmkit: arrays  {npz}")
     if folder is not None:
         print(f"ddpmkit: PNGs    {folder}/ ({count} files)")
     if uint8 is not None:

@@ -160,6 +160,10 @@ class ModelConfig:
                 ) from None
 
 
+MAX_NUM_STEPS = 100_000
+"""The longest forward chain ``diffusion.num_steps`` may ask for (the literature's: 1,000–4,000)."""
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """The ``diffusion`` section: the noise schedule β_t and process (VP, VE, sub-VP), the
@@ -237,6 +241,12 @@ class DiffusionConfig:
     )
 
     def __post_init__(self) -> None:
+        if not 1 <= self.num_steps <= MAX_NUM_STEPS:
+            raise ValueError(
+                f"diffusion.num_steps = {self.num_steps} is outside 1 … {MAX_NUM_STEPS:,}: the "
+                "literature's chains have 1,000–4,000 steps, and every schedule quantity and "
+                "grid holds one value per step"
+            )
         if self.loss != "simple" and self.timestep_sampling == "lognormal":
             raise ValueError(
                 f"diffusion.timestep_sampling = 'lognormal' reweights the objective; "

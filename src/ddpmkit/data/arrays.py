@@ -13,14 +13,19 @@ Labels: a .npz may hold integer labels (N,) under "labels" or "y"; a .npy has no
 
 from __future__ import annotations
 
+import math
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from ddpmkit.memory import require_memory
 
 LABEL_KEYS = ("labels", "y")
 _CHANNELS = (1, 3, 4)
@@ -190,8 +195,9 @@ def read_array_file(
     if path.suffix.lower() not in (".npy", ".npz"):
         raise ValueError(f"{path}: expected a .npy or .npz file")
     try:
+        _check_array_sizes(path)
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"cannot read array file {path}: {err}") from err
     if isinstance(loaded, np.ndarray):
         if key is not None:
@@ -203,6 +209,40 @@ def read_array_file(
         if data.ndim == 0:
             raise ValueError(f"{path}[{data_key!r}]: expected (N, ...) data, got a scalar")
         return data, _read_labels(archive, len(data), path)
+
+
+def _check_array_sizes(path: Path) -> None:
+    """Before loading: each array's header shape must fit the bytes stored for it (a .npy's
+    file, an .npz member's uncompressed size) and the memory available, so that a header
+    claiming (10⁶, 10⁶) is an error naming the file, not an allocation."""
+    if path.suffix.lower() == ".npy":
+        with path.open("rb") as handle:
+            _check_header(handle, path.stat().st_size, str(path))
+        return
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as handle:
+                    _check_header(handle, info.file_size, f"{path}[{info.filename[:-4]!r}]")
+
+
+def _check_header(handle: IO[bytes], stored: int, where: str) -> None:
+    version = np.lib.format.read_magic(handle)
+    read = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in read:
+        return  # numpy reads (or refuses) other versions itself
+    shape, _, dtype = read[version](handle)
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > stored:
+        raise ValueError(
+            f"its header claims shape {shape} ({needed:,} bytes), but {stored:,} bytes are stored "
+            "(a truncated or forged file)"
+        )
+    require_memory(needed, f"loading {where} ({shape}, {dtype})", torch.device("cpu"),
+                   "use a smaller array file")  # fmt: skip
 
 
 def array_dataset(

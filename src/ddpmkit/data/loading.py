@@ -15,6 +15,7 @@ from ddpmkit.data.config import DataConfig
 from ddpmkit.data.images import ImageFolderDataset
 from ddpmkit.data.torchvision_sets import torchvision_arrays
 from ddpmkit.data.toy import sample_toy
+from ddpmkit.memory import require_memory
 
 SPLITS = ("train", "heldout")
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -55,6 +56,9 @@ def _load_digits(config: DataConfig, split: str) -> LoadedData:
 
 def _load_toy(config: DataConfig, split: str) -> LoadedData:
     seed = config.seed if split == "train" else config.seed + 1  # independent held-out draw
+    # the points and the generator's temporaries: a few float64 copies of (N, 2)
+    require_memory(64 * config.toy_size, f"data.toy_size = {config.toy_size:,} points",
+                   torch.device("cpu"), "lower data.toy_size")  # fmt: skip
     dataset = ArrayDataset(sample_toy(config.toy, config.toy_size, seed), None, "raw")
     return LoadedData(dataset, (2,), None, "vector")
 

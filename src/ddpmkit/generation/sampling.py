@@ -5,6 +5,7 @@ denoiser (guidance and clipping) is assembled once by `sampling_denoiser`, then
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ddpmkit.core.randomness import PerSampleGenerator, randn
 from ddpmkit.core.thresholding import ClippedDenoiser, DynamicThresholding
 from ddpmkit.generation.conditioning import Conditioning, network_conditions, sample_labels
 from ddpmkit.guidance import AutoGuidance, ClassifierFreeGuidance, ClassifierGuidance
+from ddpmkit.memory import require_memory
 from ddpmkit.networks.execution import CompiledNetwork
 from ddpmkit.outputs import save_npz, save_picture
 from ddpmkit.progress import ProgressCallback
@@ -62,6 +64,7 @@ def generate(
     first, last, _ = (rows or slice(None)).indices(config.num_samples)
     starts = range(first, last, config.batch_size)
     options = sampler_options(config)  # resolved once, not per batch
+    check_sampling_memory(model, min(config.batch_size, max(last - first, 1)), last - first)
     calls = SAMPLERS[config.sampler].nfe(steps, **options) * len(starts)
     _expect_calls([model] if guide is None else [model, guide], calls)
     results = []
@@ -165,6 +168,22 @@ def wrap_denoiser(denoiser: Denoiser, config: SampleConfig) -> Denoiser:
 def sampler_options(config: SampleConfig) -> dict[str, object]:
     """The config fields that the chosen sampler takes as keyword options."""
     return {name: getattr(config, name) for name in SAMPLERS[config.sampler].options()}
+
+
+def check_sampling_memory(model: TrainedModel, batch: int, count: int) -> None:
+    """Refuse work that cannot fit before it is drawn: per sample of a batch the state, the
+    denoiser's output and two feature maps of the first level's width; and the ``count``
+    samples kept and joined at the end (twice their float32 size)."""
+    shape = model.shape
+    cells, width = math.prod(shape[1:]) if len(shape) == 3 else 1, shape[0]
+    if model.config.model.kind == "unet":
+        unet = model.config.model.unet
+        cells, width = cells // unet.patch_size**2, max(unet.base_channels, shape[0])
+    needed = 4 * batch * (2 * math.prod(shape) + 2 * cells * width)
+    kept = 8 * count * math.prod(shape)
+    where = f"sampling {count} samples of shape {tuple(shape)} in batches of {batch}"
+    hint = "lower sample.batch_size (--batch_size) or sample.num_samples (--num_samples)"
+    require_memory(needed + kept, where, model.device, hint)
 
 
 def _expect_calls(models: list[TrainedModel], calls: int) -> None:

@@ -35,6 +35,7 @@ from ddpmkit.networks.diffusers_unet import (
     diffusers_unet_class,
     is_learned_variance,
 )
+from ddpmkit.storage.json_types import check_json_types
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 CONFIG_NAME = "config.json"
@@ -121,6 +122,8 @@ def run_config_of(folder: DiffusersFolder) -> RunConfig:
     runs through the installed diffusers (``model.kind`` "diffusers")."""
     unet_json = _read_json(folder.unet_config)
     scheduler_json = _read_json(folder.scheduler_config)
+    check_json_types(unet_json, folder.unet_config)
+    check_json_types(scheduler_json, folder.scheduler_config)
     diffusion, sample = diffusion_config_from_scheduler(
         scheduler_json, str(folder.scheduler_config)
     )

@@ -5,6 +5,7 @@ state a checkpoint saves and restores bit for bit. The run around the steps is `
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from ddpmkit.data import hflip_batch
 from ddpmkit.generation.conditioning import training_conditions
 from ddpmkit.learning_rate import learning_rate
 from ddpmkit.losses import LossOutput
+from ddpmkit.memory import require_memory
 from ddpmkit.networks.autoencoder import Autoencoder
 from ddpmkit.networks.execution import CompiledNetwork
 from ddpmkit.storage.checkpoints import TrainingState, load_training_state, load_weights
@@ -46,6 +48,8 @@ class Learner:
         train = config.train
         self.rows = processes.rows(train.batch_size, train.grad_accum)
         torch.manual_seed(train.seed)
+        micro_batch = max(1, train.batch_size // processes.world // train.grad_accum)
+        check_training_memory(config, micro_batch, self.device)
         self.network = build_network(config.model).to(self.device)
         # the layout is set before DistributedDataParallel registers the parameters
         execution.set_layout(self.network)
@@ -193,3 +197,30 @@ def _joined(outputs: list[LossOutput]) -> LossOutput:
     loss = torch.stack([o.loss.detach() for o in outputs]).mean()
     per_sample = torch.cat([o.per_sample for o in outputs])
     return LossOutput(loss, per_sample, torch.cat([o.t for o in outputs]))
+
+
+def check_training_memory(config: RunConfig, micro_batch: int, device: torch.device) -> None:
+    """Refuse a run that cannot fit before its network is built: the weights, their gradient,
+    AdamW's two moments and the EMA (5 × 4 bytes a parameter, counted on the meta device) and
+    the activations a step keeps for its backward pass (at least 8 feature maps of the first
+    level's width per item)."""
+    try:
+        with torch.device("meta"):
+            parameters = sum(p.numel() for p in build_network(config.model).parameters())
+    except Exception:  # a network that cannot be built on the meta device: not estimated
+        return
+    shape = config.model.sample_shape or ()
+    cells = math.prod(shape[1:]) if len(shape) == 3 else 1
+    width = shape[0] if shape else 1
+    if config.model.kind == "unet":
+        cells //= config.model.unet.patch_size**2
+        width = config.model.unet.base_channels
+    activations = 8 * 4 * micro_batch * cells * width
+    require_memory(
+        20 * parameters + activations,
+        f"training {parameters:,} parameters on micro-batches of {micro_batch} items of shape "
+        f"{tuple(shape)}",
+        device,
+        "lower model.unet.base_channels, train.batch_size (or raise train.grad_accum) or "
+        "data.image_size",
+    )
