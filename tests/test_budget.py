@@ -19,10 +19,14 @@ from ddpmkit.training.run_folder import PLAN_FILE
 from ddpmkit.training.sizing import levels_for, rung
 
 
-def test_the_plan_fills_the_budget_left_after_the_sample_grid():
+def test_the_plan_fills_the_budget_left_after_the_sample_grids():
+    """A 5 s grid in a 60 s budget: one grid half-way (10% of the budget pays for one) and the
+    final one are paid for; every step is logged (fewer than 100 rows otherwise)."""
     train = TrainConfig(minutes=1.0, warmup_steps=100, steps=10_000)
     plan = plan_run(train, steps_done=11, elapsed=10.0, seconds_per_step=0.5, sample_seconds=5.0)
-    assert plan.train.steps == 11 + int((60 - 10 - 5) / 0.5)
+    assert plan.train.steps == 11 + int((60 - 10 - 2 * 5) / 0.5)
+    assert plan.train.sample_every == math.ceil(plan.train.steps / 2)
+    assert plan.train.log_every == 1
     assert plan.train.warmup_steps == int(0.05 * plan.train.steps)  # ≤ 5% of the run
     assert plan.train.ema_decay**plan.ema_half_life == pytest.approx(0.5)
     steps = plan.train.steps
@@ -38,6 +42,9 @@ def test_the_plan_respects_the_step_cap_and_always_takes_one_more_step():
         steps_done=11, elapsed=1.0, seconds_per_step=0.01, sample_seconds=0.0,
     )  # fmt: skip
     assert capped.train.steps == 500
+    # no time to sample counted: a grid at every checkpoint; 100 log rows of the 500 steps
+    assert capped.train.sample_every == capped.train.checkpoint_every == 125
+    assert capped.train.log_every == 5
     late = plan_run(
         TrainConfig(minutes=0.1), steps_done=11, elapsed=30.0, seconds_per_step=1.0,
         sample_seconds=10.0,

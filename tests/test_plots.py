@@ -163,3 +163,17 @@ def test_a_strip_of_one_column(shape, tmp_path):
     assert _opens(path, min_width=100).mode in ("RGB", "RGBA")
     with pytest.raises(FileExistsError, match=r"strip\.png"):
         save_strip([samples], ["step 7"], path, title="again")
+
+
+def test_the_bound_terms_plot_is_a_matplotlib_figure_with_axes(tmp_path):
+    """`eval --nll vlb`'s L_t plot: matplotlib (ticks, labels), log scale; no overwrite."""
+    from PIL import Image
+
+    from ddpmkit.plots import save_terms_plot
+
+    path = save_terms_plot([3.0, 0.5, 0.1, 0.02, 1e-5], tmp_path / "terms.png")
+    with Image.open(path) as picture:
+        assert "Matplotlib" in picture.info.get("Software", "")
+        assert picture.size == (750, 450)
+    with pytest.raises(FileExistsError):
+        save_terms_plot([1.0], path)

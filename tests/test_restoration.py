@@ -224,3 +224,27 @@ def test_ddrm_and_pigdm_restore_every_task(run, digit, task, method):
     if method == "ddrm" and task == "inpaint":
         known = Mask(mask)
         assert (known(out.result[0]) - known(out.input)).abs().max() < 1e-5
+
+
+def test_ssim_is_the_papers_11_by_11_gaussian_window():
+    """Against an independent computation: scipy's Gaussian filter (σ = 1.5, truncated at 3.5σ:
+    11 taps) of the five moments, borders of 5 cropped, as scikit-image's
+    ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)`` computes it."""
+    from scipy.ndimage import gaussian_filter
+
+    generator = torch.Generator().manual_seed(2)
+    x = torch.rand(1, 32, 32, generator=generator, dtype=torch.float64) * 2 - 1
+    y = (x + 0.3 * torch.randn(1, 32, 32, generator=generator, dtype=torch.float64)).clamp(-1, 1)
+    a, b = x[0].numpy(), y[0].numpy()
+
+    def filtered(image):
+        return gaussian_filter(image, sigma=1.5, truncate=3.5)[5:-5, 5:-5]
+
+    mu_a, mu_b = filtered(a), filtered(b)
+    var_a, var_b = filtered(a * a) - mu_a**2, filtered(b * b) - mu_b**2
+    cov = filtered(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    assert ssim(x, y).item() == pytest.approx(float(index.mean()), rel=1e-9)

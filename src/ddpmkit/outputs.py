@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, overload
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import Tensor
 
 from ddpmkit.data import save_image_grid, save_scatter_png, to_uint8_images
@@ -105,26 +105,6 @@ def save_npz_uint8(samples: Tensor, path: Path) -> Path:
     evaluator, written atomically; refuses to overwrite."""
     pixels = to_uint8_images(samples)
     return write_atomically(path, lambda where: np.savez(where, arr_0=pixels))
-
-
-def save_terms_plot(terms: list[float], path: Path, width: int = 640, height: int = 360) -> Path:
-    """L_t against t as a PNG line plot on a log scale (Pillow only); refuses to overwrite."""
-    refuse_existing(path)
-    values = np.log10(np.clip(np.asarray(terms, dtype=np.float64), 1e-12, None))
-    low, high = float(values.min()), float(values.max()) + 1e-9
-    margin = 40
-    xs = margin + np.arange(len(values)) / max(len(values) - 1, 1) * (width - 2 * margin)
-    ys = height - margin - (values - low) / (high - low) * (height - 2 * margin)
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
-    draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=(31, 119, 180), width=2)
-    draw.text(
-        (margin, 8), f"L_t (bits/dim) against t, log10 scale {low:.1f} .. {high:.1f}", fill="black"
-    )
-    draw.text((margin, height - margin + 6), "t = 0", fill="black")
-    draw.text((width - margin - 60, height - margin + 6), f"t = {len(values) - 1}", fill="black")
-    return write_atomically(path, lambda where: image.save(where, format="PNG"))
 
 
 Output = Literal["tensor", "numpy", "pil"]

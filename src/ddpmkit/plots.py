@@ -31,6 +31,10 @@ DPI = 100
 POINT_COLOR = "#1f77b4"
 
 
+FEW_POINTS = 30
+"""Curves of fewer logged points than this are drawn with markers."""
+
+
 def read_log(path: Path) -> dict[str, np.ndarray]:
     """The columns of a run's log.csv as float arrays, NaN where a cell is empty."""
     with Path(path).open(newline="") as handle:
@@ -90,6 +94,24 @@ def save_loss_plot(log: Log, path: Path, num_steps: int | None = None) -> Path:
     axes.set(xlabel="step", ylabel="training loss", title="Training loss (log.csv)")
     axes.grid(which="both", alpha=0.3)
     axes.legend(fontsize=8)
+    return _save_figure(figure, path)
+
+
+def save_terms_plot(terms: Sequence[float], path: Path) -> Path:
+    """The variational bound's terms L_t (bits/dim) against t on a log scale: L_0 the
+    reconstruction, L_1 … L_{T-1} the denoising matching, L_T the prior; refuses to overwrite."""
+    refuse_existing(path)
+    values = np.clip(np.asarray(terms, dtype=np.float64), 1e-12, None)
+    figure = Figure(figsize=(7.5, 4.5), dpi=DPI, layout="constrained")
+    axes = figure.add_subplot()
+    steps = np.arange(len(values))
+    few = len(values) < FEW_POINTS
+    axes.plot(steps, values, color=POINT_COLOR, marker="o" if few else None, markersize=4)
+    axes.set_yscale("log")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(xlabel="t", ylabel="L_t (bits/dim)",
+             title=f"Terms of the variational bound, t = 0 … {len(values) - 1}")  # fmt: skip
+    axes.grid(which="both", alpha=0.3)
     return _save_figure(figure, path)
 
 
@@ -171,6 +193,8 @@ def _plot_positive(axes: Axes, log: Log, column: str, **style: Any) -> None:
         return
     values = log[column]
     shown = np.isfinite(values) & (values > 0)
+    if shown.sum() < FEW_POINTS:  # a short run: the points, not only a line between them
+        style = {"marker": "o", "markersize": 4, **style}
     axes.plot(log["step"][shown], values[shown], **style)
 
 

@@ -170,9 +170,10 @@ def fit(trainer: Trainer, run_dir: Path, *, bars: bool, lines: bool) -> Path:
     if refusal is not None and main and trainer.step == 0:  # said once, when the run starts
         warnings.warn(f"this model will not export to diffusers: {refusal}", stacklevel=3)
     planning = trainer.requested.train.minutes is not None and trainer.plan is None
+    done_before = not planning and trainer.step >= trainer.config.train.steps
     total = None if planning else trainer.config.train.steps
     bar = tqdm(total=total, initial=trainer.step, disable=quiet, desc="train")
-    first_step, log_every = trainer.step + 1, trainer.config.train.log_every
+    first_step = trainer.step + 1
     with bar, ProgressBar("sample", "step", disable=quiet) as sampling:
 
         def on_step(step: int, metrics: dict[str, Any]) -> None:
@@ -181,6 +182,7 @@ def fit(trainer: Trainer, run_dir: Path, *, bars: bool, lines: bool) -> Path:
                 bar.total = trainer.plan.train.steps  # a train.minutes run has planned
                 if lines and main:
                     bar.write(describe_plan(trainer.plan))
+            log_every = trainer.config.train.log_every  # a train.minutes run plans it
             if step % log_every == 0 or step == first_step:  # reading the loss waits
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", refresh=False)
 
@@ -192,6 +194,9 @@ def fit(trainer: Trainer, run_dir: Path, *, bars: bool, lines: bool) -> Path:
             message = interrupted(trainer.step, find_checkpoints(run_dir), run_dir, by)
             print(message, file=sys.stderr)
             raise
+    if done_before:  # nothing was trained: say so instead of listing the outputs as new
+        say(f"ddpmkit: nothing to train: the run is at step {trainer.step}, train.steps is "
+            f"{trainer.config.train.steps}; its outputs were written before")  # fmt: skip
     say(f"ddpmkit: checkpoint {checkpoint}")
     for picture in sorted((run_dir / "samples").glob("*.png")):
         say(f"ddpmkit: samples   {picture}")

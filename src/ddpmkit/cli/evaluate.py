@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ddpmkit.api.model import load
     from ddpmkit.files import write_text_atomically
-    from ddpmkit.outputs import check_outputs, save_terms_plot
+    from ddpmkit.outputs import check_outputs
+    from ddpmkit.plots import save_terms_plot
     from ddpmkit.progress import reporter
     from ddpmkit.training.distributed import Processes
 

@@ -23,15 +23,16 @@ def psnr(x: Tensor, y: Tensor, data_range: float = DATA_RANGE) -> Tensor:
 def ssim(x: Tensor, y: Tensor, data_range: float = DATA_RANGE, sigma: float = 1.5) -> Tensor:
     """Mean structural similarity per image (Wang et al. 2004, eq. 13 and §III-C).
 
-    Local means, variances and the covariance are weighted by a normalised Gaussian window of std
-    ``sigma`` (1.5, the paper's) and size min(7, H, W) (the paper's 11 shrunk for tiny images),
-    taken at every position where the window fits (no padding), per channel;
+    Local means, variances and the covariance are weighted by the paper's normalised 11×11
+    Gaussian window of std ``sigma`` (1.5), shrunk to min(11, H, W) for tiny images, taken at
+    every position where the window fits (no padding), per channel — scikit-image's
+    ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``;
     SSIM = (2μ_xμ_y + C1)(2σ_xy + C2) / ((μ_x² + μ_y² + C1)(σ_x² + σ_y² + C2)) with
     C1 = (0.01 L)², C2 = (0.03 L)², averaged over positions and channels.
     """
     x, y = _as_batches(x, y)
     channels = x.shape[1]
-    size = min(7, x.shape[2], x.shape[3])
+    size = min(11, x.shape[2], x.shape[3])
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     profile = torch.exp(-0.5 * (offsets / sigma) ** 2)
     profile = profile / profile.sum()

@@ -129,9 +129,17 @@ def read_config(checkpoint: Path) -> RunConfig:
 def load_weights(module: nn.Module, checkpoint: Path, which: str = "ema") -> None:
     """Load ``ema`` or ``model`` weights (safetensors) into ``module``, every key required."""
     path = Path(checkpoint) / f"{which}.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{checkpoint} has no {path.name}")
-    load_weights_file(module, path, "config.json")
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(f"{checkpoint} has no {path.name}")
+        load_weights_file(module, path, "config.json")
+    except FileNotFoundError:
+        if Path(checkpoint).is_dir():
+            raise
+        raise FileNotFoundError(  # it held config.json a moment ago
+            f"{checkpoint} was removed while it was read (a training run's "
+            "train.keep_checkpoints prunes its older checkpoints); load a newer one"
+        ) from None
 
 
 def load_weights_file(module: nn.Module, path: Path, described_by: str) -> None:

@@ -29,6 +29,11 @@ WARMUP_SHARE = 0.05
 """The learning-rate warm-up is at most this share of the planned steps."""
 CHECKPOINTS = 4
 """Checkpoints in a planned run (the last step always saves)."""
+LOG_ROWS = 100
+"""A planned run logs at least this many rows (fewer steps: every step), so its plots have
+points."""
+GRID_SHARE = 0.1
+"""The share of a budget that the sample grids before the last one may take."""
 DEFAULT_SIZING_MINUTES = 10.0
 """The budget automatic sizing assumes without train.minutes."""
 
@@ -63,7 +68,9 @@ def plan_run(
         raise ValueError("plan_run needs train.minutes")
     if not seconds_per_step > 0:
         raise ValueError(f"seconds_per_step must be positive, got {seconds_per_step}")
-    left = train.minutes * 60.0 - elapsed - sample_seconds
+    budget = train.minutes * 60.0
+    grids = _grids_over_the_run(budget, sample_seconds)
+    left = budget - elapsed - sample_seconds * (1 + grids)
     steps = steps_done + max(1, int(left / seconds_per_step))
     steps = min(steps, max(train.steps, steps_done + 1))
     planned = dataclasses.replace(
@@ -75,9 +82,18 @@ def plan_run(
         # 5, 20 and 35% of the steps sampled worse (docs/benchmarks.md)
         ema_decay=warmup_decay(steps),
         checkpoint_every=max(1, math.ceil(steps / CHECKPOINTS)),
-        sample_every=0,
+        sample_every=math.ceil(steps / (grids + 1)) if grids else 0,
+        log_every=max(1, min(train.log_every, steps // LOG_ROWS)),
     )
     return Plan(planned, seconds_per_step, sample_seconds, half_life(planned.ema_decay))
+
+
+def _grids_over_the_run(budget: float, sample_seconds: float) -> int:
+    """Sample grids drawn before the final one: one per checkpoint, as many as fit in
+    `GRID_SHARE` of the budget."""
+    if sample_seconds <= 0:
+        return CHECKPOINTS - 1
+    return max(0, min(CHECKPOINTS - 1, int(GRID_SHARE * budget / sample_seconds)))
 
 
 def sized_config(
