@@ -198,3 +198,21 @@ def test_a_loaded_model_remembers_its_source(pipeline, tmp_path):
     assert copy.training_data == copy.config.data
     with pytest.raises(FileNotFoundError, match="neither a checkpoint nor a run folder"):
         ModelSource.find(tmp_path)
+
+
+@pytest.mark.parametrize("process", ["ve", "subvp"])
+def test_processes_other_than_vp_are_refused_for_export_by_name(process, tmp_path):
+    """A VE or sub-VP model written as a β-schedule DDPMScheduler would be read back as VP."""
+    import dataclasses
+
+    from ddpmkit import RunConfig
+    from ddpmkit.storage.diffusers_folders import export_refusal, write_pipeline_folder
+
+    config = RunConfig()
+    diffusion = dataclasses.replace(config.diffusion, process=process)
+    config = dataclasses.replace(config, diffusion=diffusion)
+    refusal = export_refusal(config)
+    assert refusal is not None and f"diffusion.process {process!r}" in refusal
+    with pytest.raises(ValueError, match=f"diffusion.process {process!r}"):
+        write_pipeline_folder(config, torch.nn.Linear(1, 1), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

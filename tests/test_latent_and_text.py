@@ -4,6 +4,7 @@ made from the labels, prompts, and classifier-free guidance on text."""
 
 import dataclasses
 import json
+import warnings
 
 import pytest
 import torch
@@ -193,6 +194,12 @@ def test_prompts_and_text_guidance_sample(tmp_path):
     assert not torch.equal(unguided, result.samples)  # ∅'s pass pushes the samples away
     seven = generate(model, dataclasses.replace(sample, prompt="the digit 7")).samples
     assert not torch.equal(seven, result.samples)  # the prompt reaches the network
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known words: no warning
+        generate(model, dataclasses.replace(sample, num_samples=1))
+    with pytest.warns(UserWarning, match=r"'purple', 'zebra' never appeared in the captions .*"
+                      r"its words are: .*digit"):  # fmt: skip
+        generate(model, dataclasses.replace(sample, prompt="a purple zebra digit", num_samples=1))
     exported = tmp_path / "exported"
     assert main(["export-diffusers", str(tmp_path / "text"), str(exported)]) == 2
     assert not exported.exists()  # no DDPMPipeline form: refused before writing

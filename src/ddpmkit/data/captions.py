@@ -3,10 +3,19 @@ and their token ids: int64 (B, L), 0 = padding; an all-zero row is the empty pro
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _words(text: str) -> list[str]:
+    """The lower-cased words of ``text`` (runs of letters and digits)."""
+    return _WORD.findall(text.lower())
 
 
 def fill(template: str, names: Sequence[str], label: int) -> str:
@@ -44,8 +53,25 @@ class Captions:
         choice = torch.zeros_like(labels) if choice is None else choice.to(labels.device)
         return table[labels.long(), choice.long()]
 
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The words of the captions the model was trained on, sorted."""
+        return tuple(
+            sorted({w for c in all_captions(self.templates, self.names) for w in _words(c)})
+        )
+
     def prompt(self, text: str, count: int) -> Tensor:
-        """(count, L) ids of one prompt, for ``count`` samples."""
+        """(count, L) ids of one prompt, for ``count`` samples; words the training captions
+        never held are named in a warning (the model never learned what they mean)."""
+        known = set(self.words)
+        unknown = [word for word in _words(text) if word not in known]
+        if unknown:
+            warnings.warn(
+                f"prompt {text!r}: {', '.join(map(repr, unknown))} never appeared in the "
+                f"captions this model was trained on, so it never learned them; its words are: "
+                f"{', '.join(self.words)}",
+                stacklevel=3,
+            )
         return self.tokenize([text]).expand(count, -1).clone()
 
     def draw_template(self, uniform: Tensor) -> Tensor:

@@ -310,6 +310,12 @@ def export_refusal(config: RunConfig) -> str | None:
             "which no diffusers pipeline loads; its autoencoder folder is already a diffusers "
             "AutoencoderKL"
         )
+    if config.diffusion.process != "vp":
+        return (
+            f"diffusion.process {config.diffusion.process!r} is not the variance-preserving "
+            "process that diffusers' DDPM-family schedulers (a β schedule) describe, so an export "
+            "would be read back as another model; train with --diffusion.process vp to export"
+        )
     if model.kind == "unet" and model.unet.patch_size != 1:
         size = model.unet.patch_size
         return (
