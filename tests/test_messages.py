@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
+import torch
 
 from ddpmkit.cli import main
 from ddpmkit.storage import checkpoints
@@ -54,3 +56,47 @@ def test_an_existing_output_names_the_flag_not_a_python_argument(run, tmp_path, 
     error = capsys.readouterr().err
     assert "already exists; refusing to overwrite it (choose --out)" in error
     assert "overwrite=True" not in error and out.read_bytes() == b"mine"
+
+
+def test_configs_nested_too_deeply_are_one_line_errors(tmp_path):
+    from ddpmkit.config.parsing import ConfigError, read_config_file
+    from ddpmkit.storage.checkpoints import read_config
+
+    deep = "[" * 100_000 + "]" * 100_000
+    for name, text in (("deep.json", deep), ("deep.yaml", "a: " + "[" * 5000 + "]" * 5000)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=f"{name}: nested too deeply"):
+            read_config_file(tmp_path / name)
+    (tmp_path / "config.json").write_text(deep)
+    with pytest.raises(ValueError, match=r"config\.json: not a readable config \(nested too"):
+        read_config(tmp_path)
+
+
+def test_offline_inception_weights_name_the_option(monkeypatch):
+    import urllib.error
+
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    from ddpmkit.evaluation.fidelity import inception_features
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(inception, "FeatureExtractorInceptionV3", offline)
+    with pytest.raises(ValueError, match=r"cannot download the Inception weights .*name "
+                       r"resolution.*; pass --inception_weights FILE"):  # fmt: skip
+        inception_features([], 0, None, torch.device("cpu"))
+
+
+def test_a_bad_samples_file_is_refused_before_the_reference_is_computed(run, tmp_path, monkeypatch):
+    from ddpmkit.api import quality
+
+    computed = []
+    monkeypatch.setattr(quality, "_reference_features", lambda *a: computed.append(a))
+    bad = tmp_path / "samples.npz"
+    np.savez(bad, samples=np.zeros((4, 5), np.float32))  # vectors, not images
+    from ddpmkit.api.model import load
+
+    with pytest.raises(ValueError, match=r"samples\.npz: .*holds vectors \(4, 5\)"):
+        load(run).quality(["fid"], "digits", samples=bad, num_samples=4)
+    assert computed == []

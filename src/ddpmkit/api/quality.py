@@ -67,13 +67,14 @@ def measure_quality(
     weights = None
     if inception_weights is not None:
         weights = check_inception_weights(Path(inception_weights))
-    statistics = read_statistics(Path(reference))
+    given = None if samples is None else image_set(str(samples), model.shape, num_samples)
+    statistics = read_statistics(Path(reference))  # the inputs are checked before any work
     references = None
     if statistics is None:
         references = image_set(reference, model.shape, None, model.training_data)
     target = statistics or _reference_features(references, weights, batch_size, model, progress)
-    if samples is not None:
-        generated = image_set(str(samples), model.shape, num_samples)
+    if given is not None:
+        generated = given
     else:
         config = dataclasses.replace(model.config.sample, num_samples=num_samples)
         drawn = generate(model, config, progress=progress).samples

@@ -84,11 +84,21 @@ def inception_features(
     requires_fidelity()
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    extractor = FeatureExtractorInceptionV3(
-        "inception-v3-compat",
-        ["2048", "logits_unbiased"],
-        feature_extractor_weights_path=None if weights is None else str(weights),
-    ).to(device)
+    try:
+        extractor = FeatureExtractorInceptionV3(
+            "inception-v3-compat",
+            ["2048", "logits_unbiased"],
+            feature_extractor_weights_path=None if weights is None else str(weights),
+        ).to(device)
+    except OSError as error:  # urllib's URLError is an OSError: offline, or a blocked host
+        if weights is not None:
+            raise
+        raise ValueError(
+            f"cannot download the Inception weights ({getattr(error, 'reason', error)}); pass "
+            "--inception_weights FILE: weights-inception-2015-12-05-6726825d.pth from "
+            "github.com/toshas/torch-fidelity/releases (v0.2.0), fetched once on a machine "
+            "with internet access"
+        ) from None
     pools, logits, done = [], [], 0
     with torch.no_grad():
         for batch in batches:

@@ -123,7 +123,12 @@ def read_config(checkpoint: Path) -> RunConfig:
     path = Path(checkpoint) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a ddpmkit checkpoint: {path} is missing")
-    return from_dict(RunConfig, upgrade(json.loads(path.read_text())), str(path))
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ValueError(f"{path}: not a readable config ({reason})") from None
+    return from_dict(RunConfig, upgrade(values), str(path))
 
 
 def load_weights(module: nn.Module, checkpoint: Path, which: str = "ema") -> None:

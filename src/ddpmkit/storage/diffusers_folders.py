@@ -400,6 +400,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         content = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
+    except RecursionError:
+        raise ValueError(f"cannot read {path}: nested too deeply") from None
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return content
