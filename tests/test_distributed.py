@@ -154,3 +154,33 @@ def test_sharded_png_folder_holds_every_sample_once(tmp_path):
     for name in names:  # the same pictures, up to a grey level of float rounding
         a, b = (np.asarray(Image.open(tmp_path / f / name), dtype=int) for f in ("one", "two"))
         assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.slow  # ~20 s of torchrun; the single-process stop is in the default suite
+def test_sigterm_under_torchrun_stops_every_process_after_the_same_step(tmp_path):
+    """SIGTERM to torchrun (which forwards it to its workers) after the first checkpoint: the
+    processes agree on one step, rank 0 checkpoints it, and the run resumes to the end."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    flags = [*TOY, "--train.steps", "3000", "--train.checkpoint_every", "100"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "ddpmkit", "train", "--out", str(run), *flags]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "step-0000100").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "the run never reached its checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode != 0
+    saved = sorted(p.name for p in (run / "checkpoints").iterdir())
+    step = int(saved[-1].removeprefix("step-"))
+    assert 100 <= step < 3000 and f"interrupted by SIGTERM at step {step}" in error, error[-2000:]
+    more = [*TOY, "--train.steps", str(step + 20), "--train.checkpoint_every", "100"]
+    torchrun(2, "--resume", "--out", str(run), *more)
+    steps = [int(line.split(",")[0]) for line in (run / "log.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 20  # no duplicate log rows
