@@ -26,6 +26,7 @@ from ddpmkit.core.randomness import PerSampleGenerator, randn
 from ddpmkit.core.thresholding import ClippedDenoiser
 from ddpmkit.data.images import convert_channels
 from ddpmkit.data.mosaic import save_image_grid
+from ddpmkit.generation.sampling import check_sampling_memory
 from ddpmkit.inverse import (
     Downsample,
     GaussianBlur,
@@ -206,7 +207,7 @@ def restore(
     """
     method = _checked_method(model, task, method, noise_std, num_samples)
     x = _as_batch(image, model.shape).to(model.device)
-    count = x.shape[0] * num_samples
+    check_sampling_memory(model, count := x.shape[0] * num_samples, count)  # one batch
     if mask is not None:  # one per restoration
         mask = mask.to(model.device).expand(x.shape[0], 1, *x.shape[2:])
         mask = mask.repeat_interleave(num_samples, dim=0)
