@@ -115,3 +115,30 @@ def test_staged_outputs_appear_together_or_not_at_all(tmp_path):
     assert grid.read_bytes() == b"png" and arrays.read_bytes() == b"npz"
     with pytest.raises(FileExistsError, match=r"s\.png already exists"), staged([grid]):
         pass
+
+
+def test_sample_streams_its_files_batch_by_batch(tmp_path, monkeypatch):
+    """`ddpmkit sample` in one process writes each batch as it comes: its .npz and uint8 .npz
+    hold what `Model.draw` returns, and a count whose samples do not fit in memory at once is
+    drawn anyway, since only a batch is held (`Model.draw` refuses it)."""
+    from ddpmkit.api.model import load
+    from ddpmkit.data import to_uint8_images
+
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--out", str(run), "--quiet", *TINY]) == 0
+    out = tmp_path / "s.png"
+    flags = ["--num_samples", "300", "--batch_size", "64", "--sampler", "ddim", "--steps", "2"]
+    assert main(["sample", str(run), "--quiet", "--out", str(out), "--format", "npz-uint8",
+                 *flags]) == 0  # fmt: skip
+    whole = load(run).draw(300, batch_size=64, sampler="ddim", steps=2, progress=False).samples
+    assert np.array_equal(np.load(out.with_suffix(".npz"))["samples"], whole.numpy())
+    uint8 = np.load(tmp_path / "s-uint8.npz")["arr_0"]
+    assert np.array_equal(uint8, to_uint8_images(whole))
+    # a batch fits (~557 kB estimated), it and the 300 samples kept and joined (8 · 300 · 64 bytes
+    # more) do not
+    monkeypatch.setattr("ddpmkit.memory.available_bytes", lambda device: 600_000)
+    with pytest.raises(ValueError, match="sampling 300 samples"):
+        load(run).draw(300, batch_size=64, sampler="ddim", steps=2, progress=False)
+    assert main(["sample", str(run), "--quiet", "--out", str(tmp_path / "t.png"), *flags]) == 0
+    streamed = np.load(tmp_path / "t.npz")["samples"]
+    assert np.array_equal(streamed, whole.numpy())

@@ -18,6 +18,7 @@ __all__ = [
     "finish_partial_folder",
     "partial_folder",
     "partial_path",
+    "require_disk_space",
     "staged",
     "start_partial_folder",
     "write_atomically",
@@ -143,6 +144,26 @@ def staged(paths: list[Path]) -> Iterator[dict[Path, Path]]:
     finally:
         for name in names.values():
             name.unlink(missing_ok=True)
+
+
+def require_disk_space(folder: Path, needed: float, what: str, hint: str) -> None:
+    """A ValueError naming ``what`` when ``folder``'s disk has less than ``needed`` bytes free.
+
+    Args:
+        folder: where the files go (its nearest existing parent is measured).
+        needed: the bytes they take.
+        what: the work, for the message.
+        hint: which option to lower.
+    """
+    existing = Path(folder).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise ValueError(
+            f"{what} takes about {needed / 2**30:,.1f} GiB on disk, but {free / 2**30:,.1f} GiB "
+            f"are free where it goes ({existing}); {hint}"
+        )
 
 
 def _staging_name(path: Path) -> Path:

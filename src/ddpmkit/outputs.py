@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 from PIL import Image
@@ -57,6 +59,8 @@ def check_outputs(outputs: Mapping[str, tuple[Path | None, str]]) -> None:
 
 GRID_IMAGES = 1024
 """The most images a grid PNG shows; all samples are in the arrays written beside it."""
+GRID_POINTS = 100_000
+"""The most 2-D points a scatter PNG shows."""
 GRID_PIXELS = 16_000_000
 """The most pixels of a grid PNG (viewers and Pillow refuse pictures of hundreds of megapixels)."""
 
@@ -98,6 +102,43 @@ def save_png_folder(samples: Tensor, folder: Path, first_index: int = 0) -> Path
         path = folder / f"{first_index + offset:06d}.png"
         write_atomically(path, partial(picture.save, format="PNG"))
     return folder
+
+
+@contextmanager
+def npz_stream(
+    path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype[Any] | type
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """An .npz holding one array ``key`` of ``shape``, written (deflated, as
+    ``np.savez_compressed`` writes) from the chunks of its first axis given to the yielded
+    function, in order: memory stays one chunk whatever the array's size. An error if the chunks
+    do not add up to ``shape``.
+
+    Args:
+        path: the file (written as it is; stage it with `ddpmkit.files.staged`).
+        key: the array's name in the archive.
+        shape: the whole array's shape.
+        dtype: its dtype.
+    """
+    kind = np.dtype(dtype)
+    rows = 0
+    header = {"descr": np.lib.format.dtype_to_descr(kind), "fortran_order": False,
+              "shape": tuple(shape)}  # fmt: skip
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open(f"{key}.npy", "w", force_zip64=True) as member,
+    ):
+        np.lib.format.write_array_header_2_0(member, header)
+
+        def put(chunk: np.ndarray) -> None:
+            nonlocal rows
+            if tuple(chunk.shape[1:]) != tuple(shape[1:]):
+                raise ValueError(f"a chunk of shape {chunk.shape} in an array of {shape}")
+            member.write(np.ascontiguousarray(chunk, dtype=kind).tobytes())
+            rows += len(chunk)
+
+        yield put
+    if rows != shape[0]:
+        raise ValueError(f"{path}: {rows} rows were written of the {shape[0]} announced")
 
 
 def save_npz_uint8(samples: Tensor, path: Path) -> Path:

@@ -6,6 +6,7 @@ surgery. The commands ``ddpmkit sample``, ``inpaint``, ``restore``, ``edit``, ``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -20,7 +21,7 @@ from ddpmkit.api.restoration import ImageInput, MaskInput, as_image, as_mask
 from ddpmkit.config.parsing import from_dict, merge, to_dict
 from ddpmkit.config.schema import SampleConfig
 from ddpmkit.core.schedules import ReverseVariance
-from ddpmkit.generation.sampling import generate
+from ddpmkit.generation.sampling import generate, sample_batches
 from ddpmkit.likelihood.report import NLLMethod, NLLReport
 from ddpmkit.outputs import Output, to_images
 from ddpmkit.pipeline.restoration import Restoration, Task, restore
@@ -110,6 +111,29 @@ class Model(TrainedModel):
                 model, config, classifier=classifier, record_trajectory=trajectory,
                 progress=report, rows=rows,
             )  # fmt: skip
+
+    def draw_batches(
+        self,
+        num_samples: int | None = None,
+        *,
+        progress: bool | ProgressCallback = True,
+        **options: Any,
+    ) -> Iterator[SampleResult]:
+        """`draw`'s samples one batch (``batch_size``) at a time, each a `SampleResult`, to be
+        written as they come: memory stays one batch whatever ``num_samples`` (``sample
+        --num_samples 10000000`` streams its arrays and PNGs to disk this way).
+
+        Args:
+            num_samples: how many (default: the stored ``sample.num_samples``).
+            progress: draw a progress bar (True), none (False), or call this with (done, total).
+            options: `draw`'s keywords (``sampler``, ``steps``, ``seed``, ``guidance``,
+                ``label``, ``prompt``, ``batch_size``, any other ``sample`` option).
+        """
+        config = self.sample_config(num_samples=num_samples, **options)
+        model = self.with_sample(config) if config.compile != self.config.sample.compile else self
+        classifier = load_classifier(config.classifier) if config.classifier else None
+        with progress_callback(progress, "sample", "step") as report:
+            yield from sample_batches(model, config, classifier=classifier, progress=report)
 
     @overload
     def sample(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -45,13 +46,38 @@ def generate(
     sample i is seeded ``config.seed + i``. With ``rows`` only those samples are drawn (one
     process's share), each exactly as in the whole set: its seed, its label.
 
-    Batches of ``config.batch_size`` are drawn one after another; since every sample's noise comes
-    from its own generator, the result does not depend on the batch size. With a class-conditional
-    model or a ``classifier`` sample i gets class ``config.label`` or i mod K, unless
-    ``class_labels`` are given, and the configured guidance steers towards it. With
-    ``config.autoguidance`` ≠ 1 the weaker model is ``guide``, else the one
-    `ddpmkit.storage.guides.find_guide` finds.
+    Batches of ``config.batch_size`` are drawn one after another (`sample_batches`); since every
+    sample's noise comes from its own generator, the result does not depend on the batch size.
+    With a class-conditional model or a ``classifier`` sample i gets class ``config.label`` or
+    i mod K, unless ``class_labels`` are given, and the configured guidance steers towards it.
+    With ``config.autoguidance`` ≠ 1 the weaker model is ``guide``, else the one
+    `ddpmkit.storage.guides.find_guide` finds. The samples are kept and joined: their memory is
+    checked first (`check_sampling_memory`).
     """
+    config = config or model.config.sample
+    first, last, _ = (rows or slice(None)).indices(config.num_samples)
+    check_sampling_memory(model, min(config.batch_size, max(last - first, 1)), last - first)
+    batches = sample_batches(
+        model, config, classifier=classifier, class_labels=class_labels,
+        record_trajectory=record_trajectory, progress=progress, rows=rows, guide=guide,
+    )  # fmt: skip
+    return _concatenate(list(batches))
+
+
+def sample_batches(
+    model: TrainedModel,
+    config: SampleConfig | None = None,
+    *,
+    classifier: LoadedClassifier | None = None,
+    class_labels: Tensor | None = None,
+    record_trajectory: bool = False,
+    progress: ProgressCallback | None = None,
+    rows: slice | None = None,
+    guide: TrainedModel | None = None,
+) -> Iterator[SampleResult]:
+    """`generate`'s samples one batch at a time (decoded, on the CPU, checked finite), so that
+    a caller can write them as they come and keep memory flat in the number of samples; the
+    arguments are `generate`'s."""
     config = config or model.config.sample
     conditioning = Conditioning.of(model, classifier)
     if class_labels is None and not (config.prompt and model.captions):
@@ -64,10 +90,9 @@ def generate(
     first, last, _ = (rows or slice(None)).indices(config.num_samples)
     starts = range(first, last, config.batch_size)
     options = sampler_options(config)  # resolved once, not per batch
-    check_sampling_memory(model, min(config.batch_size, max(last - first, 1)), last - first)
+    check_sampling_memory(model, min(config.batch_size, max(last - first, 1)), 0)
     calls = SAMPLERS[config.sampler].nfe(steps, **options) * len(starts)
     _expect_calls([model] if guide is None else [model, guide], calls)
-    results = []
     for batch_index, start in enumerate(starts):
         stop = min(start + config.batch_size, last)
         generator = PerSampleGenerator(range(config.seed + start, config.seed + stop), model.device)
@@ -84,10 +109,9 @@ def generate(
                 class_labels=labels, record_trajectory=record_trajectory, callback=callback,
                 **options,
             )  # fmt: skip
-        results.append(result)
-    result = _concatenate(results)
-    samples = require_finite(model.decode(result.samples), "samples", _nonfinite_cause(config))
-    return dataclasses.replace(result, samples=samples)
+        decoded = model.decode(result.samples.float().cpu())
+        samples = require_finite(decoded, "samples", _nonfinite_cause(config))
+        yield dataclasses.replace(result, samples=samples)
 
 
 def _nonfinite_cause(config: SampleConfig) -> str:
