@@ -1,5 +1,6 @@
-"""Every command, fed generated flag values (hypothesis): a result, or a one-line error with exit
-code 2 (argparse's usage error, or ``ddpmkit CMD: error: …``), within a time bound; never a
+"""Every command that draws from or reads a trained run (sample, restore, inpaint, edit, eval,
+plot, export-diffusers), fed generated flag values (hypothesis): a result, or a one-line error with
+exit code 2 (argparse's usage error, or ``ddpmkit CMD: error: …``), within a time bound; never a
 traceback, never a hang (issue 29, class 6)."""
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ FLAGS = {
                 "--method"],
     "edit": ["--strength", "--steps", "--num_samples", "--sampler", "--seed"],
     "eval": ["--num_samples", "--batch_size", "--num_levels", "--split", "--nll", "--seed"],
+    "plot": ["--num_items", "--num_columns", "--seed"],
+    "export-diffusers": ["--weights", "--no_card"],
 }  # fmt: skip
 SECONDS = 30  # every generated call ends (result or error) well within this on 2 cores
 # (the values are small or absurd: a valid but long job, 10⁵ restorations, is not a failure)
@@ -72,6 +75,11 @@ def _command(name: str, folder, flags: list[str], out: str) -> list[str]:
     if name == "edit":
         return ["edit", run, "--image", str(folder / "image.png"), "--quiet",
                 "--out", f"{out}.png", *flags]  # fmt: skip
+    if name == "plot":
+        return ["plot", run, "--out", out, *flags]
+    if name == "export-diffusers":  # a U-Net without patches: this run exports
+        flags = [flag.partition("=")[0] if flag.startswith("--no_card") else flag for flag in flags]
+        return ["export-diffusers", run, out, *flags]
     return ["eval", run, "--quiet", "--out", f"{out}.json", *flags]
 
 
