@@ -215,3 +215,13 @@ def check_sample_shape(model: ModelConfig, where: str) -> None:
             f"{where}: model.sample_shape {shape} does not fit the network ({network}); "
             "was config.json edited?"
         )
+
+
+def first_feature_map_values(model: ModelConfig, shape: tuple[int, ...]) -> int:
+    """The values of one item's first-level feature map (what memory estimates scale by): a
+    U-Net's width × the positions after its patches, else the item's own values."""
+    values = math.prod(shape) if shape else 1
+    if model.kind != "unet" or len(shape) != 3:
+        return values
+    unet = model.unet
+    return max(unet.base_channels, shape[0]) * math.prod(shape[1:]) // unet.patch_size**2

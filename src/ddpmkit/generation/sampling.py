@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ddpmkit.config.builders import first_feature_map_values
 from ddpmkit.config.execution import Execution
 from ddpmkit.config.schema import SampleConfig
 from ddpmkit.core.denoisers import Denoiser
@@ -199,11 +200,9 @@ def check_sampling_memory(model: TrainedModel, batch: int, count: int) -> None:
     denoiser's output and two feature maps of the first level's width; and the ``count``
     samples kept and joined at the end (twice their float32 size)."""
     shape = model.shape
-    cells, width = math.prod(shape[1:]) if len(shape) == 3 else 1, shape[0]
-    if model.config.model.kind == "unet":
-        unet = model.config.model.unet
-        cells, width = cells // unet.patch_size**2, max(unet.base_channels, shape[0])
-    needed = 4 * batch * (2 * math.prod(shape) + 2 * cells * width)
+    needed = (
+        4 * batch * (2 * math.prod(shape) + 2 * first_feature_map_values(model.config.model, shape))
+    )
     kept = 8 * count * math.prod(shape)
     where = f"sampling {count} samples of shape {tuple(shape)} in batches of {batch}"
     hint = "lower sample.batch_size (--batch_size) or sample.num_samples (--num_samples)"

@@ -29,6 +29,7 @@ __all__ = [
     "accelerate",
     "prefers_channels_last",
     "set_layout",
+    "synchronize",
 ]
 
 CompileMode = bool | Literal["auto"]
@@ -162,7 +163,8 @@ class CompiledNetwork(nn.Module):
         start = time.perf_counter()
         output = self._run_decided(args, kwargs)
         if self._compiled is not None:
-            _synchronize(output)
+            if isinstance(output, torch.Tensor):
+                synchronize(output.device)
             self.decision.record(time.perf_counter() - start, self._calls_left)
         return output
 
@@ -206,10 +208,11 @@ def _shape_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]
     return tuple(tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in values)
 
 
-def _synchronize(output: Any) -> None:
-    """Wait for a CUDA output's queued work (a call's time is known once the device has done it)."""
-    if isinstance(output, torch.Tensor) and output.is_cuda:
-        torch.cuda.synchronize(output.device)
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a step's or a call's time is known once the device has
+    done it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def accelerate(network: nn.Module, *, compile: CompileMode = False) -> nn.Module:

@@ -18,6 +18,7 @@ from ddpmkit.core.denoisers import network_evaluations
 from ddpmkit.generation.conditioning import Conditioning
 from ddpmkit.generation.sampling import sampler_options, sampling_denoiser
 from ddpmkit.networks import UNetConfig
+from ddpmkit.networks.execution import synchronize
 from ddpmkit.samplers import SAMPLERS
 from ddpmkit.storage.model import TrainedModel
 from ddpmkit.training.ema import warmup_decay
@@ -198,9 +199,3 @@ def sampling_seconds(model: TrainedModel, execution: Execution) -> float:
         model.denoiser(x, 1.0)
         synchronize(execution.device)
     return (time.perf_counter() - start) * calls
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a step's time is known once the device has done it)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -27,7 +27,7 @@ from ddpmkit.likelihood import (
     variational_bound,
 )
 from ddpmkit.networks.autoencoder import Autoencoder
-from ddpmkit.networks.execution import CompileDecision
+from ddpmkit.networks.execution import CompileDecision, synchronize
 from ddpmkit.progress import ProgressCallback
 from ddpmkit.storage.autoencoder_folders import load_autoencoder, run_autoencoder
 from ddpmkit.storage.checkpoints import (
@@ -44,7 +44,6 @@ from ddpmkit.training.budget import (
     resumed_sizing,
     sampling_seconds,
     sized_config,
-    synchronize,
 )
 from ddpmkit.training.distributed import Processes
 from ddpmkit.training.latents import encode_dataset

@@ -5,12 +5,16 @@ state a checkpoint saves and restores bit for bit. The run around the steps is `
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
-from ddpmkit.config.builders import build_denoiser, build_loss, build_network
+from ddpmkit.config.builders import (
+    build_denoiser,
+    build_loss,
+    build_network,
+    first_feature_map_values,
+)
 from ddpmkit.config.execution import Execution
 from ddpmkit.config.schema import RunConfig
 from ddpmkit.core.randomness import BatchShard, rand_rows
@@ -210,12 +214,7 @@ def check_training_memory(config: RunConfig, micro_batch: int, device: torch.dev
     except Exception:  # a network that cannot be built on the meta device: not estimated
         return
     shape = config.model.sample_shape or ()
-    cells = math.prod(shape[1:]) if len(shape) == 3 else 1
-    width = shape[0] if shape else 1
-    if config.model.kind == "unet":
-        cells //= config.model.unet.patch_size**2
-        width = config.model.unet.base_channels
-    activations = 8 * 4 * micro_batch * cells * width
+    activations = 8 * 4 * micro_batch * first_feature_map_values(config.model, shape)
     require_memory(
         20 * parameters + activations,
         f"training {parameters:,} parameters on micro-batches of {micro_batch} items of shape "
